@@ -1,0 +1,139 @@
+"""Benchmarks of the simulator: throughput, scaling with population size, and memory.
+
+Each population size runs in a fresh Python process pinned to one core, so its peak resident
+memory is its own. Beside the engine, the same process times a bare numpy loop that makes the
+same random draws per shopper-day as the engine (:data:`sim.engine.DRAWS_PER_SHOPPER_DAY`):
+the limit a vectorized engine could reach, measured in the same run so the ratio is fair.
+
+Setup: every shopper is acquired at t=0 (``acquisition_days=0``) so that each run covers
+``shoppers x days`` shopper-days, and the event log is reduced to daily aggregates
+(``log_level="aggregates"``); the figures say so in their ``log_level`` field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from sim.engine import DRAWS_PER_SHOPPER_DAY, Simulation
+from sim.params import load_scenario
+from sim.rng import Streams
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _limit_loop(shoppers: int, days: int, spend_p: float, seed: int) -> float:
+    """Seconds a bare numpy loop takes to make the engine's draws for every shopper-day."""
+    streams = Streams.from_seed(seed)
+    started = time.perf_counter()
+    for _ in range(days):
+        streams.arrivals.random((DRAWS_PER_SHOPPER_DAY["arrivals"], shoppers))
+        streams.behaviour.random((DRAWS_PER_SHOPPER_DAY["behaviour"] - 1, shoppers))
+        streams.behaviour.standard_gamma(spend_p, shoppers)
+        streams.fulfillment.random((DRAWS_PER_SHOPPER_DAY["fulfillment"], shoppers))
+    return time.perf_counter() - started
+
+
+def measure_one(scenario_path: str, shoppers: int, days: int, seed: int, repeats: int) -> dict[str, Any]:
+    """Time the engine and the limit loop at one population size (call in a fresh process)."""
+    scenario = load_scenario(
+        scenario_path, {"population.shoppers": shoppers, "population.acquisition_days": 0.0}
+    )
+    baseline_rss = _rss_bytes()
+    run_s, init_s, limit_s = [], [], []
+    population_bytes = 0
+    for r in range(repeats):
+        started = time.perf_counter()
+        sim = Simulation(scenario, seed=seed + r, horizon_days=days, log_level="aggregates")
+        built = time.perf_counter()
+        sim.run()
+        run_s.append(time.perf_counter() - built)
+        init_s.append(built - started)
+        population_bytes = sim.pop.nbytes()
+        del sim
+        limit_s.append(_limit_loop(shoppers, days, scenario.population.spend.p, seed + r))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    shopper_days = shoppers * days
+    best_run, best_limit = min(run_s), min(limit_s)
+    return {
+        "shoppers": shoppers,
+        "days": days,
+        "shopper_days_per_s": shopper_days / best_run,
+        "limit_shopper_days_per_s": shopper_days / best_limit,
+        "ratio_to_limit": best_limit / best_run,
+        "run_seconds": best_run,
+        "init_seconds": min(init_s),
+        "ns_per_shopper_day": 1e9 * best_run / shopper_days,
+        "peak_rss_bytes": peak,
+        "baseline_rss_bytes": baseline_rss,
+        "bytes_per_shopper": (peak - baseline_rss) / shoppers,
+        "population_bytes_per_shopper": population_bytes / shoppers,
+        "draws_per_shopper_day": sum(DRAWS_PER_SHOPPER_DAY.values()),
+        "log_level": "aggregates",
+        "repeats": repeats,
+    }
+
+
+def bench_sim(
+    scenario_path: str, sizes: list[int], days: int, seed: int, repeats: int = 3, quiet: bool = False
+) -> list[dict[str, Any]]:
+    """Run :func:`measure_one` for each size in its own single-core process."""
+    records = []
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for size in sizes:
+        if not quiet:
+            print(f"bench sim: {size:,} shoppers x {days} days ...", file=sys.stderr, flush=True)
+        args = json.dumps([scenario_path, size, days, seed, repeats])
+        result = subprocess.run(
+            [sys.executable, "-m", "experiments.bench", args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path.cwd(),
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"bench child for {size} shoppers failed:\n{result.stderr}")
+        records.append(json.loads(result.stdout))
+    return records
+
+
+def format_sim_table(records: list[dict[str, Any]]) -> Table:
+    """A human-readable table of :func:`bench_sim` records, with cost relative to the largest size."""
+    table = Table(title="shopgym bench sim (one core, event log: aggregates)")
+    for col in ("shoppers", "shopper-days/s", "limit/s", "engine/limit", "ns/shopper-day",
+                "cost vs largest", "peak RSS MiB", "bytes/shopper"):
+        table.add_column(col, justify="right")
+    ref = records[-1]["ns_per_shopper_day"] if records else 1.0
+    for r in records:
+        table.add_row(
+            f"{r['shoppers']:,}",
+            f"{r['shopper_days_per_s']:,.0f}",
+            f"{r['limit_shopper_days_per_s']:,.0f}",
+            f"{r['ratio_to_limit']:.3f}",
+            f"{r['ns_per_shopper_day']:.0f}",
+            f"{r['ns_per_shopper_day'] / ref:.2f}x",
+            f"{r['peak_rss_bytes'] / 2**20:,.0f}",
+            f"{r['bytes_per_shopper']:,.0f}",
+        )
+    return table
+
+
+if __name__ == "__main__":
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    path, size, n_days, base_seed, n_repeats = json.loads(sys.argv[1])
+    print(json.dumps(measure_one(path, size, n_days, base_seed, n_repeats)))

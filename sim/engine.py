@@ -1,0 +1,467 @@
+"""The simulation engine: a SimPy clock driving a vectorized shopper population.
+
+Scenario: every day, each acquired shopper draws a fixed number of random values (whatever her
+state, so that common random numbers hold): whether and when she starts a session, whether she
+fills a cart, its value and category, whether she checks out, and what happens later to her
+cart and order. Sessions are handled in batches of ``engine.session_batch_hours`` on the SimPy
+clock, each event keeping its exact timestamp; abandoned carts start a cart-abandonment timer
+(a SimPy process per batch) after which returning shoppers decide again; orders flow into the
+warehouse (:mod:`sim.fulfillment`). Shoppers are acquired with a first order (the BG/NBD
+"trial"); after each repeat order a shopper drops out with her BG/NBD probability.
+
+Decision points (a shopper logged in, abandoned a cart, or is lapsing) are where a policy may
+give incentives. A caller drives them step by step::
+
+    sim = Simulation(scenario, seed=0, horizon_days=90)
+    while (batch := sim.next_decision()) is not None:
+        sim.submit(my_policy(batch))          # one incentive id per shopper in the batch
+
+or runs without incentives with ``sim.run()``. The waiting process receives the incentives
+through a SimPy event (``Event.succeed``), so the clock never runs ahead of a decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+from numpy.typing import NDArray
+
+from sim.behaviour import checkout_probability, hours_from_uniform, logit, shipping_fee
+from sim.economics import COGS, INCENTIVE, REVENUE, SHIPPING, Ledger, to_cents
+from sim.events import DailyStats, EventLog, LogLevel
+from sim.fulfillment import Fulfillment, OrderBook
+from sim.incentives import IncentiveCatalog, Terms
+from sim.params import DecisionKind, Scenario
+from sim.population import HOURS_PER_DAY, sample_population
+from sim.rng import Streams
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+#: Random values drawn per shopper per day, by stream (the bare-numpy benchmark limit uses this).
+DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 7, "fulfillment": 2}
+
+
+@dataclass(frozen=True)
+class DecisionBatch:
+    """Shoppers at the same kind of decision point at the same time, awaiting incentives."""
+
+    kind: DecisionKind
+    time_hours: float
+    shoppers: I64
+
+
+@dataclass(frozen=True)
+class _DayDraws:
+    """The day's fixed-shape draws, one value per acquired shopper for each purpose."""
+
+    visit_ids: I64
+    visit_times: F64
+    acquisition_ids: I64
+    u_cart: F64
+    basket_gamma: F64
+    u_checkout: F64
+    u_cart_return: F64
+    u_reconsider: F64
+    u_churn: F64
+    u_category: F64
+    u_return: F64
+    u_transit: F64
+
+
+class Simulation:
+    """One run of a scenario: population, ledger, warehouse and event log on one SimPy clock."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | np.random.SeedSequence = 0,
+        horizon_days: int = 365,
+        log_level: LogLevel = "events",
+    ) -> None:
+        if horizon_days < 1:
+            raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
+        self.scenario = scenario
+        self.horizon_days = horizon_days
+        self.env = simpy.Environment()
+        self.streams = Streams.from_seed(seed)
+        self.pop = sample_population(scenario, self.streams.acquisition)
+        self.ledger = Ledger(self.pop, scenario.economics.annual_discount_rate)
+        self.log = EventLog(log_level)
+        self.daily = DailyStats(horizon_days)
+        self.orders = OrderBook(capacity=max(1024, scenario.population.shoppers // 4))
+        self.catalog = IncentiveCatalog(scenario)
+        self.fulfillment = Fulfillment(
+            self.env, scenario, self.pop, self.ledger, self.log, self.daily, self.orders
+        )
+        weights = np.asarray(scenario.sessions.hour_weights)
+        self._hour_cdf = np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+        self._category_cdf = np.cumsum([c.share for c in scenario.catalog.categories])
+        self._cogs_ratio = np.array([c.cogs_ratio for c in scenario.catalog.categories])
+        self._tier_thresholds = np.asarray(scenario.loyalty.tier_thresholds)
+        self._base_logit = logit(scenario.sessions.checkout_conversion_at_reference)
+        self._decision_kinds = frozenset(scenario.engine.decision_points)
+        self._next_cart_id = 0
+        self._day: _DayDraws | None = None
+        self._mode: str | None = None
+        self._ready: simpy.Event = self.env.event()
+        self._answer: simpy.Event | None = None
+        self._pending: DecisionBatch | None = None
+        self._on_day: Callable[[int], None] | None = None
+        self.done = False
+        self.env.process(self._day_loop())
+
+    # ---- driving the clock ------------------------------------------------------------------
+    def run(
+        self,
+        decide: Callable[[DecisionBatch], NDArray[np.integer]] | None = None,
+        on_day: Callable[[int], None] | None = None,
+    ) -> Simulation:
+        """Run to the horizon; ``decide`` (if given) chooses incentives at every decision point."""
+        self._on_day = on_day
+        if decide is not None:
+            while (batch := self.next_decision()) is not None:
+                self.submit(decide(batch))
+            return self
+        self._start("batch")
+        self._ready = self.env.event()
+        self.env.run(until=self._ready)
+        self.done = True
+        return self
+
+    def next_decision(self) -> DecisionBatch | None:
+        """Advance the clock to the next decision point; ``None`` once the horizon is reached."""
+        if self._pending is not None:
+            raise RuntimeError("submit() incentives for the pending decision batch first")
+        if self.done:
+            return None
+        self._start("interactive")
+        self._ready = self.env.event()
+        batch: DecisionBatch | None = self.env.run(until=self._ready)
+        if batch is None:
+            self.done = True
+        self._pending = batch
+        return batch
+
+    def submit(self, incentive_ids: NDArray[np.integer]) -> None:
+        """Give one incentive id per shopper of the pending batch (0 = none) and resume the clock."""
+        if self._pending is None or self._answer is None:
+            raise RuntimeError("no decision is pending: call next_decision() first")
+        ids = self.catalog.validate(np.asarray(incentive_ids), self._pending.shoppers.size)
+        self._pending = None
+        self._answer.succeed(ids)
+
+    def _start(self, mode: str) -> None:
+        if self._mode not in (None, mode):
+            raise RuntimeError(f"this simulation already runs in {self._mode} mode")
+        self._mode = mode
+
+    @property
+    def now_hours(self) -> float:
+        """Current simulation time in hours."""
+        return float(self.env.now)
+
+    def acquired(self) -> int:
+        """Number of shoppers acquired so far."""
+        return self.pop.acquired_count(np.nextafter(self.env.now, np.inf))
+
+    # ---- the day ----------------------------------------------------------------------------
+    def _day_loop(self) -> Generator[simpy.Event, Any, None]:
+        batch_hours = self.scenario.engine.session_batch_hours
+        batches = round(HOURS_PER_DAY / batch_hours)
+        for day in range(self.horizon_days):
+            if self._on_day is not None:
+                self._on_day(day)
+            start = day * HOURS_PER_DAY
+            self._day = self._draw_day(day)
+            yield from self._lapsing(start)
+            for k in range(batches):
+                end = start + (k + 1) * batch_hours
+                yield self.env.timeout(end - self.env.now)
+                yield from self._session_batch(start + k * batch_hours, end)
+        self._ready.succeed(None)
+
+    def _draw_day(self, day: int) -> _DayDraws:
+        """Draw the day's values for every shopper acquired by the end of the day (fixed shape)."""
+        pop, start = self.pop, day * HOURS_PER_DAY
+        n = pop.acquired_count(start + HOURS_PER_DAY)
+        arrivals = self.streams.arrivals.random((2, n))
+        behaviour = self.streams.behaviour.random((6, n))
+        basket_gamma = self.streams.behaviour.standard_gamma(pop.spend_p, n)
+        fulfillment = self.streams.fulfillment.random((2, n))
+        ids = np.flatnonzero(pop.alive[:n] & (arrivals[0] < pop.visit_prob[:n]))
+        times = start + hours_from_uniform(arrivals[1][ids], self._hour_cdf)
+        after_acquisition = times > pop.acquired_at[ids]
+        ids, times = ids[after_acquisition], times[after_acquisition]
+        order = np.argsort(times, kind="stable")
+        return _DayDraws(
+            visit_ids=ids[order],
+            visit_times=times[order],
+            acquisition_ids=np.arange(pop.acquired_count(start), n, dtype=np.int64),
+            u_cart=behaviour[0],
+            basket_gamma=basket_gamma,
+            u_checkout=behaviour[1],
+            u_cart_return=behaviour[2],
+            u_reconsider=behaviour[3],
+            u_churn=behaviour[4],
+            u_category=behaviour[5],
+            u_return=fulfillment[0],
+            u_transit=fulfillment[1],
+        )
+
+    def _lapsing(self, now: float) -> Generator[simpy.Event, Any, None]:
+        """Shoppers whose recency just crossed the lapse threshold become decision points."""
+        pop = self.pop
+        n = pop.acquired_count(now)
+        threshold = self.scenario.sessions.lapse_after_days * HOURS_PER_DAY
+        ids = np.flatnonzero((now - pop.last_order_at[:n] >= threshold) & ~pop.lapsing_flagged[:n])
+        if ids.size:
+            pop.lapsing_flagged[ids] = True
+            self.log.record("lapsing", now, ids)
+            yield from self._decide("lapsing", ids, now)
+
+    def _session_batch(self, start: float, end: float) -> Generator[simpy.Event, Any, None]:
+        """Handle the acquisitions and sessions that started in ``[start, end)``."""
+        day, pop = self._day, self.pop
+        assert day is not None
+        acq = day.acquisition_ids
+        lo, hi = np.searchsorted(pop.acquired_at[acq], [start, end], side="left")
+        if hi > lo:
+            self._acquire(acq[lo:hi])
+        lo, hi = np.searchsorted(day.visit_times, [start, end], side="left")
+        visitors, times = day.visit_ids[lo:hi], day.visit_times[lo:hi]
+        still_alive = pop.alive[visitors]
+        visitors, times = visitors[still_alive], times[still_alive]
+        if visitors.size == 0:
+            return
+        self._visit(visitors, times)
+        yield from self._decide("login", visitors, end)
+
+        has_cart = day.u_cart[visitors] < pop.cart_prob[visitors]
+        shoppers, times = visitors[has_cart], times[has_cart]
+        if shoppers.size == 0:
+            return
+        basket = day.basket_gamma[shoppers] / pop.spend_nu[shoppers]
+        category = np.searchsorted(self._category_cdf, day.u_category[shoppers], side="right")
+        category = np.minimum(category, len(self._category_cdf) - 1).astype(np.int8)
+        cart_ids = np.arange(self._next_cart_id, self._next_cart_id + shoppers.size, dtype=np.int64)
+        self._next_cart_id += shoppers.size
+        pop.cart_id[shoppers] = cart_ids
+        pop.cart_value[shoppers] = basket
+        pop.cart_category[shoppers] = category
+        self.log.record("cart", times, shoppers, amount=basket, detail=category)
+        self.daily.add("carts", start, shoppers.size)
+
+        bought = self._checkout(shoppers, times, basket, category, day.u_checkout[shoppers])
+        abandoned = ~bought
+        if not abandoned.any():
+            return
+        ids = shoppers[abandoned]
+        expires = times[abandoned] + self.scenario.sessions.cart_recovery_hours
+        pop.cart_expires_at[ids] = expires
+        self.log.record("abandon", times[abandoned], ids, amount=basket[abandoned])
+        self.daily.add("abandoned", start, ids.size)
+        yield from self._decide("cart_abandoned", ids, end)
+        self.env.process(
+            self._cart_timer(
+                ids,
+                cart_ids[abandoned],
+                basket[abandoned],
+                category[abandoned],
+                day.u_cart_return[ids],
+                day.u_reconsider[ids],
+                wake_at=end + self.scenario.sessions.cart_recovery_hours,
+            )
+        )
+
+    def _visit(self, shoppers: I64, times: F64) -> None:
+        """Record sessions and update the daily-visit streaks."""
+        pop = self.pop
+        day = int(times[0] // HOURS_PER_DAY)
+        continued = pop.last_visit_day[shoppers] == day - 1
+        pop.streak_days[shoppers] = np.where(continued, pop.streak_days[shoppers] + 1, 1)
+        pop.last_visit_day[shoppers] = day
+        self.log.record("visit", times, shoppers)
+        self.daily.add("visits", times[0], shoppers.size)
+
+    def _acquire(self, shoppers: I64) -> None:
+        """New shoppers arrive with their first order (the BG/NBD trial purchase)."""
+        day, pop = self._day, self.pop
+        assert day is not None
+        times = pop.acquired_at[shoppers]
+        basket = day.basket_gamma[shoppers] / pop.spend_nu[shoppers]
+        category = np.minimum(
+            np.searchsorted(self._category_cdf, day.u_category[shoppers], side="right"),
+            len(self._category_cdf) - 1,
+        ).astype(np.int8)
+        self.log.record("acquired", times, shoppers, detail=pop.channel[shoppers].astype(np.int16))
+        self.daily.add("acquired", times[0], shoppers.size)
+        offer = np.zeros(shoppers.size, dtype=np.int16)
+        no_points = np.zeros(shoppers.size, np.int64)
+        self._place_orders(shoppers, times, basket, category, offer, no_points, self.catalog.terms(offer, basket))
+
+    # ---- checkout and orders ----------------------------------------------------------------
+    def _checkout(
+        self, shoppers: I64, times: F64 | float, basket: F64, category: NDArray[np.int8], u: F64
+    ) -> NDArray[np.bool_]:
+        """Each cart's shopper sees what she would pay (offers, shipping, points) and decides."""
+        pop, loyalty, ship = self.pop, self.scenario.loyalty, self.scenario.shipping
+        active = pop.offer_expires_at[shoppers] >= times
+        offer = np.where(active, pop.offer[shoppers], 0).astype(np.int16)
+        terms = self.catalog.terms(offer, basket)
+        fee = np.where(terms.free_shipping, 0.0, shipping_fee(basket, ship.fee, ship.free_threshold))
+        points = pop.points[shoppers]
+        redeem_points = np.where(
+            points >= loyalty.min_redeem_points,
+            np.minimum(points, np.floor((basket - terms.discount) / loyalty.point_value)),
+            0,
+        ).astype(np.int64)
+        pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
+        points_gain = (terms.points_multiplier - 1.0) * basket * loyalty.points_per_dollar * loyalty.point_value
+        prob = checkout_probability(self._base_logit, pop.price_sensitivity[shoppers], pay - points_gain, basket)
+        bought = u < prob
+        if bought.any():
+            times_b = times[bought] if isinstance(times, np.ndarray) else np.full(int(bought.sum()), times)
+            self._place_orders(
+                shoppers[bought],
+                times_b,
+                basket[bought],
+                category[bought],
+                offer[bought],
+                redeem_points[bought],
+                terms.select(bought),
+            )
+        return bought
+
+    def _place_orders(
+        self,
+        shoppers: I64,
+        times: F64,
+        basket: F64,
+        category: NDArray[np.int8],
+        offer: NDArray[np.int16],
+        redeem_points: I64,
+        terms: Terms,
+    ) -> None:
+        """Book orders: ledger, points, offers redeemed, shopper state, BG/NBD dropout, warehouse."""
+        pop, day, scenario = self.pop, self._day, self.scenario
+        assert day is not None
+        loyalty, ship = scenario.loyalty, scenario.shipping
+        list_cents = to_cents(basket)
+        fee_cents = to_cents(shipping_fee(basket, ship.fee, ship.free_threshold))
+        waived_cents = np.where(terms.free_shipping, fee_cents, 0)
+        coupon_cents = to_cents(terms.discount)
+        redeem_cents = to_cents(redeem_points * loyalty.point_value)
+        cogs_cents = np.rint(list_cents * self._cogs_ratio[category]).astype(np.int64)
+        earned = np.floor(basket * loyalty.points_per_dollar * terms.points_multiplier).astype(np.int64)
+        ids = self.orders.add(
+            shopper=shoppers,
+            placed_at=times,
+            category=category,
+            list_cents=list_cents,
+            fee_cents=fee_cents,
+            discount_cents=coupon_cents + redeem_cents,
+            cogs_cents=cogs_cents,
+            points_earned=earned,
+            incentive=offer,
+            u_return=day.u_return[shoppers],
+            u_transit=day.u_transit[shoppers],
+            promised_at=times + ship.promised_days * HOURS_PER_DAY,
+        )
+        incentive_cents = coupon_cents + redeem_cents + waived_cents
+        self.ledger.book(REVENUE, shoppers, list_cents + fee_cents, times, unique=True)
+        self.ledger.book(COGS, shoppers, cogs_cents, times, unique=True)
+        self.ledger.book(INCENTIVE, shoppers, incentive_cents, times, unique=True)
+        self.ledger.book(
+            SHIPPING, shoppers, np.full(shoppers.size, to_cents(ship.carrier_cost_per_order)), times, unique=True
+        )
+        pop.points[shoppers] += earned - redeem_points
+
+        redeemed = (offer > 0) & terms.applies
+        if redeemed.any():
+            used = shoppers[redeemed]
+            self.log.record(
+                "incentive_redeemed",
+                times[redeemed],
+                used,
+                order_id=ids[redeemed],
+                amount=(coupon_cents + waived_cents)[redeemed] / 100.0,
+                incentive=offer[redeemed],
+            )
+            pop.offer[used] = 0
+            pop.offer_expires_at[used] = -np.inf
+
+        repeat = pop.orders[shoppers] > 0
+        pop.orders[shoppers] += 1
+        pop.monetary[shoppers] += basket
+        pop.last_order_at[shoppers] = times
+        pop.lapsing_flagged[shoppers] = False
+        pop.cart_id[shoppers] = -1
+        pop.cart_value[shoppers] = 0.0
+        pop.tier[shoppers] = np.searchsorted(self._tier_thresholds, pop.monetary[shoppers], side="right") - 1
+        self.log.record("order", times, shoppers, order_id=ids, amount=basket, incentive=offer, detail=category)
+        self.daily.add("orders", times[0], shoppers.size)
+        self.daily.add("revenue", times[0], float((list_cents + fee_cents).sum()) / 100.0)
+        self.daily.add("incentive_cost", times[0], float(incentive_cents.sum()) / 100.0)
+
+        churn = repeat & (day.u_churn[shoppers] < pop.dropout_prob[shoppers])
+        if churn.any():
+            gone = shoppers[churn]
+            pop.alive[gone] = False
+            pop.churned_at[gone] = times[churn]
+            self.log.record("churn", times[churn], gone)
+            self.daily.add("churned", times[0], gone.size)
+        self.fulfillment.receive(ids)
+
+    def _cart_timer(
+        self,
+        shoppers: I64,
+        cart_ids: I64,
+        basket: F64,
+        category: NDArray[np.int8],
+        u_return: F64,
+        u_reconsider: F64,
+        wake_at: float,
+    ) -> Generator[simpy.Event, Any, None]:
+        """The cart-abandonment timer: returning shoppers decide again, other carts are lost."""
+        yield self.env.timeout(wake_at - self.env.now)
+        pop = self.pop
+        still_open = pop.cart_id[shoppers] == cart_ids  # not replaced by a newer cart
+        shoppers, basket, category = shoppers[still_open], basket[still_open], category[still_open]
+        back = pop.alive[shoppers] & (u_return[still_open] < self.scenario.sessions.cart_return_rate)
+        bought = np.zeros(shoppers.size, dtype=bool)
+        if back.any():
+            bought[back] = self._checkout(
+                shoppers[back], self.env.now, basket[back], category[back], u_reconsider[still_open][back]
+            )
+            self.daily.add("recovered", self.env.now, float(bought.sum()))
+        lost = shoppers[~bought]
+        pop.cart_id[lost] = -1
+        pop.cart_value[lost] = 0.0
+        self.log.record("cart_lost", self.env.now, lost, amount=basket[~bought])
+
+    # ---- incentives -------------------------------------------------------------------------
+    def _decide(self, kind: DecisionKind, shoppers: I64, now: float) -> Generator[simpy.Event, Any, None]:
+        """Ask the driver for incentives for ``shoppers`` (interactive mode only) and give them."""
+        if self._mode != "interactive" or kind not in self._decision_kinds or shoppers.size == 0:
+            return
+        self._answer = self.env.event()
+        self._ready.succeed(DecisionBatch(kind=kind, time_hours=now, shoppers=shoppers.copy()))
+        incentive_ids = yield self._answer
+        self._give(shoppers, incentive_ids, now)
+
+    def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], now: float) -> None:
+        """Make each non-``none`` incentive the shopper's active offer until it expires."""
+        given = incentive_ids > 0
+        if not given.any():
+            return
+        ids, offer = shoppers[given], incentive_ids[given]
+        pop = self.pop
+        pop.offer[ids] = offer
+        pop.offer_expires_at[ids] = now + self.catalog.valid_hours[offer]
+        pop.incentives_received[ids] += 1
+        self.log.record("incentive_offered", now, ids, incentive=offer)

@@ -1,0 +1,90 @@
+"""The incentive catalogue: what a shop can give a shopper, what it costs and when it is paid.
+
+An incentive is offered at a decision point and stays active for ``valid_days``. It acts at
+the shopper's next checkout by changing what she pays (coupons, free shipping) or what she
+earns (points multiplier); its cost is booked only on redemption, i.e. when an order uses it.
+Points are a liability until redeemed. Action ``0`` is always ``none``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sim.params import IncentiveKind, Scenario
+from sim.population import HOURS_PER_DAY
+
+KIND_CODES: dict[IncentiveKind, int] = {
+    "none": 0,
+    "coupon_pct": 1,
+    "coupon_fixed": 2,
+    "free_shipping": 3,
+    "points_multiplier": 4,
+}
+INCENTIVE_TYPE: dict[IncentiveKind, str] = {
+    "none": "none",
+    "coupon_pct": "utilitarian",
+    "coupon_fixed": "utilitarian",
+    "free_shipping": "utilitarian",
+    "points_multiplier": "hedonic",
+}
+
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What the active incentives change at checkout, per cart."""
+
+    discount: F64
+    free_shipping: NDArray[np.bool_]
+    points_multiplier: F64
+    applies: NDArray[np.bool_]
+
+    def select(self, mask: NDArray[np.bool_]) -> Terms:
+        """The terms of the carts selected by ``mask``."""
+        return Terms(
+            self.discount[mask], self.free_shipping[mask], self.points_multiplier[mask], self.applies[mask]
+        )
+
+
+class IncentiveCatalog:
+    """The scenario's incentives as arrays indexed by incentive id (the action)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        specs = scenario.incentives
+        self.names = tuple(s.name for s in specs)
+        self.kind = np.array([KIND_CODES[s.kind] for s in specs], dtype=np.int8)
+        self.value = np.array([s.value for s in specs])
+        self.valid_hours = np.array([s.valid_days * HOURS_PER_DAY for s in specs])
+        self.min_basket = np.array([s.min_basket for s in specs])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def validate(self, incentive_ids: NDArray[np.integer], count: int) -> NDArray[np.int16]:
+        """Check a batch of chosen incentive ids (one per shopper) and return them as int16."""
+        ids = np.asarray(incentive_ids)
+        if ids.shape != (count,) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"expected {count} integer incentive ids, got shape {ids.shape} {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
+            raise ValueError(f"incentive ids must be in [0, {len(self) - 1}] ({', '.join(self.names)})")
+        return ids.astype(np.int16)
+
+    def terms(self, offer: NDArray[np.int16], basket: F64) -> Terms:
+        """The discount, free shipping and points multiplier each cart's active offer gives."""
+        kind, value = self.kind[offer], self.value[offer]
+        eligible = basket >= self.min_basket[offer]
+        discount = np.where(kind == KIND_CODES["coupon_pct"], value * basket, 0.0)
+        discount = np.where(kind == KIND_CODES["coupon_fixed"], np.minimum(value, basket), discount)
+        discount = np.where(eligible, discount, 0.0)
+        free_shipping = eligible & (kind == KIND_CODES["free_shipping"])
+        multiplier = np.where(eligible & (kind == KIND_CODES["points_multiplier"]), value, 1.0)
+        return Terms(
+            discount=discount,
+            free_shipping=free_shipping,
+            points_multiplier=multiplier,
+            applies=eligible & (kind != KIND_CODES["none"]),
+        )

@@ -1,0 +1,384 @@
+"""Scenario parameters: typed, validated once at load, then passed down as frozen objects.
+
+A scenario is a YAML file (see ``configs/scenarios/``) describing one shop: its customer base
+(BG/NBD purchase and dropout, Gamma-Gamma spend, behavioural traits), its catalogue, shipping,
+warehouse and loyalty economics. Loading rejects unknown keys, wrong types and out-of-range
+values with the field path, the bad value and what is allowed (:class:`ScenarioError`).
+
+Every default cites its source here or in ``docs/MODEL.md``; the sources are listed in
+``DESIGN.md`` (Fader, Hardie & Lee 2005; Fader & Hardie 2013; Tversky & Kahneman 1992;
+Brown et al. 2021; Bijmolt et al. 2005; Baymard Institute; NRF/Appriss 2023).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+Money = Annotated[float, Field(ge=0.0, description="US dollars")]
+HourOfDay = Annotated[float, Field(ge=0.0, lt=24.0)]
+
+DECISION_KINDS = ("login", "cart_abandoned", "lapsing")
+DecisionKind = Literal["login", "cart_abandoned", "lapsing"]
+
+
+class ScenarioError(ValueError):
+    """A scenario could not be loaded; the message names the field, the value and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class LogNormalTrait(_Model):
+    """A positive per-shopper trait drawn lognormally with a given population mean."""
+
+    mean: PositiveFloat
+    cv: NonNegativeFloat = Field(description="coefficient of variation (sd / mean); 0 = homogeneous")
+
+
+class BetaTrait(_Model):
+    """A per-shopper probability-like trait drawn from Beta(a, b)."""
+
+    a: PositiveFloat
+    b: PositiveFloat
+
+
+class PurchaseParams(_Model):
+    """BG/NBD repeat-buying (Fader, Hardie & Lee 2005): rate ~ Gamma(r, alpha), dropout ~ Beta(a, b).
+
+    ``alpha_weeks`` is the Gamma scale parameter's inverse in weeks, as published: the mean
+    purchase rate while alive is ``r / alpha_weeks`` purchases per week.
+    """
+
+    r: PositiveFloat
+    alpha_weeks: PositiveFloat
+    a: PositiveFloat
+    b: PositiveFloat
+
+
+class SpendParams(_Model):
+    """Gamma-Gamma spend per order (Fader & Hardie 2013): x ~ Gamma(p, nu), nu ~ Gamma(q, gamma).
+
+    ``q`` must exceed 1 for the mean order value ``p * gamma / (q - 1)`` to exist.
+    """
+
+    p: PositiveFloat
+    q: Annotated[float, Field(gt=1.0)]
+    gamma: PositiveFloat
+
+
+class AffinityParams(_Model):
+    """Dirichlet concentration of each shopper's affinity for the four incentive types."""
+
+    hedonic: PositiveFloat = 1.0
+    utilitarian: PositiveFloat = 1.0
+    social: PositiveFloat = 1.0
+    surprise: PositiveFloat = 1.0
+
+
+class PopulationParams(_Model):
+    """Who the shoppers are and when they are acquired (acquisition = first order)."""
+
+    shoppers: Annotated[int, Field(ge=1, description="shoppers acquired over the run")]
+    acquisition_days: NonNegativeFloat = Field(
+        description="acquisitions spread uniformly over [0, acquisition_days); 0 = all at t=0"
+    )
+    purchase: PurchaseParams
+    spend: SpendParams
+    # Tversky & Kahneman 1992: lambda = 2.25; Brown et al. 2021 meta-analysis: mean 1.8-2.1.
+    loss_aversion: LogNormalTrait = LogNormalTrait(mean=2.0, cv=0.4)
+    # Bijmolt, van Heerde & Pieters 2005: mean price elasticity -2.62. The logit slope whose
+    # elasticity at a 30% checkout conversion is -2.62 is 2.62 / (1 - 0.30) = 3.74.
+    price_sensitivity: LogNormalTrait = LogNormalTrait(mean=3.74, cv=0.5)
+    streak_sensitivity: LogNormalTrait = LogNormalTrait(mean=1.0, cv=0.5)
+    social_susceptibility: BetaTrait = BetaTrait(a=2.0, b=5.0)
+    referral_propensity: BetaTrait = BetaTrait(a=1.0, b=9.0)
+    affinity: AffinityParams = AffinityParams()
+    abuser_share: Probability = Field(
+        default=0.02, description="share of incentive abusers (assumption; see docs/MODEL.md)"
+    )
+
+
+class SessionParams(_Model):
+    """Sessions, carts and checkout (before incentives and mechanisms)."""
+
+    # Industry add-to-cart benchmarks put roughly one session in four to ten on a cart.
+    add_to_cart_rate: Probability = 0.25
+    # Chosen so that, with shipping fees below the threshold, about 70% of carts are
+    # abandoned (Baymard Institute: 70.19% average documented abandonment rate).
+    checkout_conversion_at_reference: Probability = 0.40
+    # Abandoned-cart reminders bring back a minority of carts; those shoppers decide again.
+    cart_return_rate: Probability = Field(
+        default=0.25, description="share of abandoned carts whose shopper returns within the window"
+    )
+    cart_recovery_hours: PositiveFloat = Field(
+        default=24.0, description="the cart-abandonment timer: when a returning shopper decides again"
+    )
+    lapse_after_days: PositiveFloat = Field(
+        default=60.0, description="recency at which a shopper becomes a 'lapsing' decision point"
+    )
+    hour_weights: tuple[NonNegativeFloat, ...] = Field(
+        # Diurnal traffic of a Western online shop: night trough, evening peak around 20h.
+        default=(
+            0.5, 0.3, 0.2, 0.2, 0.2, 0.3, 0.6, 1.0, 1.4, 1.6, 1.7, 1.8,
+            1.9, 1.9, 1.8, 1.8, 1.9, 2.0, 2.2, 2.5, 2.7, 2.6, 2.0, 1.1,
+        ),
+        description="relative session arrival intensity for each hour of the day (24 values)",
+    )
+
+    @model_validator(mode="after")
+    def _check_hours(self) -> SessionParams:
+        if len(self.hour_weights) != 24 or sum(self.hour_weights) <= 0:
+            raise ValueError(
+                f"hour_weights needs 24 non-negative values with a positive sum, "
+                f"got {len(self.hour_weights)} values summing to {sum(self.hour_weights)}"
+            )
+        return self
+
+
+class Category(_Model):
+    """A product category: its share of carts, its cost of goods and its return rate."""
+
+    name: str
+    share: Probability
+    cogs_ratio: Annotated[float, Field(ge=0.0, lt=1.0, description="cost of goods / list price")]
+    return_rate: Probability
+
+
+class CatalogParams(_Model):
+    """The product categories; shares must sum to 1."""
+
+    categories: tuple[Category, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_shares(self) -> CatalogParams:
+        total = sum(c.share for c in self.categories)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"category shares must sum to 1, got {total:.6f}")
+        names = [c.name for c in self.categories]
+        if len(set(names)) != len(names):
+            raise ValueError(f"category names must be unique, got {names}")
+        return self
+
+
+class ShippingParams(_Model):
+    """What shipping costs the shopper and the shop, and how long it takes."""
+
+    fee: Money = 5.99
+    free_threshold: Money = Field(default=50.0, description="basket value from which shipping is free")
+    carrier_cost_per_order: Money = 6.50
+    carrier_cutoff_hour: HourOfDay = 17.0
+    delivery_hour: HourOfDay = 14.0
+    base_transit_days: Annotated[int, Field(ge=0)] = 2
+    transit_jitter_days: Annotated[int, Field(ge=0, description="uniform extra 0..N days")] = 1
+    promised_days: PositiveFloat = Field(default=4.0, description="promise from order to delivery")
+    carrier_capacity_per_1k_shoppers: PositiveFloat = Field(
+        default=30.0, description="parcels per day the carrier takes without delay"
+    )
+    congestion_days_per_overload: NonNegativeFloat = Field(
+        default=2.0, description="extra transit days per 100% over carrier capacity"
+    )
+
+
+class ReturnsParams(_Model):
+    """Returns: NRF/Appriss 2023 put online returns at ~15-20% of orders (category rates)."""
+
+    delay_days: PositiveFloat = 10.0
+    handling_cost: Money = 8.0
+    restock_share: Probability = Field(default=0.7, description="share of returned COGS recovered")
+    processing_weight: NonNegativeFloat = Field(
+        default=0.5, description="warehouse capacity a return uses, in orders"
+    )
+
+
+class WarehouseParams(_Model):
+    """A pick/pack warehouse with fixed waves, overtime and per-category stock."""
+
+    pick_capacity_per_1k_shoppers: PositiveFloat = Field(
+        default=30.0, description="orders per day picked in regular hours per 1,000 shoppers"
+    )
+    wave_hours: tuple[HourOfDay, ...] = Field(default=(7.0, 11.0, 15.0), min_length=1)
+    pick_hours_per_wave: PositiveFloat = 3.0
+    overtime_capacity_share: NonNegativeFloat = Field(
+        default=0.25, description="extra daily capacity available as overtime"
+    )
+    overtime_cost_per_order: Money = 2.50
+    stock_days_of_cover: PositiveFloat = Field(
+        default=10.0, description="base-stock level, in days of regular pick capacity"
+    )
+    replenish_lead_days: PositiveFloat = 3.0
+
+    @model_validator(mode="after")
+    def _check_waves(self) -> WarehouseParams:
+        if list(self.wave_hours) != sorted(set(self.wave_hours)):
+            raise ValueError(f"wave_hours must be strictly increasing, got {list(self.wave_hours)}")
+        return self
+
+
+class LoyaltyParams(_Model):
+    """The points programme: points earned per dollar and redeemed as a discount."""
+
+    points_per_dollar: NonNegativeFloat = 1.0
+    point_value: Money = 0.01
+    min_redeem_points: Annotated[int, Field(ge=1)] = 500
+    tier_thresholds: tuple[NonNegativeFloat, ...] = Field(
+        default=(0.0, 500.0, 2000.0, 10000.0),
+        description="cumulative spend (dollars) that opens each tier; starts at 0",
+    )
+
+    @model_validator(mode="after")
+    def _check_tiers(self) -> LoyaltyParams:
+        t = list(self.tier_thresholds)
+        if not t or t[0] != 0.0 or t != sorted(set(t)):
+            raise ValueError(f"tier_thresholds must start at 0 and increase strictly, got {t}")
+        return self
+
+
+IncentiveKind = Literal["none", "coupon_pct", "coupon_fixed", "free_shipping", "points_multiplier"]
+
+
+class IncentiveSpec(_Model):
+    """One incentive the shop can offer; ``value`` is its size in the kind's unit."""
+
+    name: str
+    kind: IncentiveKind
+    value: NonNegativeFloat = 0.0
+    valid_days: PositiveFloat = 7.0
+    min_basket: Money = 0.0
+
+    @model_validator(mode="after")
+    def _check_value(self) -> IncentiveSpec:
+        if self.kind == "coupon_pct" and not 0.0 < self.value < 1.0:
+            raise ValueError(f"coupon_pct value is a fraction in (0, 1), got {self.value}")
+        if self.kind == "points_multiplier" and self.value < 1.0:
+            raise ValueError(f"points_multiplier value is a multiplier >= 1, got {self.value}")
+        if self.kind == "coupon_fixed" and self.value <= 0.0:
+            raise ValueError(f"coupon_fixed value is a positive dollar amount, got {self.value}")
+        return self
+
+
+def _default_incentives() -> tuple[IncentiveSpec, ...]:
+    return (
+        IncentiveSpec(name="none", kind="none"),
+        IncentiveSpec(name="coupon_10", kind="coupon_pct", value=0.10),
+        IncentiveSpec(name="coupon_20", kind="coupon_pct", value=0.20),
+        IncentiveSpec(name="coupon_5usd", kind="coupon_fixed", value=5.0, min_basket=25.0),
+        IncentiveSpec(name="free_shipping", kind="free_shipping"),
+        IncentiveSpec(name="points_2x", kind="points_multiplier", value=2.0),
+    )
+
+
+class EconomicsParams(_Model):
+    """Discounting for LTV."""
+
+    annual_discount_rate: NonNegativeFloat = Field(default=0.10, description="for LTV")
+
+
+class EngineParams(_Model):
+    """How the clock batches work; does not change the model, only its granularity."""
+
+    session_batch_hours: Annotated[float, Field(gt=0.0, le=24.0)] = Field(
+        default=6.0, description="sessions are handled in batches of this many hours"
+    )
+    decision_points: tuple[DecisionKind, ...] = DECISION_KINDS
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> EngineParams:
+        if abs(24.0 / self.session_batch_hours - round(24.0 / self.session_batch_hours)) > 1e-9:
+            raise ValueError(
+                f"session_batch_hours must divide 24, got {self.session_batch_hours}"
+            )
+        return self
+
+
+class Scenario(_Model):
+    """A whole shop: population, sessions, catalogue, fulfillment, loyalty and incentives."""
+
+    name: str
+    description: str = ""
+    population: PopulationParams
+    sessions: SessionParams = SessionParams()
+    catalog: CatalogParams
+    shipping: ShippingParams = ShippingParams()
+    returns: ReturnsParams = ReturnsParams()
+    warehouse: WarehouseParams = WarehouseParams()
+    loyalty: LoyaltyParams = LoyaltyParams()
+    incentives: tuple[IncentiveSpec, ...] = Field(default_factory=_default_incentives)
+    economics: EconomicsParams = EconomicsParams()
+    engine: EngineParams = EngineParams()
+
+    @model_validator(mode="after")
+    def _check_incentives(self) -> Scenario:
+        names = [i.name for i in self.incentives]
+        if not names or names[0] != "none" or self.incentives[0].kind != "none":
+            raise ValueError("incentives must start with {name: none, kind: none} (action 0)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"incentive names must be unique, got {names}")
+        return self
+
+    def config_hash(self) -> str:
+        """Short, stable hash of the resolved scenario (for artifacts and caches)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid scenario {source}:"]
+    for item in error.errors(include_url=False):
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {path}: unknown key (value {item['input']!r}); remove it or fix its spelling")
+        elif item["type"] == "missing":
+            lines.append(f"  {path}: required field is missing")
+        else:
+            lines.append(f"  {path}: got {item['input']!r}; {item['msg']}")
+    return "\n".join(lines)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ScenarioError(f"override {dotted}: {key} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def scenario_from_dict(
+    data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "<dict>"
+) -> Scenario:
+    """Validate a scenario mapping, after applying dotted-key overrides (``population.shoppers``)."""
+    resolved = json.loads(json.dumps(dict(data), default=str))
+    for key, value in (overrides or {}).items():
+        _set_dotted(resolved, key, value)
+    try:
+        # Strict JSON mode: arrays become tuples and ints become floats, nothing else is coerced.
+        return Scenario.model_validate_json(json.dumps(resolved))
+    except ValidationError as error:
+        raise ScenarioError(_format_errors(error, source)) from None
+
+
+def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """Read and validate a scenario YAML file; raises :class:`ScenarioError` on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"scenario file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"scenario {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario {path} must be a mapping at the top level, got {type(data).__name__}")
+    return scenario_from_dict(data, overrides, source=str(path))

@@ -1,0 +1,203 @@
+"""The shopper population as a struct of numpy arrays, one row per shopper.
+
+Latent traits are drawn at acquisition from the customer-base literature:
+
+* purchase rate ``lambda ~ Gamma(r, alpha)`` per week and dropout ``p ~ Beta(a, b)`` after each
+  repeat purchase: BG/NBD (Fader, Hardie & Lee 2005);
+* order value ``x ~ Gamma(p, nu)``, ``nu ~ Gamma(q, gamma)``: Gamma-Gamma (Fader & Hardie 2013);
+* loss aversion (Tversky & Kahneman 1992; Brown et al. 2021), price sensitivity (Bijmolt et al.
+  2005), streak sensitivity, social susceptibility, referral propensity, incentive-type
+  affinities and an abuser flag (see ``docs/MODEL.md``).
+
+BG/NBD describes completed purchases. The simulator decomposes them into sessions, carts and
+checkouts, so each shopper's session rate is set at acquisition such that, at the shop's
+baseline prices, her expected order rate equals her BG/NBD ``lambda``; incentives and
+mechanisms then move behaviour around that calibrated baseline.
+
+Observable state (recency, frequency, monetary, tenure, tier, points, streak, open cart,
+deliveries, incentives received, channel) is what a shop could see; the traits are what only
+the simulator knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+from sim.behaviour import checkout_probability, expected_orders_per_cart, logit, shipping_fee
+from sim.params import LogNormalTrait, Scenario
+
+HOURS_PER_DAY = 24.0
+DAYS_PER_WEEK = 7.0
+INCENTIVE_TYPES = ("hedonic", "utilitarian", "social", "surprise")
+CHANNEL_ORGANIC = 0
+CHANNEL_REFERRED = 1
+NO_OFFER = 0
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+_QUADRATURE_POINTS = 32
+_CALIBRATION_CHUNK = 16384
+
+
+def _lognormal(trait: LogNormalTrait, n: int, rng: np.random.Generator) -> F64:
+    """Lognormal draws with the given mean and coefficient of variation."""
+    if trait.cv == 0.0:
+        return np.full(n, trait.mean)
+    sigma2 = np.log1p(trait.cv**2)
+    return rng.lognormal(np.log(trait.mean) - sigma2 / 2.0, np.sqrt(sigma2), n)
+
+
+def basket_quantiles(p: float, points: int = _QUADRATURE_POINTS) -> F64:
+    """Mid-point quantiles of Gamma(p, 1): a quadrature for expectations over order values."""
+    return np.asarray(stats.gamma.ppf((np.arange(points) + 0.5) / points, p), dtype=np.float64)
+
+
+@dataclass
+class Population:
+    """Traits and observable state of every shopper the run will acquire (rows in acquisition order)."""
+
+    size: int
+    # --- latent traits (the simulator's truth) ---
+    acquired_at: F64
+    purchase_rate_per_day: F64
+    dropout_prob: F64
+    spend_nu: F64
+    loss_aversion: F64
+    price_sensitivity: F64
+    streak_sensitivity: F64
+    social_susceptibility: F64
+    referral_propensity: F64
+    affinity: NDArray[np.float32]
+    abuser: NDArray[np.bool_]
+    channel: NDArray[np.int8]
+    visit_prob: F64
+    cart_prob: F64
+    spend_p: float
+    # --- observable state ---
+    alive: NDArray[np.bool_] = field(init=False)
+    churned_at: F64 = field(init=False)
+    last_order_at: F64 = field(init=False)
+    last_visit_day: I64 = field(init=False)
+    orders: I64 = field(init=False)
+    monetary: F64 = field(init=False)
+    points: I64 = field(init=False)
+    tier: NDArray[np.int8] = field(init=False)
+    streak_days: I64 = field(init=False)
+    cart_id: I64 = field(init=False)
+    cart_value: F64 = field(init=False)
+    cart_category: NDArray[np.int8] = field(init=False)
+    cart_expires_at: F64 = field(init=False)
+    deliveries: I64 = field(init=False)
+    late_deliveries: I64 = field(init=False)
+    last_delivery_late: NDArray[np.bool_] = field(init=False)
+    incentives_received: I64 = field(init=False)
+    offer: NDArray[np.int16] = field(init=False)
+    offer_expires_at: F64 = field(init=False)
+    lapsing_flagged: NDArray[np.bool_] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = self.size
+        self.alive = np.ones(n, dtype=bool)
+        self.churned_at = np.full(n, np.nan)
+        self.last_order_at = self.acquired_at.copy()
+        self.last_visit_day = np.full(n, -10, dtype=np.int64)
+        self.orders = np.zeros(n, dtype=np.int64)
+        self.monetary = np.zeros(n)
+        self.points = np.zeros(n, dtype=np.int64)
+        self.tier = np.zeros(n, dtype=np.int8)
+        self.streak_days = np.zeros(n, dtype=np.int64)
+        self.cart_id = np.full(n, -1, dtype=np.int64)
+        self.cart_value = np.zeros(n)
+        self.cart_category = np.zeros(n, dtype=np.int8)
+        self.cart_expires_at = np.full(n, -np.inf)
+        self.deliveries = np.zeros(n, dtype=np.int64)
+        self.late_deliveries = np.zeros(n, dtype=np.int64)
+        self.last_delivery_late = np.zeros(n, dtype=bool)
+        self.incentives_received = np.zeros(n, dtype=np.int64)
+        self.offer = np.zeros(n, dtype=np.int16)
+        self.offer_expires_at = np.full(n, -np.inf)
+        self.lapsing_flagged = np.zeros(n, dtype=bool)
+
+    @property
+    def mean_spend(self) -> F64:
+        """Expected list value of a basket per shopper (Gamma-Gamma ``p / nu``), set by the scenario."""
+        return self.spend_p / self.spend_nu
+
+    def acquired_count(self, until_hours: float) -> int:
+        """Number of shoppers acquired strictly before ``until_hours`` (rows are time-sorted)."""
+        return int(np.searchsorted(self.acquired_at, until_hours, side="left"))
+
+    def nbytes(self) -> int:
+        """Memory held by the population's arrays, in bytes."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
+
+def sample_population(scenario: Scenario, rng: np.random.Generator) -> Population:
+    """Draw every shopper's acquisition time and traits from the acquisition stream."""
+    pop = scenario.population
+    n = pop.shoppers
+    horizon = pop.acquisition_days * HOURS_PER_DAY
+    acquired_at = np.sort(rng.uniform(0.0, horizon, n)) if horizon > 0 else np.zeros(n)
+    rate_per_week = rng.gamma(pop.purchase.r, 1.0 / pop.purchase.alpha_weeks, n)
+    dropout = rng.beta(pop.purchase.a, pop.purchase.b, n)
+    nu = rng.gamma(pop.spend.q, 1.0 / pop.spend.gamma, n)
+    loss_aversion = _lognormal(pop.loss_aversion, n, rng)
+    price_sensitivity = _lognormal(pop.price_sensitivity, n, rng)
+    streak_sensitivity = _lognormal(pop.streak_sensitivity, n, rng)
+    social = rng.beta(pop.social_susceptibility.a, pop.social_susceptibility.b, n)
+    referral = rng.beta(pop.referral_propensity.a, pop.referral_propensity.b, n)
+    a = pop.affinity
+    affinity = rng.dirichlet([a.hedonic, a.utilitarian, a.social, a.surprise], n).astype(np.float32)
+    abuser = rng.random(n) < pop.abuser_share
+
+    rate_per_day = rate_per_week / DAYS_PER_WEEK
+    visit_prob, cart_prob = calibrate_session_rates(scenario, rate_per_day, nu, price_sensitivity)
+    return Population(
+        size=n,
+        acquired_at=acquired_at,
+        purchase_rate_per_day=rate_per_day,
+        dropout_prob=dropout,
+        spend_nu=nu,
+        loss_aversion=loss_aversion,
+        price_sensitivity=price_sensitivity,
+        streak_sensitivity=streak_sensitivity,
+        social_susceptibility=social,
+        referral_propensity=referral,
+        affinity=affinity,
+        abuser=abuser,
+        channel=np.full(n, CHANNEL_ORGANIC, dtype=np.int8),
+        visit_prob=visit_prob,
+        cart_prob=cart_prob,
+        spend_p=pop.spend.p,
+    )
+
+
+def calibrate_session_rates(
+    scenario: Scenario, rate_per_day: F64, nu: F64, price_sensitivity: F64
+) -> tuple[F64, F64]:
+    """Daily session and add-to-cart probabilities that reproduce each shopper's BG/NBD rate.
+
+    Expected orders per cart come from the checkout logit integrated over the shopper's
+    Gamma-Gamma basket distribution (quadrature), at list prices with the shop's shipping
+    fees. A shopper needing more than one cart a day is capped at one (documented bias).
+    """
+    s = scenario.sessions
+    quantiles = basket_quantiles(scenario.population.spend.p)[None, :]
+    base_logit = logit(s.checkout_conversion_at_reference)
+    checkout = np.empty(nu.size)
+    for lo in range(0, nu.size, _CALIBRATION_CHUNK):  # chunks bound the temporary memory
+        hi = min(lo + _CALIBRATION_CHUNK, nu.size)
+        baskets = quantiles / nu[lo:hi, None]
+        pay = baskets + shipping_fee(baskets, scenario.shipping.fee, scenario.shipping.free_threshold)
+        probability = checkout_probability(base_logit, price_sensitivity[lo:hi, None], pay, baskets)
+        checkout[lo:hi] = probability.mean(axis=1)
+    carts_per_day = rate_per_day / expected_orders_per_cart(checkout, s.cart_return_rate)
+    sessions_per_day = carts_per_day / s.add_to_cart_rate
+    visit_prob = -np.expm1(-sessions_per_day)
+    cart_prob = np.minimum(1.0, carts_per_day / np.maximum(visit_prob, 1e-300))
+    return visit_prob, cart_prob
