@@ -12,6 +12,7 @@ Setup: every shopper is acquired at t=0 (``acquisition_days=0``) so that each ru
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -21,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.table import Table
 
 from sim.engine import DRAWS_PER_SHOPPER_DAY, Simulation
@@ -64,6 +64,7 @@ def measure_one(scenario_path: str, shoppers: int, days: int, seed: int, repeats
         init_s.append(built - started)
         population_bytes = sim.pop.nbytes()
         del sim
+        gc.collect()  # a SimPy run holds reference cycles; free it before the next one
         limit_s.append(_limit_loop(shoppers, days, scenario.population.spend.p, seed + r))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     shopper_days = shoppers * days
@@ -88,7 +89,12 @@ def measure_one(scenario_path: str, shoppers: int, days: int, seed: int, repeats
 
 
 def bench_sim(
-    scenario_path: str, sizes: list[int], days: int, seed: int, repeats: int = 3, quiet: bool = False
+    scenario_path: str,
+    sizes: list[int],
+    days: int,
+    seed: int,
+    repeats: int = 3,
+    quiet: bool = False,
 ) -> list[dict[str, Any]]:
     """Run :func:`measure_one` for each size in its own single-core process."""
     records = []
@@ -114,8 +120,16 @@ def bench_sim(
 def format_sim_table(records: list[dict[str, Any]]) -> Table:
     """A human-readable table of :func:`bench_sim` records, with cost relative to the largest size."""
     table = Table(title="shopgym bench sim (one core, event log: aggregates)")
-    for col in ("shoppers", "shopper-days/s", "limit/s", "engine/limit", "ns/shopper-day",
-                "cost vs largest", "peak RSS MiB", "bytes/shopper"):
+    for col in (
+        "shoppers",
+        "shopper-days/s",
+        "limit/s",
+        "engine/limit",
+        "ns/shopper-day",
+        "cost vs largest",
+        "peak RSS MiB",
+        "bytes/shopper",
+    ):
         table.add_column(col, justify="right")
     ref = records[-1]["ns_per_shopper_day"] if records else 1.0
     for r in records:

@@ -48,6 +48,13 @@ def _simulate(args: argparse.Namespace) -> int:
         sim.run(on_day=lambda day: progress.update(task, completed=day))
         progress.update(task, completed=args.days)
     summary = summarize(sim)
+    summary["shoppers_planned"] = scenario.population.shoppers
+    if summary["shoppers"] < scenario.population.shoppers:
+        _console.print(
+            f"note: {scenario.name} acquires {scenario.population.shoppers:,} shoppers over "
+            f"{scenario.population.acquisition_days:g} days; "
+            f"{summary['shoppers']:,} were acquired in {args.days} days"
+        )
     summary["seed"] = args.seed
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
     summary["event_log"] = args.log
@@ -58,13 +65,20 @@ def _simulate(args: argparse.Namespace) -> int:
     atomic_write_parquet(sim.daily.to_frame(), out / "daily.parquet")
     atomic_write_json(summary, out / "summary.json")
 
-    table = Table(title=f"shopgym simulate: {scenario.name}, {summary['shoppers']} shoppers, {args.days} days")
+    table = Table(
+        title=f"shopgym simulate: {scenario.name}, {summary['shoppers']} shoppers, {args.days} days"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in summary.items():
-        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else str(value))
+        if isinstance(value, float):
+            table.add_row(key, f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4f}")
+        else:
+            table.add_row(key, str(value))
     Console().print(table)
-    _console.print(f"wrote {out}/summary.json, daily.parquet" + (", events.parquet" if args.log == "events" else ""))
+    _console.print(
+        f"wrote {out}/summary.json, daily.parquet" + (", events.parquet" if args.log == "events" else "")
+    )
     return 0
 
 
@@ -86,14 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``shopgym`` command."""
     parser = argparse.ArgumentParser(
         prog="shopgym",
-        description="Simulate e-commerce shoppers and compare incentive policies on LTV, margin and fulfillment load.",
+        description=(
+            "Simulate e-commerce shoppers and compare incentive policies on LTV, margin and fulfillment load."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser(
         "simulate",
         help="run a scenario with no incentives and write its event log and summary",
-        description="Run a scenario with no incentives; write DIR/events.parquet, DIR/daily.parquet and DIR/summary.json.",
+        description=(
+            "Run a scenario with no incentives; write DIR/events.parquet, "
+            "DIR/daily.parquet and DIR/summary.json."
+        ),
     )
     sim.add_argument("--scenario", required=True, help="scenario YAML, e.g. configs/scenarios/default.yaml")
     sim.add_argument("--shoppers", type=int, help="override population.shoppers")
@@ -119,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("target", choices=["sim"], help="what to benchmark")
     bench.add_argument("--scenario", default="configs/scenarios/default.yaml", help="scenario YAML")
-    bench.add_argument("--sizes", default="1000,10000,100000,1000000", help="comma-separated population sizes")
+    bench.add_argument(
+        "--sizes", default="1000,10000,100000,1000000", help="comma-separated population sizes"
+    )
     bench.add_argument("--days", type=int, default=30, help="simulated days per run (default 30)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--repeats", type=int, default=3, help="runs per size; the fastest counts (default 3)")

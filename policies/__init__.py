@@ -1,0 +1,1 @@
+"""Who decides: incentive policies behind one ``predict`` protocol (baselines, bandits, SB3 RL)."""

@@ -1,0 +1,1 @@
+"""The simulated world: scenarios, shoppers, behaviour, economics, fulfillment, SimPy engine."""

@@ -24,6 +24,9 @@ her life with probability ``p``, so future purchases discounted at rate ``delta`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
@@ -36,7 +39,7 @@ REVENUE, COGS, INCENTIVE, SHIPPING, RETURNS, OVERTIME = range(len(LEDGER_LINES))
 _SIGN = np.array([1.0, -1.0, -1.0, -1.0, -1.0, -1.0])
 
 
-def to_cents(dollars: NDArray[np.float64] | float) -> NDArray[np.int64]:
+def to_cents(dollars: NDArray[np.floating[Any]] | float) -> NDArray[np.int64]:
     """Round dollar amounts to whole cents (half to even), as int64."""
     return np.rint(np.asarray(dollars, dtype=np.float64) * 100.0).astype(np.int64)
 
@@ -61,22 +64,35 @@ class Ledger:
         shoppers: NDArray[np.int64],
         cents: NDArray[np.int64],
         time_hours: NDArray[np.float64] | float,
-        unique: bool = False,
     ) -> None:
-        """Add ``cents`` to one ledger line of each shopper, at ``time_hours`` (for discounting).
-
-        ``unique=True`` promises no shopper appears twice, which allows a faster update.
-        """
+        """Add ``cents`` to one ledger line of each shopper, at ``time_hours`` (for discounting)."""
         if shoppers.size == 0:
             return
-        discount = np.exp(-self._rate_per_hour * (time_hours - self._acquired_at[shoppers]))
-        pv = _SIGN[line] * cents / 100.0 * discount
-        if unique:
+        np.add.at(self.lines[line], shoppers, cents)
+        np.add.at(
+            self.margin_pv,
+            shoppers,
+            _SIGN[line] * cents / 100.0 * self._discount(shoppers, time_hours),
+        )
+
+    def book_unique(
+        self,
+        shoppers: NDArray[np.int64],
+        cents_by_line: Mapping[int, NDArray[np.int64]],
+        time_hours: NDArray[np.float64],
+    ) -> None:
+        """Book several lines at once for shoppers who each appear once (an order batch)."""
+        net = np.zeros(shoppers.size)
+        for line, cents in cents_by_line.items():
             self.lines[line, shoppers] += cents
-            self.margin_pv[shoppers] += pv
-        else:
-            np.add.at(self.lines[line], shoppers, cents)
-            np.add.at(self.margin_pv, shoppers, pv)
+            net += _SIGN[line] * cents
+        self.margin_pv[shoppers] += net / 100.0 * self._discount(shoppers, time_hours)
+
+    def _discount(
+        self, shoppers: NDArray[np.int64], time_hours: NDArray[np.float64] | float
+    ) -> NDArray[np.float64]:
+        """Discount factor from ``time_hours`` back to each shopper's acquisition."""
+        return np.exp(-self._rate_per_hour * (time_hours - self._acquired_at[shoppers]))
 
     def margin_cents(self) -> NDArray[np.int64]:
         """Net margin per shopper, in cents: revenue minus the five cost lines."""

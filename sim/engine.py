@@ -246,8 +246,7 @@ class Simulation:
         if shoppers.size == 0:
             return
         basket = day.basket_gamma[shoppers] / pop.spend_nu[shoppers]
-        category = np.searchsorted(self._category_cdf, day.u_category[shoppers], side="right")
-        category = np.minimum(category, len(self._category_cdf) - 1).astype(np.int8)
+        category = self._categories(day.u_category[shoppers])
         cart_ids = np.arange(self._next_cart_id, self._next_cart_id + shoppers.size, dtype=np.int64)
         self._next_cart_id += shoppers.size
         pop.cart_id[shoppers] = cart_ids
@@ -278,6 +277,11 @@ class Simulation:
             )
         )
 
+    def _categories(self, u: F64) -> NDArray[np.int8]:
+        """Map uniforms to product categories by their cart shares."""
+        category = np.searchsorted(self._category_cdf, u, side="right")
+        return np.minimum(category, len(self._category_cdf) - 1).astype(np.int8)
+
     def _visit(self, shoppers: I64, times: F64) -> None:
         """Record sessions and update the daily-visit streaks."""
         pop = self.pop
@@ -294,15 +298,14 @@ class Simulation:
         assert day is not None
         times = pop.acquired_at[shoppers]
         basket = day.basket_gamma[shoppers] / pop.spend_nu[shoppers]
-        category = np.minimum(
-            np.searchsorted(self._category_cdf, day.u_category[shoppers], side="right"),
-            len(self._category_cdf) - 1,
-        ).astype(np.int8)
+        category = self._categories(day.u_category[shoppers])
         self.log.record("acquired", times, shoppers, detail=pop.channel[shoppers].astype(np.int16))
         self.daily.add("acquired", times[0], shoppers.size)
         offer = np.zeros(shoppers.size, dtype=np.int16)
         no_points = np.zeros(shoppers.size, np.int64)
-        self._place_orders(shoppers, times, basket, category, offer, no_points, self.catalog.terms(offer, basket))
+        self._place_orders(
+            shoppers, times, basket, category, offer, no_points, self.catalog.terms(offer, basket)
+        )
 
     # ---- checkout and orders ----------------------------------------------------------------
     def _checkout(
@@ -321,8 +324,12 @@ class Simulation:
             0,
         ).astype(np.int64)
         pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
-        points_gain = (terms.points_multiplier - 1.0) * basket * loyalty.points_per_dollar * loyalty.point_value
-        prob = checkout_probability(self._base_logit, pop.price_sensitivity[shoppers], pay - points_gain, basket)
+        points_gain = (
+            (terms.points_multiplier - 1.0) * basket * loyalty.points_per_dollar * loyalty.point_value
+        )
+        prob = checkout_probability(
+            self._base_logit, pop.price_sensitivity[shoppers], pay - points_gain, basket
+        )
         bought = u < prob
         if bought.any():
             times_b = times[bought] if isinstance(times, np.ndarray) else np.full(int(bought.sum()), times)
@@ -373,11 +380,16 @@ class Simulation:
             promised_at=times + ship.promised_days * HOURS_PER_DAY,
         )
         incentive_cents = coupon_cents + redeem_cents + waived_cents
-        self.ledger.book(REVENUE, shoppers, list_cents + fee_cents, times, unique=True)
-        self.ledger.book(COGS, shoppers, cogs_cents, times, unique=True)
-        self.ledger.book(INCENTIVE, shoppers, incentive_cents, times, unique=True)
-        self.ledger.book(
-            SHIPPING, shoppers, np.full(shoppers.size, to_cents(ship.carrier_cost_per_order)), times, unique=True
+        carrier_cents = np.full(shoppers.size, to_cents(ship.carrier_cost_per_order))
+        self.ledger.book_unique(
+            shoppers,
+            {
+                REVENUE: list_cents + fee_cents,
+                COGS: cogs_cents,
+                INCENTIVE: incentive_cents,
+                SHIPPING: carrier_cents,
+            },
+            times,
         )
         pop.points[shoppers] += earned - redeem_points
 
@@ -403,7 +415,9 @@ class Simulation:
         pop.cart_id[shoppers] = -1
         pop.cart_value[shoppers] = 0.0
         pop.tier[shoppers] = np.searchsorted(self._tier_thresholds, pop.monetary[shoppers], side="right") - 1
-        self.log.record("order", times, shoppers, order_id=ids, amount=basket, incentive=offer, detail=category)
+        self.log.record(
+            "order", times, shoppers, order_id=ids, amount=basket, incentive=offer, detail=category
+        )
         self.daily.add("orders", times[0], shoppers.size)
         self.daily.add("revenue", times[0], float((list_cents + fee_cents).sum()) / 100.0)
         self.daily.add("incentive_cost", times[0], float(incentive_cents.sum()) / 100.0)
@@ -436,7 +450,11 @@ class Simulation:
         bought = np.zeros(shoppers.size, dtype=bool)
         if back.any():
             bought[back] = self._checkout(
-                shoppers[back], self.env.now, basket[back], category[back], u_reconsider[still_open][back]
+                shoppers[back],
+                self.env.now,
+                basket[back],
+                category[back],
+                u_reconsider[still_open][back],
             )
             self.daily.add("recovered", self.env.now, float(bought.sum()))
         lost = shoppers[~bought]

@@ -112,9 +112,12 @@ class EventLog:
 
     def to_frame(self) -> pd.DataFrame:
         """The log as a DataFrame with the documented schema, sorted by time (stable)."""
-        cols = [np.concatenate(parts) if parts else np.empty(0) for parts in zip(*self._chunks)]
+        cols = [np.concatenate(parts) if parts else np.empty(0) for parts in zip(*self._chunks, strict=True)]
         if not cols:
-            cols = [np.empty(0, d) for d in (np.float64, np.int64, np.int8, np.int64, np.float64, np.int16, np.int16)]
+            cols = [
+                np.empty(0, d)
+                for d in (np.float64, np.int64, np.int8, np.int64, np.float64, np.int16, np.int16)
+            ]
         time, shopper, code, order, amount, incentive, detail = cols
         order_idx = np.argsort(time, kind="stable")
         return pd.DataFrame(
@@ -122,7 +125,9 @@ class EventLog:
                 "time_hours": time[order_idx],
                 "day": np.floor(time[order_idx] / 24.0).astype(np.int32),
                 "shopper_id": shopper[order_idx],
-                "event": pd.Categorical.from_codes(code[order_idx].astype(np.int64), categories=list(EVENT_KINDS)),
+                "event": pd.Categorical.from_codes(
+                    code[order_idx].astype(np.int64), categories=pd.Index(EVENT_KINDS)
+                ),
                 "order_id": order[order_idx],
                 "amount": amount[order_idx],
                 "incentive": incentive[order_idx],

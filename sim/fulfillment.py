@@ -198,7 +198,7 @@ class Fulfillment:
             self._queue = queue[keep]
             self.backlog.get(picked.size)
             per_cat = np.bincount(cats[take], minlength=n_cats)
-            for c in np.flatnonzero(per_cat):
+            for c in np.flatnonzero(per_cat).tolist():
                 self.stock[c].get(int(per_cat[c]))
             if extra:
                 overtime_ids = picked[regular:]
@@ -216,7 +216,9 @@ class Fulfillment:
         weight = self.scenario.returns.processing_weight
         if self.returns_waiting == 0:
             return
-        count = self.returns_waiting if weight == 0 else min(self.returns_waiting, int(capacity_left / weight))
+        count = (
+            self.returns_waiting if weight == 0 else min(self.returns_waiting, int(capacity_left / weight))
+        )
         if count > 0:
             self.returns_waiting -= count
             self.daily.add("returns_processed", self.env.now, count)
@@ -269,7 +271,10 @@ class Fulfillment:
         cols["returned"][ids[returned]] = True
         self._return_ids = np.concatenate([self._return_ids, ids[returned]])
         self._return_due = np.concatenate(
-            [self._return_due, np.full(int(returned.sum()), now + self.scenario.returns.delay_days * HOURS_PER_DAY)]
+            [
+                self._return_due,
+                np.full(int(returned.sum()), now + self.scenario.returns.delay_days * HOURS_PER_DAY),
+            ]
         )
 
     def _receive_returns(self) -> None:

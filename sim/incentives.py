@@ -46,7 +46,10 @@ class Terms:
     def select(self, mask: NDArray[np.bool_]) -> Terms:
         """The terms of the carts selected by ``mask``."""
         return Terms(
-            self.discount[mask], self.free_shipping[mask], self.points_multiplier[mask], self.applies[mask]
+            self.discount[mask],
+            self.free_shipping[mask],
+            self.points_multiplier[mask],
+            self.applies[mask],
         )
 
 

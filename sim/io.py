@@ -30,7 +30,11 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(text: str, path: Path) -> None:
     """Write ``text`` to ``path`` atomically."""
-    _atomic(path, lambda tmp: tmp.write_text(text))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    _atomic(path, write)
 
 
 def atomic_write_json(data: Any, path: Path) -> None:

@@ -27,8 +27,8 @@ NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 Money = Annotated[float, Field(ge=0.0, description="US dollars")]
 HourOfDay = Annotated[float, Field(ge=0.0, lt=24.0)]
 
-DECISION_KINDS = ("login", "cart_abandoned", "lapsing")
 DecisionKind = Literal["login", "cart_abandoned", "lapsing"]
+DECISION_KINDS: tuple[DecisionKind, ...] = ("login", "cart_abandoned", "lapsing")
 
 
 class ScenarioError(ValueError):
@@ -122,7 +122,8 @@ class SessionParams(_Model):
         default=0.25, description="share of abandoned carts whose shopper returns within the window"
     )
     cart_recovery_hours: PositiveFloat = Field(
-        default=24.0, description="the cart-abandonment timer: when a returning shopper decides again"
+        default=24.0,
+        description="the cart-abandonment timer: when a returning shopper decides again",
     )
     lapse_after_days: PositiveFloat = Field(
         default=60.0, description="recency at which a shopper becomes a 'lapsing' decision point"
@@ -130,8 +131,30 @@ class SessionParams(_Model):
     hour_weights: tuple[NonNegativeFloat, ...] = Field(
         # Diurnal traffic of a Western online shop: night trough, evening peak around 20h.
         default=(
-            0.5, 0.3, 0.2, 0.2, 0.2, 0.3, 0.6, 1.0, 1.4, 1.6, 1.7, 1.8,
-            1.9, 1.9, 1.8, 1.8, 1.9, 2.0, 2.2, 2.5, 2.7, 2.6, 2.0, 1.1,
+            0.5,
+            0.3,
+            0.2,
+            0.2,
+            0.2,
+            0.3,
+            0.6,
+            1.0,
+            1.4,
+            1.6,
+            1.7,
+            1.8,
+            1.9,
+            1.9,
+            1.8,
+            1.8,
+            1.9,
+            2.0,
+            2.2,
+            2.5,
+            2.7,
+            2.6,
+            2.0,
+            1.1,
         ),
         description="relative session arrival intensity for each hour of the day (24 values)",
     )
@@ -295,9 +318,7 @@ class EngineParams(_Model):
     @model_validator(mode="after")
     def _check_batch(self) -> EngineParams:
         if abs(24.0 / self.session_batch_hours - round(24.0 / self.session_batch_hours)) > 1e-9:
-            raise ValueError(
-                f"session_batch_hours must divide 24, got {self.session_batch_hours}"
-            )
+            raise ValueError(f"session_batch_hours must divide 24, got {self.session_batch_hours}")
         return self
 
 

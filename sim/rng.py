@@ -33,4 +33,9 @@ class Streams:
         """Spawn the named streams from ``seed``; the same seed always gives the same streams."""
         root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         children = root.spawn(len(STREAM_NAMES))
-        return cls(**{n: np.random.Generator(np.random.PCG64(c)) for n, c in zip(STREAM_NAMES, children)})
+        return cls(
+            **{
+                n: np.random.Generator(np.random.PCG64(c))
+                for n, c in zip(STREAM_NAMES, children, strict=True)
+            }
+        )
