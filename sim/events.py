@@ -95,15 +95,16 @@ class EventLog:
         n = shoppers.size
         if not self.enabled or n == 0:
             return
+        # Copies, so that later updates to a caller's arrays can never rewrite the log.
         self._chunks.append(
             (
-                np.broadcast_to(np.asarray(time_hours, dtype=np.float64), (n,)),
-                shoppers.astype(np.int64, copy=False),
+                np.array(np.broadcast_to(np.asarray(time_hours, dtype=np.float64), (n,))),
+                np.array(shoppers, dtype=np.int64),
                 np.full(n, EVENT_CODE[kind], dtype=np.int8),
-                np.broadcast_to(np.asarray(order_id, dtype=np.int64), (n,)),
-                np.broadcast_to(np.asarray(amount, dtype=np.float64), (n,)),
-                np.broadcast_to(np.asarray(incentive, dtype=np.int16), (n,)),
-                np.broadcast_to(np.asarray(detail, dtype=np.int16), (n,)),
+                np.array(np.broadcast_to(np.asarray(order_id, dtype=np.int64), (n,))),
+                np.array(np.broadcast_to(np.asarray(amount, dtype=np.float64), (n,))),
+                np.array(np.broadcast_to(np.asarray(incentive, dtype=np.int16), (n,))),
+                np.array(np.broadcast_to(np.asarray(detail, dtype=np.int16), (n,))),
             )
         )
 

@@ -86,6 +86,26 @@ class OrderBook:
         return self.cols[name][: self.size]
 
 
+class _Pending:
+    """Orders waiting for a due time (parcels in transit, returns on their way back)."""
+
+    def __init__(self) -> None:
+        self.ids = np.empty(0, dtype=np.int64)
+        self.due = np.empty(0)
+
+    def push(self, ids: I64, due: F64) -> None:
+        """Add orders with their due times (hours)."""
+        self.ids = np.concatenate([self.ids, ids])
+        self.due = np.concatenate([self.due, due])
+
+    def pop_due(self, now: float) -> I64:
+        """Remove and return the orders due by ``now``."""
+        ready = self.due <= now
+        ids = self.ids[ready]
+        self.ids, self.due = self.ids[~ready], self.due[~ready]
+        return ids
+
+
 class Fulfillment:
     """Warehouse, carrier, deliveries, returns and replenishment as SimPy processes."""
 
@@ -118,10 +138,8 @@ class Fulfillment:
         self.on_order = [0] * len(cats)
         self._queue = np.empty(0, dtype=np.int64)
         self._packed: list[I64] = []
-        self._transit_ids = np.empty(0, dtype=np.int64)
-        self._transit_due = np.empty(0)
-        self._return_ids = np.empty(0, dtype=np.int64)
-        self._return_due = np.empty(0)
+        self._in_transit = _Pending()
+        self._returning = _Pending()
         self.returns_waiting = 0
         for i, hour in enumerate(wh.wave_hours):
             env.process(self._wave_loop(hour, last=i == len(wh.wave_hours) - 1))
@@ -241,19 +259,16 @@ class Fulfillment:
         due = (np.floor(now / HOURS_PER_DAY) + transit_days) * HOURS_PER_DAY + ship.delivery_hour
         due = np.where(due <= now, due + HOURS_PER_DAY, due)
         self.orders.cols["shipped_at"][ids] = now
-        self._transit_ids = np.concatenate([self._transit_ids, ids])
-        self._transit_due = np.concatenate([self._transit_due, due])
+        self._in_transit.push(ids, due)
         self.daily.add("shipped", now, ids.size)
         self.log.record("ship", now, self.orders.cols["shopper"][ids], order_id=ids)
 
     def _deliver(self) -> None:
         """Daily delivery round: due parcels arrive; late ones mark the shopper; returns are decided."""
         now = self.env.now
-        due = self._transit_due <= now
-        if not due.any():
+        ids = self._in_transit.pop_due(now)
+        if ids.size == 0:
             return
-        ids = self._transit_ids[due]
-        self._transit_ids, self._transit_due = self._transit_ids[~due], self._transit_due[~due]
         cols = self.orders.cols
         cols["delivered_at"][ids] = now
         late = now > cols["promised_at"][ids]
@@ -269,22 +284,15 @@ class Fulfillment:
         rate = self.return_rate[cols["category"][ids]] * np.where(pop.abuser[shoppers], 2.0, 1.0)
         returned = cols["u_return"][ids] < np.minimum(rate, 1.0)
         cols["returned"][ids[returned]] = True
-        self._return_ids = np.concatenate([self._return_ids, ids[returned]])
-        self._return_due = np.concatenate(
-            [
-                self._return_due,
-                np.full(int(returned.sum()), now + self.scenario.returns.delay_days * HOURS_PER_DAY),
-            ]
-        )
+        back_at = now + self.scenario.returns.delay_days * HOURS_PER_DAY
+        self._returning.push(ids[returned], np.full(int(returned.sum()), back_at))
 
     def _receive_returns(self) -> None:
         """Returned parcels arrive: refund, handling and restock are booked; they wait for put-away."""
         now = self.env.now
-        due = self._return_due <= now
-        if not due.any():
+        ids = self._returning.pop_due(now)
+        if ids.size == 0:
             return
-        ids = self._return_ids[due]
-        self._return_ids, self._return_due = self._return_ids[~due], self._return_due[~due]
         cols, params = self.orders.cols, self.scenario.returns
         refund = cols["list_cents"][ids] - cols["discount_cents"][ids]
         restock = np.rint(params.restock_share * cols["cogs_cents"][ids]).astype(np.int64)
