@@ -78,6 +78,9 @@ class IncentiveCatalog:
 
     def terms(self, offer: NDArray[np.int16], basket: F64) -> Terms:
         """The discount, free shipping and points multiplier each cart's active offer gives."""
+        if not offer.any():  # the common case: no active offers in this batch
+            none = np.zeros(offer.size, dtype=bool)
+            return Terms(np.zeros(offer.size), none, np.ones(offer.size), none)
         kind, value = self.kind[offer], self.value[offer]
         eligible = basket >= self.min_basket[offer]
         discount = np.where(kind == KIND_CODES["coupon_pct"], value * basket, 0.0)
