@@ -239,7 +239,7 @@ class Simulation:
         if visitors.size == 0:
             return
         self._visit(visitors, times)
-        yield from self._decide("login", visitors, end)
+        yield from self._decide("login", visitors, end, at=times)
 
         has_cart = day.u_cart[visitors] < pop.cart_prob[visitors]
         shoppers, times = visitors[has_cart], times[has_cart]
@@ -264,7 +264,7 @@ class Simulation:
         pop.cart_expires_at[ids] = expires
         self.log.record("abandon", times[abandoned], ids, amount=basket[abandoned])
         self.daily.add("abandoned", start, ids.size)
-        yield from self._decide("cart_abandoned", ids, end)
+        yield from self._decide("cart_abandoned", ids, end, at=times[abandoned])
         self.env.process(
             self._cart_timer(
                 ids,
@@ -463,16 +463,22 @@ class Simulation:
         self.log.record("cart_lost", self.env.now, lost, amount=basket[~bought])
 
     # ---- incentives -------------------------------------------------------------------------
-    def _decide(self, kind: DecisionKind, shoppers: I64, now: float) -> Generator[simpy.Event, Any, None]:
-        """Ask the driver for incentives for ``shoppers`` (interactive mode only) and give them."""
+    def _decide(
+        self, kind: DecisionKind, shoppers: I64, now: float, at: F64 | None = None
+    ) -> Generator[simpy.Event, Any, None]:
+        """Ask the driver for incentives for ``shoppers`` (interactive mode only) and give them.
+
+        ``at`` holds each shopper's own moment (her session or abandonment time within the
+        batch); the incentive is given and starts its validity then.
+        """
         if self._mode != "interactive" or kind not in self._decision_kinds or shoppers.size == 0:
             return
         self._answer = self.env.event()
         self._ready.succeed(DecisionBatch(kind=kind, time_hours=now, shoppers=shoppers.copy()))
         incentive_ids = yield self._answer
-        self._give(shoppers, incentive_ids, now)
+        self._give(shoppers, incentive_ids, np.full(shoppers.size, now) if at is None else at)
 
-    def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], now: float) -> None:
+    def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64) -> None:
         """Make each non-``none`` incentive the shopper's active offer until it expires."""
         given = incentive_ids > 0
         if not given.any():
@@ -480,6 +486,6 @@ class Simulation:
         ids, offer = shoppers[given], incentive_ids[given]
         pop = self.pop
         pop.offer[ids] = offer
-        pop.offer_expires_at[ids] = now + self.catalog.valid_hours[offer]
+        pop.offer_expires_at[ids] = at[given] + self.catalog.valid_hours[offer]
         pop.incentives_received[ids] += 1
-        self.log.record("incentive_offered", now, ids, incentive=offer)
+        self.log.record("incentive_offered", at[given], ids, incentive=offer)

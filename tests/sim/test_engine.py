@@ -219,3 +219,15 @@ def test_residual_value_matches_monte_carlo_of_bgnbd_life(default_scenario: Scen
     assert value / per_order == pytest.approx(total / lives, rel=0.03)
     pop.alive[0] = False
     assert residual_value(default_scenario, pop, 0.0, 1)[0] == 0.0
+
+
+def test_every_redemption_follows_its_offer_in_the_event_log(small_scenario: Scenario):
+    coupon = [i.name for i in small_scenario.incentives].index("coupon_10")
+    sim = Simulation(small_scenario, seed=11, horizon_days=40)
+    sim.run(decide=lambda batch: np.full(batch.shoppers.size, coupon))
+    log = sim.log.to_frame()
+    offered = log[log["event"] == "incentive_offered"].groupby("shopper_id")["time_hours"].min()
+    redeemed = log[log["event"] == "incentive_redeemed"]
+    assert len(redeemed) > 50
+    first_offer = offered.reindex(redeemed["shopper_id"]).to_numpy()
+    assert (redeemed["time_hours"].to_numpy() >= first_offer).all()
