@@ -44,6 +44,7 @@ def _limit_loop(shoppers: int, days: int, spend_p: float, seed: int) -> float:
         streams.behaviour.random((DRAWS_PER_SHOPPER_DAY["behaviour"] - 1, shoppers))
         streams.behaviour.standard_gamma(spend_p, shoppers)
         streams.fulfillment.random((DRAWS_PER_SHOPPER_DAY["fulfillment"], shoppers))
+        streams.incentives.random((DRAWS_PER_SHOPPER_DAY["incentives"], shoppers))
     return time.perf_counter() - started
 
 

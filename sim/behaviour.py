@@ -9,7 +9,8 @@ cart's reference value: ``P(buy) = sigmoid(logit(c0) - eta * (pay - reference) /
 and ``eta`` the shopper's price sensitivity; with ``eta`` near 3.7 the elasticity of conversion
 at a 30% conversion is -2.62, the mean price elasticity of Bijmolt, van Heerde & Pieters (2005).
 Shipping fees enter as part of ``pay``, which makes them the main driver of abandonment
-(Baymard Institute: extra costs are the top reason, ~70% of carts abandoned).
+(Baymard Institute: extra costs are the top reason, ~70% of carts abandoned). Paying above the
+reference is a loss, weighted by the shopper's loss aversion (:mod:`sim.mechanisms.prospect`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ def logit(p: float) -> float:
 
 
 def checkout_probability(
-    base_logit: float, price_sensitivity: FloatArray, pay: FloatArray, reference: FloatArray
+    base_logit: float,
+    price_sensitivity: FloatArray,
+    pay: FloatArray,
+    reference: FloatArray,
+    loss_aversion: FloatArray | float = 1.0,
 ) -> FloatArray:
-    """Probability of completing checkout given the amount to pay and the reference value."""
+    """Probability of completing checkout given the amount to pay and the reference value.
+
+    Paying above the reference is a loss and weighs ``loss_aversion`` times more than an
+    equal saving below it (prospect theory, linear in the relative gap).
+    """
     gap = (pay - reference) / reference
-    return 1.0 / (1.0 + np.exp(price_sensitivity * gap - base_logit))
+    weighted = np.where(gap > 0.0, loss_aversion * gap, gap)
+    return 1.0 / (1.0 + np.exp(price_sensitivity * weighted - base_logit))
 
 
 def shipping_fee(basket: FloatArray, fee: float, free_threshold: float) -> FloatArray:

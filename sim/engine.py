@@ -35,6 +35,10 @@ from sim.economics import COGS, INCENTIVE, REVENUE, SHIPPING, Ledger, to_cents
 from sim.events import DailyStats, EventLog, LogLevel
 from sim.fulfillment import Fulfillment, OrderBook
 from sim.incentives import IncentiveCatalog, Terms
+from sim.mechanisms.churn import dropout_probability
+from sim.mechanisms.prospect import framed_offer_pull
+from sim.mechanisms.reference_price import effective_price_sensitivity, update_reference
+from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.params import DecisionKind, Scenario
 from sim.population import HOURS_PER_DAY, sample_population
 from sim.rng import Streams
@@ -43,7 +47,7 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 #: Random values drawn per shopper per day, by stream (the bare-numpy benchmark limit uses this).
-DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 7, "fulfillment": 2}
+DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 8, "fulfillment": 3, "incentives": 1}
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,11 @@ class _DayDraws:
     u_reconsider: F64
     u_churn: F64
     u_category: F64
+    u_topup: F64
     u_return: F64
     u_transit: F64
+    u_late_churn: F64
+    u_winback: F64
 
 
 class Simulation:
@@ -190,9 +197,10 @@ class Simulation:
         pop, start = self.pop, day * HOURS_PER_DAY
         n = pop.acquired_count(start + HOURS_PER_DAY)
         arrivals = self.streams.arrivals.random((2, n))
-        behaviour = self.streams.behaviour.random((6, n))
+        behaviour = self.streams.behaviour.random((7, n))
         basket_gamma = self.streams.behaviour.standard_gamma(pop.spend_p, n)
-        fulfillment = self.streams.fulfillment.random((2, n))
+        fulfillment = self.streams.fulfillment.random((3, n))
+        incentives = self.streams.incentives.random((1, n))
         ids = np.flatnonzero(pop.alive[:n] & (arrivals[0] < pop.visit_prob[:n]))
         times = start + hours_from_uniform(arrivals[1][ids], self._hour_cdf)
         after_acquisition = times > pop.acquired_at[ids]
@@ -209,8 +217,11 @@ class Simulation:
             u_reconsider=behaviour[3],
             u_churn=behaviour[4],
             u_category=behaviour[5],
+            u_topup=behaviour[6],
             u_return=fulfillment[0],
             u_transit=fulfillment[1],
+            u_late_churn=fulfillment[2],
+            u_winback=incentives[0],
         )
 
     def _lapsing(self, now: float) -> Generator[simpy.Event, Any, None]:
@@ -245,7 +256,7 @@ class Simulation:
         shoppers, times = visitors[has_cart], times[has_cart]
         if shoppers.size == 0:
             return
-        basket = day.basket_gamma[shoppers] / pop.spend_nu[shoppers]
+        basket = self._basket(shoppers)
         category = self._categories(day.u_category[shoppers])
         cart_ids = np.arange(self._next_cart_id, self._next_cart_id + shoppers.size, dtype=np.int64)
         self._next_cart_id += shoppers.size
@@ -277,6 +288,21 @@ class Simulation:
             )
         )
 
+    def _basket(self, shoppers: I64) -> F64:
+        """Today's Gamma-Gamma basket of each shopper, topped up towards free shipping."""
+        day, pop = self._day, self.pop
+        assert day is not None
+        ship, topup = self.scenario.shipping, self.scenario.mechanisms.shipping_threshold
+        return topped_up_basket(
+            day.basket_gamma[shoppers] / pop.spend_nu[shoppers],
+            day.u_topup[shoppers],
+            ship.fee,
+            ship.free_threshold,
+            topup.topup_prob,
+            topup.max_gap_fee_multiple,
+            topup.overshoot_max,
+        )
+
     def _categories(self, u: F64) -> NDArray[np.int8]:
         """Map uniforms to product categories by their cart shares."""
         category = np.searchsorted(self._category_cdf, u, side="right")
@@ -297,7 +323,7 @@ class Simulation:
         day, pop = self._day, self.pop
         assert day is not None
         times = pop.acquired_at[shoppers]
-        basket = day.basket_gamma[shoppers] / pop.spend_nu[shoppers]
+        basket = self._basket(shoppers)
         category = self._categories(day.u_category[shoppers])
         self.log.record("acquired", times, shoppers, detail=pop.channel[shoppers].astype(np.int16))
         self.daily.add("acquired", times[0], shoppers.size)
@@ -324,11 +350,23 @@ class Simulation:
             0,
         ).astype(np.int64)
         pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
-        points_gain = (
-            (terms.points_multiplier - 1.0) * basket * loyalty.points_per_dollar * loyalty.point_value
+        extra_points = (
+            terms.points_multiplier - 1.0
+        ) * basket * loyalty.points_per_dollar + terms.bonus_points
+        prospect, reference = self.scenario.mechanisms.prospect, self.scenario.mechanisms.reference_price
+        loss_aversion = pop.loss_aversion[shoppers]
+        pull = framed_offer_pull(
+            extra_points * loyalty.point_value,
+            terms.loss_framed,
+            loss_aversion,
+            prospect.alpha,
+            prospect.beta,
+        )
+        sensitivity = effective_price_sensitivity(
+            pop.price_sensitivity[shoppers], pop.promo_share[shoppers], reference.promo_sensitivity
         )
         prob = checkout_probability(
-            self._base_logit, pop.price_sensitivity[shoppers], pay - points_gain, basket
+            self._base_logit, sensitivity, pay - pull, basket * pop.reference_ratio[shoppers], loss_aversion
         )
         bought = u < prob
         if bought.any():
@@ -364,7 +402,10 @@ class Simulation:
         coupon_cents = to_cents(terms.discount)
         redeem_cents = to_cents(redeem_points * loyalty.point_value)
         cogs_cents = np.rint(list_cents * self._cogs_ratio[category]).astype(np.int64)
-        earned = np.floor(basket * loyalty.points_per_dollar * terms.points_multiplier).astype(np.int64)
+        earned = (
+            np.floor(basket * loyalty.points_per_dollar * terms.points_multiplier).astype(np.int64)
+            + terms.bonus_points
+        )
         ids = self.orders.add(
             shopper=shoppers,
             placed_at=times,
@@ -377,6 +418,7 @@ class Simulation:
             incentive=offer,
             u_return=day.u_return[shoppers],
             u_transit=day.u_transit[shoppers],
+            u_late_churn=day.u_late_churn[shoppers],
             promised_at=times + ship.promised_days * HOURS_PER_DAY,
         )
         incentive_cents = coupon_cents + redeem_cents + waived_cents
@@ -407,6 +449,13 @@ class Simulation:
             pop.offer[used] = 0
             pop.offer_expires_at[used] = -np.inf
 
+        pop.reference_ratio[shoppers], pop.promo_share[shoppers] = update_reference(
+            pop.reference_ratio[shoppers],
+            pop.promo_share[shoppers],
+            (list_cents - coupon_cents - redeem_cents) / np.maximum(list_cents, 1),
+            coupon_cents > 0,
+            scenario.mechanisms.reference_price.smoothing,
+        )
         repeat = pop.orders[shoppers] > 0
         pop.orders[shoppers] += 1
         pop.monetary[shoppers] += basket
@@ -422,7 +471,12 @@ class Simulation:
         self.daily.add("revenue", times[0], float((list_cents + fee_cents).sum()) / 100.0)
         self.daily.add("incentive_cost", times[0], float(incentive_cents.sum()) / 100.0)
 
-        churn = repeat & (day.u_churn[shoppers] < pop.dropout_prob[shoppers])
+        dropout = dropout_probability(
+            pop.dropout_prob[shoppers],
+            pop.last_delivery_late[shoppers],
+            scenario.mechanisms.churn.late_dropout_multiplier,
+        )
+        churn = repeat & (day.u_churn[shoppers] < dropout)
         if churn.any():
             gone = shoppers[churn]
             pop.alive[gone] = False
@@ -477,6 +531,20 @@ class Simulation:
         self._ready.succeed(DecisionBatch(kind=kind, time_hours=now, shoppers=shoppers.copy()))
         incentive_ids = yield self._answer
         self._give(shoppers, incentive_ids, np.full(shoppers.size, now) if at is None else at)
+        if kind == "lapsing":
+            self._win_back(shoppers[incentive_ids > 0], now)
+
+    def _win_back(self, shoppers: I64, now: float) -> None:
+        """Churned shoppers reached by an incentive while lapsing may come back."""
+        day, pop = self._day, self.pop
+        assert day is not None
+        lost = shoppers[~pop.alive[shoppers]]
+        back = lost[day.u_winback[lost] < self.scenario.mechanisms.churn.winback_rate]
+        if back.size:
+            pop.alive[back] = True
+            pop.churned_at[back] = np.nan
+            self.log.record("winback", now, back)
+            self.daily.add("won_back", now, back.size)
 
     def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64) -> None:
         """Make each non-``none`` incentive the shopper's active offer until it expires."""

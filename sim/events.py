@@ -41,6 +41,7 @@ EVENT_KINDS = (
     "incentive_redeemed",
     "churn",
     "lapsing",
+    "winback",
 )
 EVENT_CODE = {name: code for code, name in enumerate(EVENT_KINDS)}
 LogLevel = Literal["events", "aggregates"]
@@ -65,6 +66,7 @@ DAILY_COLUMNS = (
     "late_deliveries",
     "returns",
     "churned",
+    "won_back",
     "stock_blocked",
 )
 

@@ -46,6 +46,7 @@ _ORDER_COLUMNS: dict[str, tuple[type[np.generic], Any]] = {
     "incentive": (np.int16, 0),
     "u_return": (np.float64, np.nan),
     "u_transit": (np.float64, np.nan),
+    "u_late_churn": (np.float64, np.nan),
     "picked_at": (np.float64, np.nan),
     "shipped_at": (np.float64, np.nan),
     "delivered_at": (np.float64, np.nan),
@@ -281,11 +282,22 @@ class Fulfillment:
         self.daily.add("deliveries", now, ids.size)
         self.daily.add("late_deliveries", now, float(late.sum()))
         self.log.record("deliver", now, shoppers, order_id=ids, detail=late.astype(np.int16))
+        self._late_delivery_churn(shoppers[late], cols["u_late_churn"][ids[late]], now)
         rate = self.return_rate[cols["category"][ids]] * np.where(pop.abuser[shoppers], 2.0, 1.0)
         returned = cols["u_return"][ids] < np.minimum(rate, 1.0)
         cols["returned"][ids[returned]] = True
         back_at = now + self.scenario.returns.delay_days * HOURS_PER_DAY
         self._returning.push(ids[returned], np.full(int(returned.sum()), back_at))
+
+    def _late_delivery_churn(self, shoppers: I64, u: F64, now: float) -> None:
+        """A late delivery can end an active shopper's relationship (:mod:`sim.mechanisms.churn`)."""
+        hazard = self.scenario.mechanisms.churn.late_delivery_churn
+        quits = np.unique(shoppers[(u < hazard) & self.pop.alive[shoppers]])
+        if quits.size:
+            self.pop.alive[quits] = False
+            self.pop.churned_at[quits] = now
+            self.log.record("churn", now, quits)
+            self.daily.add("churned", now, quits.size)
 
     def _receive_returns(self) -> None:
         """Returned parcels arrive: refund, handling and restock are booked; they wait for put-away."""

@@ -2,8 +2,11 @@
 
 An incentive is offered at a decision point and stays active for ``valid_days``. It acts at
 the shopper's next checkout by changing what she pays (coupons, free shipping) or what she
-earns (points multiplier); its cost is booked only on redemption, i.e. when an order uses it.
-Points are a liability until redeemed. Action ``0`` is always ``none``.
+earns (points multiplier, bonus points). ``points_bonus`` is gain-framed ("earn 500 points
+with your next order"); ``expiring_points`` is loss-framed ("500 points are yours, they expire
+unless you order"). Both credit the points on the order, and loss aversion makes the second
+pull harder (:mod:`sim.mechanisms.prospect`). Cost is booked only on redemption; points are a
+liability until redeemed. Action ``0`` is always ``none``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ KIND_CODES: dict[IncentiveKind, int] = {
     "coupon_fixed": 2,
     "free_shipping": 3,
     "points_multiplier": 4,
+    "points_bonus": 5,
+    "expiring_points": 6,
 }
 INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "none": "none",
@@ -29,6 +34,8 @@ INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "coupon_fixed": "utilitarian",
     "free_shipping": "utilitarian",
     "points_multiplier": "hedonic",
+    "points_bonus": "hedonic",
+    "expiring_points": "hedonic",
 }
 
 F64 = NDArray[np.float64]
@@ -41,6 +48,8 @@ class Terms:
     discount: F64
     free_shipping: NDArray[np.bool_]
     points_multiplier: F64
+    bonus_points: NDArray[np.int64]
+    loss_framed: NDArray[np.bool_]
     applies: NDArray[np.bool_]
 
     def select(self, mask: NDArray[np.bool_]) -> Terms:
@@ -49,6 +58,8 @@ class Terms:
             self.discount[mask],
             self.free_shipping[mask],
             self.points_multiplier[mask],
+            self.bonus_points[mask],
+            self.loss_framed[mask],
             self.applies[mask],
         )
 
@@ -80,7 +91,8 @@ class IncentiveCatalog:
         """The discount, free shipping and points multiplier each cart's active offer gives."""
         if not offer.any():  # the common case: no active offers in this batch
             none = np.zeros(offer.size, dtype=bool)
-            return Terms(np.zeros(offer.size), none, np.ones(offer.size), none)
+            no_points = np.zeros(offer.size, dtype=np.int64)
+            return Terms(np.zeros(offer.size), none, np.ones(offer.size), no_points, none, none)
         kind, value = self.kind[offer], self.value[offer]
         eligible = basket >= self.min_basket[offer]
         discount = np.where(kind == KIND_CODES["coupon_pct"], value * basket, 0.0)
@@ -88,9 +100,14 @@ class IncentiveCatalog:
         discount = np.where(eligible, discount, 0.0)
         free_shipping = eligible & (kind == KIND_CODES["free_shipping"])
         multiplier = np.where(eligible & (kind == KIND_CODES["points_multiplier"]), value, 1.0)
+        points_offer = eligible & (
+            (kind == KIND_CODES["points_bonus"]) | (kind == KIND_CODES["expiring_points"])
+        )
         return Terms(
             discount=discount,
             free_shipping=free_shipping,
             points_multiplier=multiplier,
+            bonus_points=np.where(points_offer, value, 0.0).astype(np.int64),
+            loss_framed=eligible & (kind == KIND_CODES["expiring_points"]),
             applies=eligible & (kind != KIND_CODES["none"]),
         )

@@ -116,7 +116,7 @@ class SessionParams(_Model):
     add_to_cart_rate: Probability = 0.25
     # Chosen so that, with shipping fees below the threshold, about 70% of carts are
     # abandoned (Baymard Institute: 70.19% average documented abandonment rate).
-    checkout_conversion_at_reference: Probability = 0.40
+    checkout_conversion_at_reference: Probability = 0.55
     # Abandoned-cart reminders bring back a minority of carts; those shoppers decide again.
     cart_return_rate: Probability = Field(
         default=0.25, description="share of abandoned carts whose shopper returns within the window"
@@ -267,7 +267,15 @@ class LoyaltyParams(_Model):
         return self
 
 
-IncentiveKind = Literal["none", "coupon_pct", "coupon_fixed", "free_shipping", "points_multiplier"]
+IncentiveKind = Literal[
+    "none",
+    "coupon_pct",
+    "coupon_fixed",
+    "free_shipping",
+    "points_multiplier",
+    "points_bonus",
+    "expiring_points",
+]
 
 
 class IncentiveSpec(_Model):
@@ -287,6 +295,8 @@ class IncentiveSpec(_Model):
             raise ValueError(f"points_multiplier value is a multiplier >= 1, got {self.value}")
         if self.kind == "coupon_fixed" and self.value <= 0.0:
             raise ValueError(f"coupon_fixed value is a positive dollar amount, got {self.value}")
+        if self.kind in ("points_bonus", "expiring_points") and self.value < 1.0:
+            raise ValueError(f"{self.kind} value is a number of points >= 1, got {self.value}")
         return self
 
 
@@ -298,7 +308,75 @@ def _default_incentives() -> tuple[IncentiveSpec, ...]:
         IncentiveSpec(name="coupon_5usd", kind="coupon_fixed", value=5.0, min_basket=25.0),
         IncentiveSpec(name="free_shipping", kind="free_shipping"),
         IncentiveSpec(name="points_2x", kind="points_multiplier", value=2.0),
+        IncentiveSpec(name="bonus_500_points", kind="points_bonus", value=500.0),
+        IncentiveSpec(name="expiring_500_points", kind="expiring_points", value=500.0),
     )
+
+
+class ProspectParams(_Model):
+    """Prospect-theory value function (Tversky & Kahneman 1992): gains x^alpha, losses -lambda (-x)^beta.
+
+    lambda is per shopper (``population.loss_aversion``); neutral: ``{mean: 1, cv: 0}``.
+    """
+
+    alpha: Annotated[float, Field(gt=0.0, le=1.0)] = 0.88
+    beta: Annotated[float, Field(gt=0.0, le=1.0)] = 0.88
+
+
+class ReferencePriceParams(_Model):
+    """Reference price as a moving average of prices paid (Mela, Gupta & Lehmann 1997).
+
+    Neutral: ``smoothing: 0`` and ``promo_sensitivity: 0`` (reference stays at list price).
+    """
+
+    smoothing: Probability = Field(
+        default=0.3, description="weight of the latest purchase in the reference (carry-over 0.7)"
+    )
+    promo_sensitivity: NonNegativeFloat = Field(
+        default=1.0, description="price sensitivity multiplier gain at a 100% promotion share"
+    )
+
+
+class ShippingThresholdParams(_Model):
+    """Baskets topped up to reach the free-shipping threshold (Lewis, Singh & Fay 2006).
+
+    Neutral: ``topup_prob: 0``.
+    """
+
+    topup_prob: Probability = Field(
+        default=0.5, description="chance a shopper close below the threshold adds items to reach it"
+    )
+    max_gap_fee_multiple: NonNegativeFloat = Field(
+        default=2.0, description="tops up only when the gap is at most this many shipping fees"
+    )
+    overshoot_max: Money = Field(default=8.0, description="added items exceed the threshold by up to this")
+
+
+class ChurnParams(_Model):
+    """Churn modulation by delivery experience and win-back of lapsed shoppers.
+
+    Neutral: ``late_delivery_churn: 0``, ``late_dropout_multiplier: 0``, ``winback_rate: 0``.
+    """
+
+    late_delivery_churn: Probability = Field(
+        default=0.08, description="chance an active shopper quits right after a late delivery"
+    )
+    late_dropout_multiplier: NonNegativeFloat = Field(
+        default=1.0,
+        description="BG/NBD dropout after an order is multiplied by 1 + this if the last delivery was late",
+    )
+    winback_rate: Probability = Field(
+        default=0.15, description="chance a churned shopper given an incentive while lapsing comes back"
+    )
+
+
+class MechanismParams(_Model):
+    """Behavioural mechanisms; each section documents its neutral (ablation) setting."""
+
+    prospect: ProspectParams = ProspectParams()
+    reference_price: ReferencePriceParams = ReferencePriceParams()
+    shipping_threshold: ShippingThresholdParams = ShippingThresholdParams()
+    churn: ChurnParams = ChurnParams()
 
 
 class EconomicsParams(_Model):
@@ -335,6 +413,7 @@ class Scenario(_Model):
     warehouse: WarehouseParams = WarehouseParams()
     loyalty: LoyaltyParams = LoyaltyParams()
     incentives: tuple[IncentiveSpec, ...] = Field(default_factory=_default_incentives)
+    mechanisms: MechanismParams = MechanismParams()
     economics: EconomicsParams = EconomicsParams()
     engine: EngineParams = EngineParams()
 

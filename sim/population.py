@@ -99,6 +99,8 @@ class Population:
     offer: NDArray[np.int16] = field(init=False)
     offer_expires_at: F64 = field(init=False)
     lapsing_flagged: NDArray[np.bool_] = field(init=False)
+    reference_ratio: F64 = field(init=False)
+    promo_share: F64 = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
@@ -122,6 +124,8 @@ class Population:
         self.offer = np.zeros(n, dtype=np.int16)
         self.offer_expires_at = np.full(n, -np.inf)
         self.lapsing_flagged = np.zeros(n, dtype=bool)
+        self.reference_ratio = np.ones(n)
+        self.promo_share = np.zeros(n)
 
     @property
     def mean_spend(self) -> F64:
@@ -156,7 +160,9 @@ def sample_population(scenario: Scenario, rng: np.random.Generator) -> Populatio
     abuser = rng.random(n) < pop.abuser_share
 
     rate_per_day = rate_per_week / DAYS_PER_WEEK
-    visit_prob, cart_prob = calibrate_session_rates(scenario, rate_per_day, nu, price_sensitivity)
+    visit_prob, cart_prob = calibrate_session_rates(
+        scenario, rate_per_day, nu, price_sensitivity, loss_aversion
+    )
     return Population(
         size=n,
         acquired_at=acquired_at,
@@ -178,7 +184,7 @@ def sample_population(scenario: Scenario, rng: np.random.Generator) -> Populatio
 
 
 def calibrate_session_rates(
-    scenario: Scenario, rate_per_day: F64, nu: F64, price_sensitivity: F64
+    scenario: Scenario, rate_per_day: F64, nu: F64, price_sensitivity: F64, loss_aversion: F64
 ) -> tuple[F64, F64]:
     """Daily session and add-to-cart probabilities that reproduce each shopper's BG/NBD rate.
 
@@ -194,7 +200,9 @@ def calibrate_session_rates(
         hi = min(lo + _CALIBRATION_CHUNK, nu.size)
         baskets = quantiles / nu[lo:hi, None]
         pay = baskets + shipping_fee(baskets, scenario.shipping.fee, scenario.shipping.free_threshold)
-        probability = checkout_probability(base_logit, price_sensitivity[lo:hi, None], pay, baskets)
+        probability = checkout_probability(
+            base_logit, price_sensitivity[lo:hi, None], pay, baskets, loss_aversion[lo:hi, None]
+        )
         checkout[lo:hi] = probability.mean(axis=1)
     carts_per_day = rate_per_day / expected_orders_per_cart(checkout, s.cart_return_rate)
     sessions_per_day = carts_per_day / s.add_to_cart_rate
