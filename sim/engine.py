@@ -34,11 +34,13 @@ from sim.behaviour import checkout_probability, hours_from_uniform, logit, shipp
 from sim.economics import COGS, INCENTIVE, REVENUE, SHIPPING, Ledger, to_cents
 from sim.events import DailyStats, EventLog, LogLevel
 from sim.fulfillment import Fulfillment, OrderBook
-from sim.incentives import IncentiveCatalog, Terms
+from sim.incentives import KIND_CODES, IncentiveCatalog, Terms
 from sim.mechanisms.churn import dropout_probability
 from sim.mechanisms.prospect import framed_offer_pull
 from sim.mechanisms.reference_price import effective_price_sensitivity, update_reference
 from sim.mechanisms.shipping_threshold import topped_up_basket
+from sim.mechanisms.streaks import loss_weight, streak_after_miss, visit_hazard_multiplier
+from sim.mechanisms.tiers import goal_gradient_multiplier, perk_dropout_relief, tier_progress
 from sim.params import DecisionKind, Scenario
 from sim.population import HOURS_PER_DAY, sample_population
 from sim.rng import Streams
@@ -114,6 +116,7 @@ class Simulation:
         self._decision_kinds = frozenset(scenario.engine.decision_points)
         self._next_cart_id = 0
         self._day: _DayDraws | None = None
+        self._tier_share = np.zeros(len(self._tier_thresholds))
         self._mode: str | None = None
         self._ready: simpy.Event = self.env.event()
         self._answer: simpy.Event | None = None
@@ -185,6 +188,7 @@ class Simulation:
                 self._on_day(day)
             start = day * HOURS_PER_DAY
             self._day = self._draw_day(day)
+            self._tier_share = self._tier_shares()
             yield from self._lapsing(start)
             for k in range(batches):
                 end = start + (k + 1) * batch_hours
@@ -201,7 +205,8 @@ class Simulation:
         basket_gamma = self.streams.behaviour.standard_gamma(pop.spend_p, n)
         fulfillment = self.streams.fulfillment.random((3, n))
         incentives = self.streams.incentives.random((1, n))
-        ids = np.flatnonzero(pop.alive[:n] & (arrivals[0] < pop.visit_prob[:n]))
+        self._streak_breaks(day, n)
+        ids = np.flatnonzero(pop.alive[:n] & (arrivals[0] < self._visit_probability(n)))
         times = start + hours_from_uniform(arrivals[1][ids], self._hour_cdf)
         after_acquisition = times > pop.acquired_at[ids]
         ids, times = ids[after_acquisition], times[after_acquisition]
@@ -223,6 +228,64 @@ class Simulation:
             u_late_churn=fulfillment[2],
             u_winback=incentives[0],
         )
+
+    def _streak_breaks(self, day: int, n: int) -> None:
+        """Apply the missed-day rule to streaks broken yesterday; frustration fades."""
+        pop, mech = self.pop, self.scenario.mechanisms
+        streaks, prospect = mech.streaks, mech.prospect
+        if streaks.break_penalty > 0:
+            pop.frustration[:n] *= 0.5 ** (1.0 / streaks.frustration_half_life_days)
+        missed = np.flatnonzero((pop.streak_days[:n] > 0) & (pop.last_visit_day[:n] < day - 1))
+        if missed.size == 0:
+            return
+        frozen = pop.streak_freezes[missed] > 0
+        pop.streak_freezes[missed[frozen]] -= 1
+        broken = missed[~frozen]
+        before = pop.streak_days[broken]
+        after = streak_after_miss(before, streaks.missed_day_rule, streaks.decay_keep)
+        pop.streak_days[broken] = after
+        lost = np.where(before >= streaks.min_days, before - after, 0)  # a shown streak was lost
+        pop.frustration[broken] += (
+            streaks.break_penalty
+            * pop.streak_sensitivity[broken]
+            * loss_weight(
+                lost.astype(np.float64),
+                streaks.cap_days,
+                1,
+                pop.loss_aversion[broken],
+                prospect.alpha,
+                prospect.beta,
+            )
+        )
+        pop.last_visit_day[missed] = day - 1  # the streak, kept or shortened, carries on from here
+
+    def _visit_probability(self, n: int) -> F64:
+        """Today's session probability: the calibrated base moved by streaks and the goal gradient."""
+        pop, mech = self.pop, self.scenario.mechanisms
+        multiplier = visit_hazard_multiplier(
+            pop.streak_days[:n],
+            pop.frustration[:n],
+            pop.streak_sensitivity[:n],
+            pop.loss_aversion[:n],
+            mech.streaks.weight,
+            mech.streaks.cap_days,
+            mech.streaks.min_days,
+            mech.prospect.alpha,
+            mech.prospect.beta,
+        )
+        if mech.tiers.goal_gradient > 0:
+            progress = tier_progress(pop.monetary[:n], pop.tier[:n], self._tier_thresholds)
+            multiplier *= goal_gradient_multiplier(progress, mech.tiers.goal_gradient)
+        return -np.expm1(multiplier * np.log1p(-np.minimum(pop.visit_prob[:n], 1.0 - 1e-12)))
+
+    def _tier_shares(self) -> F64:
+        """Share of active shoppers at or above each tier (for tier inflation)."""
+        pop = self.pop
+        n = self.acquired()
+        tiers = pop.tier[:n][pop.alive[:n]]
+        counts = np.bincount(tiers, minlength=len(self._tier_thresholds)).astype(np.float64)
+        at_or_above = np.cumsum(counts[::-1])[::-1]
+        return at_or_above / max(tiers.size, 1)
 
     def _lapsing(self, now: float) -> Generator[simpy.Event, Any, None]:
         """Shoppers whose recency just crossed the lapse threshold become decision points."""
@@ -471,7 +534,15 @@ class Simulation:
         self.daily.add("revenue", times[0], float((list_cents + fee_cents).sum()) / 100.0)
         self.daily.add("incentive_cost", times[0], float(incentive_cents.sum()) / 100.0)
 
-        dropout = dropout_probability(
+        tiers = scenario.mechanisms.tiers
+        relief = perk_dropout_relief(
+            pop.tier[shoppers],
+            self._tier_share,
+            len(self._tier_thresholds) - 1,
+            tiers.perk_dropout_relief,
+            tiers.inflation,
+        )
+        dropout = (1.0 - relief) * dropout_probability(
             pop.dropout_prob[shoppers],
             pop.last_delivery_late[shoppers],
             scenario.mechanisms.churn.late_dropout_multiplier,
@@ -551,9 +622,12 @@ class Simulation:
         given = incentive_ids > 0
         if not given.any():
             return
-        ids, offer = shoppers[given], incentive_ids[given]
         pop = self.pop
-        pop.offer[ids] = offer
-        pop.offer_expires_at[ids] = at[given] + self.catalog.valid_hours[offer]
+        freeze = self.catalog.kind[incentive_ids] == KIND_CODES["streak_freeze"]
+        pop.streak_freezes[shoppers[freeze]] += 1
+        ids, offer = shoppers[given], incentive_ids[given]
+        offers = ~freeze[given]  # a freeze is granted at once, not held as an offer
+        pop.offer[ids[offers]] = offer[offers]
+        pop.offer_expires_at[ids[offers]] = (at[given] + self.catalog.valid_hours[offer])[offers]
         pop.incentives_received[ids] += 1
         self.log.record("incentive_offered", at[given], ids, incentive=offer)

@@ -5,8 +5,10 @@ the shopper's next checkout by changing what she pays (coupons, free shipping) o
 earns (points multiplier, bonus points). ``points_bonus`` is gain-framed ("earn 500 points
 with your next order"); ``expiring_points`` is loss-framed ("500 points are yours, they expire
 unless you order"). Both credit the points on the order, and loss aversion makes the second
-pull harder (:mod:`sim.mechanisms.prospect`). Cost is booked only on redemption; points are a
-liability until redeemed. Action ``0`` is always ``none``.
+pull harder (:mod:`sim.mechanisms.prospect`). ``streak_freeze`` is granted at once: it
+keeps the shopper's streak through one missed day (:mod:`sim.mechanisms.streaks`). Cost is
+booked only on redemption; points are a liability until redeemed. Action ``0`` is always
+``none``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ KIND_CODES: dict[IncentiveKind, int] = {
     "points_multiplier": 4,
     "points_bonus": 5,
     "expiring_points": 6,
+    "streak_freeze": 7,
 }
 INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "none": "none",
@@ -36,6 +39,7 @@ INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "points_multiplier": "hedonic",
     "points_bonus": "hedonic",
     "expiring_points": "hedonic",
+    "streak_freeze": "utilitarian",
 }
 
 F64 = NDArray[np.float64]

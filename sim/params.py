@@ -275,6 +275,7 @@ IncentiveKind = Literal[
     "points_multiplier",
     "points_bonus",
     "expiring_points",
+    "streak_freeze",
 ]
 
 
@@ -310,6 +311,7 @@ def _default_incentives() -> tuple[IncentiveSpec, ...]:
         IncentiveSpec(name="points_2x", kind="points_multiplier", value=2.0),
         IncentiveSpec(name="bonus_500_points", kind="points_bonus", value=500.0),
         IncentiveSpec(name="expiring_500_points", kind="expiring_points", value=500.0),
+        IncentiveSpec(name="streak_freeze", kind="streak_freeze"),
     )
 
 
@@ -370,10 +372,45 @@ class ChurnParams(_Model):
     )
 
 
+class StreakParams(_Model):
+    """Daily-visit streaks (Silverman & Barasch 2023); see :mod:`sim.mechanisms.streaks`.
+
+    Neutral: ``weight: 0``, ``break_penalty: 0``.
+    """
+
+    weight: NonNegativeFloat = Field(default=0.4, description="visit-hazard pull of a full streak")
+    cap_days: PositiveFloat = Field(default=14.0, description="streak length at which the pull saturates")
+    min_days: Annotated[int, Field(ge=1)] = Field(
+        default=3, description="a streak is shown, pulls and can be lost from this length"
+    )
+    missed_day_rule: Literal["reset", "decay", "freeze"] = "reset"
+    decay_keep: Probability = Field(default=0.5, description="share kept per missed day under 'decay'")
+    break_penalty: NonNegativeFloat = Field(
+        default=0.6, description="frustration (log visit hazard) from losing a full streak"
+    )
+    frustration_half_life_days: PositiveFloat = 14.0
+
+
+class TierParams(_Model):
+    """Goal gradient and perks of the loyalty tiers; see :mod:`sim.mechanisms.tiers`.
+
+    Neutral: ``goal_gradient: 0``, ``perk_dropout_relief: 0``.
+    """
+
+    # Kivetz, Urminsky & Zheng 2006: inter-purchase times shrink by roughly a fifth near the
+    # reward. 0.6 (visit hazard x1.6 at the threshold) yields ~15% shorter gaps in the 70-100%
+    # band once frequent buyers' saturation is accounted for (tests/sim/mechanisms/test_tiers.py).
+    goal_gradient: NonNegativeFloat = 0.6
+    perk_dropout_relief: Probability = Field(default=0.3, description="dropout cut of top-tier perks")
+    inflation: Probability = Field(default=0.5, description="how much a full tier erodes its perk")
+
+
 class MechanismParams(_Model):
     """Behavioural mechanisms; each section documents its neutral (ablation) setting."""
 
     prospect: ProspectParams = ProspectParams()
+    streaks: StreakParams = StreakParams()
+    tiers: TierParams = TierParams()
     reference_price: ReferencePriceParams = ReferencePriceParams()
     shipping_threshold: ShippingThresholdParams = ShippingThresholdParams()
     churn: ChurnParams = ChurnParams()

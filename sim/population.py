@@ -101,6 +101,8 @@ class Population:
     lapsing_flagged: NDArray[np.bool_] = field(init=False)
     reference_ratio: F64 = field(init=False)
     promo_share: F64 = field(init=False)
+    streak_freezes: I64 = field(init=False)
+    frustration: F64 = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
@@ -126,6 +128,8 @@ class Population:
         self.lapsing_flagged = np.zeros(n, dtype=bool)
         self.reference_ratio = np.ones(n)
         self.promo_share = np.zeros(n)
+        self.streak_freezes = np.zeros(n, dtype=np.int64)
+        self.frustration = np.zeros(n)
 
     @property
     def mean_spend(self) -> F64:
