@@ -25,7 +25,7 @@ from typing import Any
 from rich.table import Table
 
 from sim.engine import DRAWS_PER_SHOPPER_DAY, Simulation
-from sim.params import load_scenario
+from sim.params import NEUTRAL_MECHANISMS, load_scenario
 from sim.rng import Streams
 
 
@@ -48,15 +48,22 @@ def _limit_loop(shoppers: int, days: int, spend_p: float, seed: int) -> float:
     return time.perf_counter() - started
 
 
-def measure_one(scenario_path: str, shoppers: int, days: int, seed: int, repeats: int) -> dict[str, Any]:
+def measure_one(
+    scenario_path: str, shoppers: int, days: int, seed: int, repeats: int, mechanisms: bool = True
+) -> dict[str, Any]:
     """Time the engine and the limit loop at one population size (call in a fresh process)."""
-    scenario = load_scenario(
-        scenario_path, {"population.shoppers": shoppers, "population.acquisition_days": 0.0}
-    )
+    overrides: dict[str, Any] = {"population.shoppers": shoppers, "population.acquisition_days": 0.0}
+    if not mechanisms:
+        overrides.update(NEUTRAL_MECHANISMS)
+    scenario = load_scenario(scenario_path, overrides)
     baseline_rss = _rss_bytes()
-    run_s, init_s, limit_s = [], [], []
+    run_s: list[float] = []
+    init_s: list[float] = []
+    limit_s: list[float] = []
     population_bytes = 0
-    for r in range(repeats):
+    r = 0
+    # Small sizes run fast and noisily: repeat until 2 s of engine time (at most 20 runs).
+    while r < repeats or (sum(run_s) < 2.0 and r < 20):
         started = time.perf_counter()
         sim = Simulation(scenario, seed=seed + r, horizon_days=days, log_level="aggregates")
         built = time.perf_counter()
@@ -67,6 +74,7 @@ def measure_one(scenario_path: str, shoppers: int, days: int, seed: int, repeats
         del sim
         gc.collect()  # a SimPy run holds reference cycles; free it before the next one
         limit_s.append(_limit_loop(shoppers, days, scenario.population.spend.p, seed + r))
+        r += 1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     shopper_days = shoppers * days
     best_run, best_limit = min(run_s), min(limit_s)
@@ -85,7 +93,8 @@ def measure_one(scenario_path: str, shoppers: int, days: int, seed: int, repeats
         "population_bytes_per_shopper": population_bytes / shoppers,
         "draws_per_shopper_day": sum(DRAWS_PER_SHOPPER_DAY.values()),
         "log_level": "aggregates",
-        "repeats": repeats,
+        "mechanisms": "on" if mechanisms else "off (neutral)",
+        "repeats": r,
     }
 
 
@@ -96,14 +105,18 @@ def bench_sim(
     seed: int,
     repeats: int = 3,
     quiet: bool = False,
+    mechanisms: tuple[bool, ...] = (True, False),
 ) -> list[dict[str, Any]]:
-    """Run :func:`measure_one` for each size in its own single-core process."""
+    """Run :func:`measure_one` per size and mechanisms setting, each in its own single-core process."""
     records = []
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    for size in sizes:
+    for size, on in [(size, on) for size in sizes for on in mechanisms]:
         if not quiet:
-            print(f"bench sim: {size:,} shoppers x {days} days ...", file=sys.stderr, flush=True)
-        args = json.dumps([scenario_path, size, days, seed, repeats])
+            label = "on" if on else "off"
+            print(
+                f"bench sim: {size:,} shoppers x {days} days, mechanisms {label}", file=sys.stderr, flush=True
+            )
+        args = json.dumps([scenario_path, size, days, seed, repeats, on])
         result = subprocess.run(
             [sys.executable, "-m", "experiments.bench", args],
             capture_output=True,
@@ -120,27 +133,33 @@ def bench_sim(
 
 def format_sim_table(records: list[dict[str, Any]]) -> Table:
     """A human-readable table of :func:`bench_sim` records, with cost relative to the largest size."""
-    table = Table(title="shopgym bench sim (one core, event log: aggregates)")
+    table = Table(
+        title="shopgym bench sim: one core, event log aggregates; sd = shopper-days",
+        caption="limit: bare numpy making the same draws; vs top: cost per shopper-day vs the largest size",
+    )
     for col in (
         "shoppers",
-        "shopper-days/s",
-        "limit/s",
-        "engine/limit",
-        "ns/shopper-day",
-        "cost vs largest",
-        "peak RSS MiB",
-        "bytes/shopper",
+        "mech.",
+        "sd/s",
+        "limit sd/s",
+        "eng/lim",
+        "ns/sd",
+        "vs top",
+        "RSS MiB",
+        "B/shopper",
     ):
         table.add_column(col, justify="right")
-    ref = records[-1]["ns_per_shopper_day"] if records else 1.0
+    largest = max((r["shoppers"] for r in records), default=0)
+    ref = {r["mechanisms"]: r["ns_per_shopper_day"] for r in records if r["shoppers"] == largest}
     for r in records:
         table.add_row(
             f"{r['shoppers']:,}",
+            r["mechanisms"].split(" ")[0],
             f"{r['shopper_days_per_s']:,.0f}",
             f"{r['limit_shopper_days_per_s']:,.0f}",
             f"{r['ratio_to_limit']:.3f}",
             f"{r['ns_per_shopper_day']:.0f}",
-            f"{r['ns_per_shopper_day'] / ref:.2f}x",
+            f"{r['ns_per_shopper_day'] / ref[r['mechanisms']]:.2f}x",
             f"{r['peak_rss_bytes'] / 2**20:,.0f}",
             f"{r['bytes_per_shopper']:,.0f}",
         )
@@ -150,5 +169,5 @@ def format_sim_table(records: list[dict[str, Any]]) -> Table:
 if __name__ == "__main__":
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    path, size, n_days, base_seed, n_repeats = json.loads(sys.argv[1])
-    print(json.dumps(measure_one(path, size, n_days, base_seed, n_repeats)))
+    path, size, n_days, base_seed, n_repeats, mechanisms_on = json.loads(sys.argv[1])
+    print(json.dumps(measure_one(path, size, n_days, base_seed, n_repeats, mechanisms_on)))

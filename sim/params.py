@@ -416,6 +416,22 @@ class MechanismParams(_Model):
     churn: ChurnParams = ChurnParams()
 
 
+#: Dotted overrides that switch every behavioural mechanism to its neutral (ablation) setting.
+NEUTRAL_MECHANISMS: dict[str, Any] = {
+    "population.loss_aversion": {"mean": 1.0, "cv": 0.0},
+    "mechanisms.reference_price.smoothing": 0.0,
+    "mechanisms.reference_price.promo_sensitivity": 0.0,
+    "mechanisms.shipping_threshold.topup_prob": 0.0,
+    "mechanisms.churn.late_delivery_churn": 0.0,
+    "mechanisms.churn.late_dropout_multiplier": 0.0,
+    "mechanisms.churn.winback_rate": 0.0,
+    "mechanisms.streaks.weight": 0.0,
+    "mechanisms.streaks.break_penalty": 0.0,
+    "mechanisms.tiers.goal_gradient": 0.0,
+    "mechanisms.tiers.perk_dropout_relief": 0.0,
+}
+
+
 class EconomicsParams(_Model):
     """Discounting for LTV."""
 

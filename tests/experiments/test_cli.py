@@ -177,7 +177,12 @@ def test_bench_sim_json_reports_throughput_limit_and_memory():
         check=True,
     )
     records = json.loads(result.stdout)
-    assert [r["shoppers"] for r in records] == [300, 600]
+    assert [(r["shoppers"], r["mechanisms"]) for r in records] == [
+        (300, "on"),
+        (300, "off (neutral)"),
+        (600, "on"),
+        (600, "off (neutral)"),
+    ]
     for record in records:
         for key in (
             "shoppers",

@@ -88,3 +88,16 @@ def test_config_hash_is_stable_and_sensitive():
     a, b = load_scenario(DEFAULT), load_scenario(DEFAULT)
     assert a.config_hash() == b.config_hash()
     assert load_scenario(DEFAULT, {"shipping.fee": 4.99}).config_hash() != a.config_hash()
+
+
+def test_neutral_mechanisms_switch_every_mechanism_off():
+    from sim.params import NEUTRAL_MECHANISMS
+
+    scenario = load_scenario(DEFAULT, NEUTRAL_MECHANISMS)
+    m = scenario.mechanisms
+    assert scenario.population.loss_aversion.mean == 1.0 and scenario.population.loss_aversion.cv == 0.0
+    assert m.reference_price.smoothing == m.reference_price.promo_sensitivity == 0.0
+    assert m.shipping_threshold.topup_prob == 0.0
+    assert m.churn.late_delivery_churn == m.churn.late_dropout_multiplier == m.churn.winback_rate == 0.0
+    assert m.streaks.weight == m.streaks.break_penalty == 0.0
+    assert m.tiers.goal_gradient == m.tiers.perk_dropout_relief == 0.0
