@@ -28,7 +28,7 @@ def logit(p: float) -> float:
 
 
 def checkout_probability(
-    base_logit: float,
+    base_logit: FloatArray | float,
     price_sensitivity: FloatArray,
     pay: FloatArray,
     reference: FloatArray,

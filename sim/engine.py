@@ -39,6 +39,7 @@ from sim.mechanisms.churn import dropout_probability
 from sim.mechanisms.prospect import framed_offer_pull
 from sim.mechanisms.reference_price import effective_price_sensitivity, update_reference
 from sim.mechanisms.shipping_threshold import topped_up_basket
+from sim.mechanisms.social import neighbour_signal, social_logit_lift
 from sim.mechanisms.streaks import loss_weight, streak_after_miss, visit_hazard_multiplier
 from sim.mechanisms.tiers import goal_gradient_multiplier, perk_dropout_relief, tier_progress
 from sim.params import DecisionKind, Scenario
@@ -49,7 +50,7 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 #: Random values drawn per shopper per day, by stream (the bare-numpy benchmark limit uses this).
-DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 8, "fulfillment": 3, "incentives": 1}
+DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 9, "fulfillment": 3, "incentives": 1}
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class _DayDraws:
     u_churn: F64
     u_category: F64
     u_topup: F64
+    u_bestseller: F64
     u_return: F64
     u_transit: F64
     u_late_churn: F64
@@ -98,7 +100,10 @@ class Simulation:
         self.horizon_days = horizon_days
         self.env = simpy.Environment()
         self.streams = Streams.from_seed(seed)
-        self.pop = sample_population(scenario, self.streams.acquisition)
+        self.pop = sample_population(scenario, self.streams.acquisition, self.streams.social)
+        self._mean_susceptibility = float(self.pop.social_susceptibility.mean())
+        self._recent_decay = 0.5 ** (1.0 / scenario.mechanisms.social.recent_half_life_days)
+        self._social_signal = np.zeros(0)
         self.ledger = Ledger(self.pop, scenario.economics.annual_discount_rate)
         self.log = EventLog(log_level)
         self.daily = DailyStats(horizon_days)
@@ -201,11 +206,12 @@ class Simulation:
         pop, start = self.pop, day * HOURS_PER_DAY
         n = pop.acquired_count(start + HOURS_PER_DAY)
         arrivals = self.streams.arrivals.random((2, n))
-        behaviour = self.streams.behaviour.random((7, n))
+        behaviour = self.streams.behaviour.random((8, n))
         basket_gamma = self.streams.behaviour.standard_gamma(pop.spend_p, n)
         fulfillment = self.streams.fulfillment.random((3, n))
         incentives = self.streams.incentives.random((1, n))
         self._streak_breaks(day, n)
+        self._update_social_signal(n)
         ids = np.flatnonzero(pop.alive[:n] & (arrivals[0] < self._visit_probability(n)))
         times = start + hours_from_uniform(arrivals[1][ids], self._hour_cdf)
         after_acquisition = times > pop.acquired_at[ids]
@@ -223,6 +229,7 @@ class Simulation:
             u_churn=behaviour[4],
             u_category=behaviour[5],
             u_topup=behaviour[6],
+            u_bestseller=behaviour[7],
             u_return=fulfillment[0],
             u_transit=fulfillment[1],
             u_late_churn=fulfillment[2],
@@ -258,6 +265,13 @@ class Simulation:
             )
         )
         pop.last_visit_day[missed] = day - 1  # the streak, kept or shortened, carries on from here
+
+    def _update_social_signal(self, n: int) -> None:
+        """Fade recent purchases by a day and sum them over each shopper's neighbours."""
+        pop = self.pop
+        pop.recent_purchases[:n] *= self._recent_decay
+        if self.scenario.mechanisms.social.proof_weight > 0:
+            self._social_signal = neighbour_signal(pop.recent_purchases, pop.neighbours[:n])
 
     def _visit_probability(self, n: int) -> F64:
         """Today's session probability: the calibrated base moved by streaks and the goal gradient."""
@@ -329,7 +343,8 @@ class Simulation:
         self.log.record("cart", times, shoppers, amount=basket, detail=category)
         self.daily.add("carts", start, shoppers.size)
 
-        bought = self._checkout(shoppers, times, basket, category, day.u_checkout[shoppers])
+        badge = day.u_bestseller[shoppers] < self.scenario.mechanisms.social.bestseller_share
+        bought = self._checkout(shoppers, times, basket, category, day.u_checkout[shoppers], badge)
         abandoned = ~bought
         if not abandoned.any():
             return
@@ -345,6 +360,7 @@ class Simulation:
                 cart_ids[abandoned],
                 basket[abandoned],
                 category[abandoned],
+                badge[abandoned],
                 day.u_cart_return[ids],
                 day.u_reconsider[ids],
                 wake_at=end + self.scenario.sessions.cart_recovery_hours,
@@ -398,7 +414,13 @@ class Simulation:
 
     # ---- checkout and orders ----------------------------------------------------------------
     def _checkout(
-        self, shoppers: I64, times: F64 | float, basket: F64, category: NDArray[np.int8], u: F64
+        self,
+        shoppers: I64,
+        times: F64 | float,
+        basket: F64,
+        category: NDArray[np.int8],
+        u: F64,
+        badge: NDArray[np.bool_],
     ) -> NDArray[np.bool_]:
         """Each cart's shopper sees what she would pay (offers, shipping, points) and decides."""
         pop, loyalty, ship = self.pop, self.scenario.loyalty, self.scenario.shipping
@@ -428,8 +450,23 @@ class Simulation:
         sensitivity = effective_price_sensitivity(
             pop.price_sensitivity[shoppers], pop.promo_share[shoppers], reference.promo_sensitivity
         )
+        social = self.scenario.mechanisms.social
+        signal = self._social_signal[shoppers] if social.proof_weight > 0 else np.zeros(shoppers.size)
+        lift = social_logit_lift(
+            signal,
+            pop.social_susceptibility[shoppers],
+            badge,
+            self._mean_susceptibility,
+            social.proof_weight,
+            social.saturation,
+            social.bestseller_lift,
+        )
         prob = checkout_probability(
-            self._base_logit, sensitivity, pay - pull, basket * pop.reference_ratio[shoppers], loss_aversion
+            self._base_logit + lift,
+            sensitivity,
+            pay - pull,
+            basket * pop.reference_ratio[shoppers],
+            loss_aversion,
         )
         bought = u < prob
         if bought.any():
@@ -521,6 +558,7 @@ class Simulation:
         )
         repeat = pop.orders[shoppers] > 0
         pop.orders[shoppers] += 1
+        pop.recent_purchases[shoppers] += 1.0
         pop.monetary[shoppers] += basket
         pop.last_order_at[shoppers] = times
         pop.lapsing_flagged[shoppers] = False
@@ -562,6 +600,7 @@ class Simulation:
         cart_ids: I64,
         basket: F64,
         category: NDArray[np.int8],
+        badge: NDArray[np.bool_],
         u_return: F64,
         u_reconsider: F64,
         wake_at: float,
@@ -571,6 +610,7 @@ class Simulation:
         pop = self.pop
         still_open = pop.cart_id[shoppers] == cart_ids  # not replaced by a newer cart
         shoppers, basket, category = shoppers[still_open], basket[still_open], category[still_open]
+        badge = badge[still_open]
         back = pop.alive[shoppers] & (u_return[still_open] < self.scenario.sessions.cart_return_rate)
         bought = np.zeros(shoppers.size, dtype=bool)
         if back.any():
@@ -580,6 +620,7 @@ class Simulation:
                 basket[back],
                 category[back],
                 u_reconsider[still_open][back],
+                badge[back],
             )
             self.daily.add("recovered", self.env.now, float(bought.sum()))
         lost = shoppers[~bought]

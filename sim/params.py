@@ -116,7 +116,7 @@ class SessionParams(_Model):
     add_to_cart_rate: Probability = 0.25
     # Chosen so that, with shipping fees below the threshold, about 70% of carts are
     # abandoned (Baymard Institute: 70.19% average documented abandonment rate).
-    checkout_conversion_at_reference: Probability = 0.55
+    checkout_conversion_at_reference: Probability = 0.50
     # Abandoned-cart reminders bring back a minority of carts; those shoppers decide again.
     cart_return_rate: Probability = Field(
         default=0.25, description="share of abandoned carts whose shopper returns within the window"
@@ -405,9 +405,31 @@ class TierParams(_Model):
     inflation: Probability = Field(default=0.5, description="how much a full tier erodes its perk")
 
 
+class SocialParams(_Model):
+    """Social graph and social proof (Cai, Chen & Fang 2009); see :mod:`sim.mechanisms.social`.
+
+    Neutral: ``proof_weight: 0``, ``bestseller_lift: 0``.
+    """
+
+    community_size: Annotated[int, Field(ge=2)] = Field(default=100, description="shoppers per community")
+    within_degree: Annotated[int, Field(ge=0)] = Field(
+        default=5, description="neighbours seen in one's community"
+    )
+    across_degree: Annotated[int, Field(ge=0)] = Field(default=1, description="neighbours seen anywhere")
+    recent_half_life_days: PositiveFloat = 7.0
+    proof_weight: NonNegativeFloat = Field(
+        default=1.0, description="checkout logit lift at saturation for a fully susceptible shopper"
+    )
+    saturation: PositiveFloat = Field(default=1.0, description="neighbour purchases for 63% of the lift")
+    bestseller_share: Probability = Field(default=0.2, description="share of carts holding a bestseller")
+    # +0.25 logit for the average shopper: about +17% choice at ~25% conversion (Cai et al.: 13-20%).
+    bestseller_lift: NonNegativeFloat = 0.25
+
+
 class MechanismParams(_Model):
     """Behavioural mechanisms; each section documents its neutral (ablation) setting."""
 
+    social: SocialParams = SocialParams()
     prospect: ProspectParams = ProspectParams()
     streaks: StreakParams = StreakParams()
     tiers: TierParams = TierParams()
@@ -429,6 +451,8 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.streaks.break_penalty": 0.0,
     "mechanisms.tiers.goal_gradient": 0.0,
     "mechanisms.tiers.perk_dropout_relief": 0.0,
+    "mechanisms.social.proof_weight": 0.0,
+    "mechanisms.social.bestseller_lift": 0.0,
 }
 
 

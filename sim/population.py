@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from sim.behaviour import checkout_probability, expected_orders_per_cart, logit, shipping_fee
+from sim.mechanisms.social import community_graph
 from sim.params import LogNormalTrait, Scenario
 
 HOURS_PER_DAY = 24.0
@@ -75,6 +76,8 @@ class Population:
     affinity: NDArray[np.float32]
     abuser: NDArray[np.bool_]
     channel: NDArray[np.int8]
+    community: NDArray[np.int32]
+    neighbours: NDArray[np.int32]
     visit_prob: F64
     cart_prob: F64
     spend_p: float
@@ -103,6 +106,7 @@ class Population:
     promo_share: F64 = field(init=False)
     streak_freezes: I64 = field(init=False)
     frustration: F64 = field(init=False)
+    recent_purchases: F64 = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
@@ -130,6 +134,7 @@ class Population:
         self.promo_share = np.zeros(n)
         self.streak_freezes = np.zeros(n, dtype=np.int64)
         self.frustration = np.zeros(n)
+        self.recent_purchases = np.zeros(n)
 
     @property
     def mean_spend(self) -> F64:
@@ -145,8 +150,10 @@ class Population:
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
-def sample_population(scenario: Scenario, rng: np.random.Generator) -> Population:
-    """Draw every shopper's acquisition time and traits from the acquisition stream."""
+def sample_population(
+    scenario: Scenario, rng: np.random.Generator, social_rng: np.random.Generator
+) -> Population:
+    """Draw every shopper's acquisition time and traits, and the social graph from its own stream."""
     pop = scenario.population
     n = pop.shoppers
     horizon = pop.acquisition_days * HOURS_PER_DAY
@@ -157,12 +164,16 @@ def sample_population(scenario: Scenario, rng: np.random.Generator) -> Populatio
     loss_aversion = _lognormal(pop.loss_aversion, n, rng)
     price_sensitivity = _lognormal(pop.price_sensitivity, n, rng)
     streak_sensitivity = _lognormal(pop.streak_sensitivity, n, rng)
-    social = rng.beta(pop.social_susceptibility.a, pop.social_susceptibility.b, n)
+    susceptibility = rng.beta(pop.social_susceptibility.a, pop.social_susceptibility.b, n)
     referral = rng.beta(pop.referral_propensity.a, pop.referral_propensity.b, n)
     a = pop.affinity
     affinity = rng.dirichlet([a.hedonic, a.utilitarian, a.social, a.surprise], n).astype(np.float32)
     abuser = rng.random(n) < pop.abuser_share
 
+    social = scenario.mechanisms.social
+    community, neighbours = community_graph(
+        n, social.community_size, social.within_degree, social.across_degree, social_rng
+    )
     rate_per_day = rate_per_week / DAYS_PER_WEEK
     visit_prob, cart_prob = calibrate_session_rates(
         scenario, rate_per_day, nu, price_sensitivity, loss_aversion
@@ -176,11 +187,13 @@ def sample_population(scenario: Scenario, rng: np.random.Generator) -> Populatio
         loss_aversion=loss_aversion,
         price_sensitivity=price_sensitivity,
         streak_sensitivity=streak_sensitivity,
-        social_susceptibility=social,
+        social_susceptibility=susceptibility,
         referral_propensity=referral,
         affinity=affinity,
         abuser=abuser,
         channel=np.full(n, CHANNEL_ORGANIC, dtype=np.int8),
+        community=community,
+        neighbours=neighbours,
         visit_prob=visit_prob,
         cart_prob=cart_prob,
         spend_p=pop.spend.p,
