@@ -53,7 +53,7 @@ class Ledger:
     """Per-shopper ledger lines in cents plus the present value of margin at acquisition."""
 
     def __init__(self, population: Population, annual_discount_rate: float) -> None:
-        self._acquired_at = population.acquired_at
+        self._population = population
         self._rate_per_hour = daily_discount_rate(annual_discount_rate) / HOURS_PER_DAY
         self.lines = np.zeros((len(LEDGER_LINES), population.size), dtype=np.int64)
         self.margin_pv = np.zeros(population.size)
@@ -92,7 +92,12 @@ class Ledger:
         self, shoppers: NDArray[np.int64], time_hours: NDArray[np.float64] | float
     ) -> NDArray[np.float64]:
         """Discount factor from ``time_hours`` back to each shopper's acquisition."""
-        return np.exp(-self._rate_per_hour * (time_hours - self._acquired_at[shoppers]))
+        return np.exp(-self._rate_per_hour * (time_hours - self._population.acquired_at[shoppers]))
+
+    def grow(self, count: int) -> None:
+        """Open ledger rows for ``count`` shoppers who just joined (referred shoppers)."""
+        self.lines = np.concatenate([self.lines, np.zeros((len(LEDGER_LINES), count), np.int64)], axis=1)
+        self.margin_pv = np.concatenate([self.margin_pv, np.zeros(count)])
 
     def margin_cents(self) -> NDArray[np.int64]:
         """Net margin per shopper, in cents: revenue minus the five cost lines."""
@@ -126,16 +131,16 @@ def expected_order_margin(scenario: Scenario, population: Population) -> NDArray
 
 
 def residual_value(
-    scenario: Scenario, population: Population, now_hours: float, count: int
+    scenario: Scenario, population: Population, now_hours: float, rows: slice | NDArray[np.int64]
 ) -> NDArray[np.float64]:
-    """Expected discounted margin of future orders for the first ``count`` shoppers.
+    """Expected discounted margin of future orders of the shoppers in ``rows``.
 
     Valued at ``now_hours`` and discounted back to each shopper's acquisition; zero for
     shoppers who have churned (the simulator knows who has).
     """
     delta = daily_discount_rate(scenario.economics.annual_discount_rate)
-    rate = population.purchase_rate_per_day[:count]
-    orders = rate / (delta + rate * population.dropout_prob[:count])
-    value = orders * expected_order_margin(scenario, population)[:count]
-    age_days = (now_hours - population.acquired_at[:count]) / HOURS_PER_DAY
-    return np.where(population.alive[:count], value * np.exp(-delta * age_days), 0.0)
+    rate = population.purchase_rate_per_day[rows]
+    orders = rate / (delta + rate * population.dropout_prob[rows])
+    value = orders * expected_order_margin(scenario, population)[rows]
+    age_days = (now_hours - population.acquired_at[rows]) / HOURS_PER_DAY
+    return np.where(population.alive[rows], value * np.exp(-delta * age_days), 0.0)

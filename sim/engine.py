@@ -38,12 +38,13 @@ from sim.incentives import KIND_CODES, IncentiveCatalog, Terms
 from sim.mechanisms.churn import dropout_probability
 from sim.mechanisms.prospect import framed_offer_pull
 from sim.mechanisms.reference_price import effective_price_sensitivity, update_reference
+from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.mechanisms.social import neighbour_signal, social_logit_lift
 from sim.mechanisms.streaks import loss_weight, streak_after_miss, visit_hazard_multiplier
 from sim.mechanisms.tiers import goal_gradient_multiplier, perk_dropout_relief, tier_progress
 from sim.params import DecisionKind, Scenario
-from sim.population import HOURS_PER_DAY, sample_population
+from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, draw_shoppers, sample_population
 from sim.rng import Streams
 
 F64 = NDArray[np.float64]
@@ -51,6 +52,8 @@ I64 = NDArray[np.int64]
 
 #: Random values drawn per shopper per day, by stream (the bare-numpy benchmark limit uses this).
 DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 9, "fulfillment": 3, "incentives": 1}
+# Uniform draws per stream (the behaviour stream's ninth draw is the basket's gamma variate).
+_DRAWS = {"arrivals": 2, "behaviour": 8, "fulfillment": 3, "incentives": 1}
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,9 @@ class Simulation:
         self._next_cart_id = 0
         self._day: _DayDraws | None = None
         self._tier_share = np.zeros(len(self._tier_thresholds))
+        self._invited: list[tuple[I64, NDArray[np.int16], NDArray[np.bool_]]] = []
+        self.referral_cost_cents = 0
+        self.referral_cost_abusers_cents = 0
         self._mode: str | None = None
         self._ready: simpy.Event = self.env.event()
         self._answer: simpy.Event | None = None
@@ -184,6 +190,10 @@ class Simulation:
         """Number of shoppers acquired so far."""
         return self.pop.acquired_count(np.nextafter(self.env.now, np.inf))
 
+    def acquired_rows(self) -> slice | I64:
+        """Population rows of the shoppers acquired so far."""
+        return self.pop.active_rows(np.nextafter(self.env.now, np.inf))
+
     # ---- the day ----------------------------------------------------------------------------
     def _day_loop(self) -> Generator[simpy.Event, Any, None]:
         batch_hours = self.scenario.engine.session_batch_hours
@@ -192,6 +202,7 @@ class Simulation:
             if self._on_day is not None:
                 self._on_day(day)
             start = day * HOURS_PER_DAY
+            self._accept_referrals(start)
             self._day = self._draw_day(day)
             self._tier_share = self._tier_shares()
             yield from self._lapsing(start)
@@ -202,25 +213,48 @@ class Simulation:
         self._ready.succeed(None)
 
     def _draw_day(self, day: int) -> _DayDraws:
-        """Draw the day's values for every shopper acquired by the end of the day (fixed shape)."""
+        """Draw the day's values for every shopper acquired by the end of the day (fixed shape).
+
+        Organic shoppers draw from the named streams, referred ones from the ``referred``
+        stream, so however many shoppers a policy's referrals bring, organic draws never shift.
+        """
         pop, start = self.pop, day * HOURS_PER_DAY
-        n = pop.acquired_count(start + HOURS_PER_DAY)
-        arrivals = self.streams.arrivals.random((2, n))
-        behaviour = self.streams.behaviour.random((8, n))
-        basket_gamma = self.streams.behaviour.standard_gamma(pop.spend_p, n)
-        fulfillment = self.streams.fulfillment.random((3, n))
-        incentives = self.streams.incentives.random((1, n))
-        self._streak_breaks(day, n)
-        self._update_social_signal(n)
-        ids = np.flatnonzero(pop.alive[:n] & (arrivals[0] < self._visit_probability(n)))
+        end = start + HOURS_PER_DAY
+        n_organic, n_referred = pop.organic_count(end), pop.size - pop.planned
+        streams, draws = self.streams, _DRAWS
+
+        def fill(rng: np.random.Generator, k: int, referred: F64) -> F64:
+            values = np.empty((k, pop.size))
+            values[:, :n_organic] = rng.random((k, n_organic))
+            values[:, pop.planned :] = referred
+            return values
+
+        referred = streams.referred.random((sum(draws.values()), n_referred))
+        cut = np.cumsum([0, *draws.values()])
+        arrivals = fill(streams.arrivals, draws["arrivals"], referred[cut[0] : cut[1]])
+        behaviour = fill(streams.behaviour, draws["behaviour"], referred[cut[1] : cut[2]])
+        fulfillment = fill(streams.fulfillment, draws["fulfillment"], referred[cut[2] : cut[3]])
+        incentives = fill(streams.incentives, draws["incentives"], referred[cut[3] : cut[4]])
+        basket_gamma = np.empty(pop.size)
+        basket_gamma[:n_organic] = streams.behaviour.standard_gamma(pop.spend_p, n_organic)
+        basket_gamma[pop.planned :] = streams.referred.standard_gamma(pop.spend_p, n_referred)
+
+        rows = pop.active_rows(end)
+        row_ids = np.arange(n_organic) if isinstance(rows, slice) else rows
+        self._streak_breaks(day, rows)
+        self._update_social_signal(rows)
+        ids = row_ids[pop.alive[rows] & (arrivals[0][rows] < self._visit_probability(rows))]
         times = start + hours_from_uniform(arrivals[1][ids], self._hour_cdf)
         after_acquisition = times > pop.acquired_at[ids]
         ids, times = ids[after_acquisition], times[after_acquisition]
         order = np.argsort(times, kind="stable")
+        new = np.concatenate(
+            [np.arange(pop.organic_count(start), n_organic), self._joined_today(start, end)]
+        ).astype(np.int64)
         return _DayDraws(
             visit_ids=ids[order],
             visit_times=times[order],
-            acquisition_ids=np.arange(pop.acquired_count(start), n, dtype=np.int64),
+            acquisition_ids=new[np.argsort(pop.acquired_at[new], kind="stable")],
             u_cart=behaviour[0],
             basket_gamma=basket_gamma,
             u_checkout=behaviour[1],
@@ -236,13 +270,68 @@ class Simulation:
             u_winback=incentives[0],
         )
 
-    def _streak_breaks(self, day: int, n: int) -> None:
+    def _accept_referrals(self, start: float) -> None:
+        """Friends invited yesterday join today as referred shoppers in the referrer's community."""
+        if not self._invited:
+            return
+        referrers = np.concatenate([r for r, _, _ in self._invited])
+        offers = np.concatenate([o for _, o, _ in self._invited])
+        fake = np.concatenate([f for _, _, f in self._invited])
+        self._invited = []
+        pop, rng = self.pop, self.streams.referred
+        count = referrers.size
+        neighbours = np.empty((count, pop.neighbours.shape[1]), dtype=np.int32)
+        neighbours[:, 0] = referrers
+        neighbours[:, 1:] = pop.neighbours[referrers, :-1]
+        joined = draw_shoppers(
+            self.scenario,
+            start + np.sort(rng.random(count)) * HOURS_PER_DAY,
+            pop.community[referrers],
+            neighbours,
+            CHANNEL_REFERRED,
+            rng,
+        )
+        joined.dropout_prob *= 1.0 - self.scenario.mechanisms.referral.referred_churn_reduction
+        joined.referred_by[:] = referrers
+        joined.referral_offer[:] = offers
+        joined.fake_account[:] = fake
+        joined.visit_prob[fake] = 0.0  # a fake account never comes back
+        pop.append(joined)
+        self.ledger.grow(count)
+
+    def _invite(self, referrers: I64, offers: NDArray[np.int16]) -> None:
+        """Referrers given a bonus invite friends; abusers open fake accounts where that pays."""
+        pop, params = self.pop, self.scenario.mechanisms.referral
+        friends = accepted_invitations(
+            pop.referral_propensity[referrers], params.max_invites, params.accept_rate, self.streams.referred
+        )
+        fakes = fake_accounts(
+            pop.abuser[referrers],
+            self.catalog.min_basket[offers],
+            params.fake_order_value,
+            params.abuser_fake_accounts,
+        )
+        total = friends + fakes
+        if total.sum() == 0:
+            return
+        # Within each referrer's block, real friends come first, then fake accounts.
+        position = np.arange(total.sum()) - np.repeat(np.cumsum(total) - total, total)
+        fake = position >= np.repeat(friends, total)
+        self._invited.append((np.repeat(referrers, total), np.repeat(offers, total), fake))
+
+    def _joined_today(self, start: float, end: float) -> I64:
+        """Referred rows whose acquisition falls in ``[start, end)``."""
+        referred_at = self.pop.acquired_at[self.pop.planned :]
+        return self.pop.planned + np.flatnonzero((referred_at >= start) & (referred_at < end))
+
+    def _streak_breaks(self, day: int, rows: slice | I64) -> None:
         """Apply the missed-day rule to streaks broken yesterday; frustration fades."""
         pop, mech = self.pop, self.scenario.mechanisms
         streaks, prospect = mech.streaks, mech.prospect
         if streaks.break_penalty > 0:
-            pop.frustration[:n] *= 0.5 ** (1.0 / streaks.frustration_half_life_days)
-        missed = np.flatnonzero((pop.streak_days[:n] > 0) & (pop.last_visit_day[:n] < day - 1))
+            pop.frustration[rows] *= 0.5 ** (1.0 / streaks.frustration_half_life_days)
+        row_ids = np.arange(rows.stop) if isinstance(rows, slice) else rows
+        missed = row_ids[(pop.streak_days[rows] > 0) & (pop.last_visit_day[rows] < day - 1)]
         if missed.size == 0:
             return
         frozen = pop.streak_freezes[missed] > 0
@@ -266,21 +355,22 @@ class Simulation:
         )
         pop.last_visit_day[missed] = day - 1  # the streak, kept or shortened, carries on from here
 
-    def _update_social_signal(self, n: int) -> None:
+    def _update_social_signal(self, rows: slice | I64) -> None:
         """Fade recent purchases by a day and sum them over each shopper's neighbours."""
         pop = self.pop
-        pop.recent_purchases[:n] *= self._recent_decay
+        pop.recent_purchases[rows] *= self._recent_decay
         if self.scenario.mechanisms.social.proof_weight > 0:
-            self._social_signal = neighbour_signal(pop.recent_purchases, pop.neighbours[:n])
+            self._social_signal = np.zeros(pop.size)
+            self._social_signal[rows] = neighbour_signal(pop.recent_purchases, pop.neighbours[rows])
 
-    def _visit_probability(self, n: int) -> F64:
+    def _visit_probability(self, rows: slice | I64) -> F64:
         """Today's session probability: the calibrated base moved by streaks and the goal gradient."""
         pop, mech = self.pop, self.scenario.mechanisms
         multiplier = visit_hazard_multiplier(
-            pop.streak_days[:n],
-            pop.frustration[:n],
-            pop.streak_sensitivity[:n],
-            pop.loss_aversion[:n],
+            pop.streak_days[rows],
+            pop.frustration[rows],
+            pop.streak_sensitivity[rows],
+            pop.loss_aversion[rows],
             mech.streaks.weight,
             mech.streaks.cap_days,
             mech.streaks.min_days,
@@ -288,15 +378,15 @@ class Simulation:
             mech.prospect.beta,
         )
         if mech.tiers.goal_gradient > 0:
-            progress = tier_progress(pop.monetary[:n], pop.tier[:n], self._tier_thresholds)
+            progress = tier_progress(pop.monetary[rows], pop.tier[rows], self._tier_thresholds)
             multiplier *= goal_gradient_multiplier(progress, mech.tiers.goal_gradient)
-        return -np.expm1(multiplier * np.log1p(-np.minimum(pop.visit_prob[:n], 1.0 - 1e-12)))
+        return -np.expm1(multiplier * np.log1p(-np.minimum(pop.visit_prob[rows], 1.0 - 1e-12)))
 
     def _tier_shares(self) -> F64:
         """Share of active shoppers at or above each tier (for tier inflation)."""
         pop = self.pop
-        n = self.acquired()
-        tiers = pop.tier[:n][pop.alive[:n]]
+        rows = self.acquired_rows()
+        tiers = pop.tier[rows][pop.alive[rows]]
         counts = np.bincount(tiers, minlength=len(self._tier_thresholds)).astype(np.float64)
         at_or_above = np.cumsum(counts[::-1])[::-1]
         return at_or_above / max(tiers.size, 1)
@@ -304,9 +394,10 @@ class Simulation:
     def _lapsing(self, now: float) -> Generator[simpy.Event, Any, None]:
         """Shoppers whose recency just crossed the lapse threshold become decision points."""
         pop = self.pop
-        n = pop.acquired_count(now)
+        rows = pop.active_rows(now)
+        row_ids = np.arange(rows.stop) if isinstance(rows, slice) else rows
         threshold = self.scenario.sessions.lapse_after_days * HOURS_PER_DAY
-        ids = np.flatnonzero((now - pop.last_order_at[:n] >= threshold) & ~pop.lapsing_flagged[:n])
+        ids = row_ids[(now - pop.last_order_at[rows] >= threshold) & ~pop.lapsing_flagged[rows]]
         if ids.size:
             pop.lapsing_flagged[ids] = True
             self.log.record("lapsing", now, ids)
@@ -402,14 +493,37 @@ class Simulation:
         day, pop = self._day, self.pop
         assert day is not None
         times = pop.acquired_at[shoppers]
-        basket = self._basket(shoppers)
+        fake = pop.fake_account[shoppers]
+        basket = np.where(fake, self.scenario.mechanisms.referral.fake_order_value, self._basket(shoppers))
         category = self._categories(day.u_category[shoppers])
         self.log.record("acquired", times, shoppers, detail=pop.channel[shoppers].astype(np.int16))
         self.daily.add("acquired", times[0], shoppers.size)
         offer = np.zeros(shoppers.size, dtype=np.int16)
         no_points = np.zeros(shoppers.size, np.int64)
-        self._place_orders(
-            shoppers, times, basket, category, offer, no_points, self.catalog.terms(offer, basket)
+        terms = self.catalog.terms(offer, basket)
+        order_ids = self._place_orders(shoppers, times, basket, category, offer, no_points, terms)
+        self._pay_referral_bonuses(shoppers, times, basket, order_ids)
+
+    def _pay_referral_bonuses(self, shoppers: I64, times: F64, basket: F64, order_ids: I64) -> None:
+        """Pay each referrer whose friend's first order reaches the bonus's anti-fraud floor."""
+        pop = self.pop
+        offer = pop.referral_offer[shoppers]
+        paid = (pop.referred_by[shoppers] >= 0) & (basket >= self.catalog.min_basket[offer])
+        if not paid.any():
+            return
+        referrers, offer = pop.referred_by[shoppers[paid]], offer[paid]
+        cents = to_cents(self.catalog.value[offer])
+        self.ledger.book(INCENTIVE, referrers, cents, times[paid])
+        self.referral_cost_cents += int(cents.sum())
+        self.referral_cost_abusers_cents += int(cents[pop.abuser[referrers]].sum())
+        self.daily.add("incentive_cost", times[0], float(cents.sum()) / 100.0)
+        self.log.record(
+            "incentive_redeemed",
+            times[paid],
+            referrers,
+            order_id=order_ids[paid],
+            amount=cents / 100.0,
+            incentive=offer,
         )
 
     # ---- checkout and orders ----------------------------------------------------------------
@@ -491,7 +605,7 @@ class Simulation:
         offer: NDArray[np.int16],
         redeem_points: I64,
         terms: Terms,
-    ) -> None:
+    ) -> I64:
         """Book orders: ledger, points, offers redeemed, shopper state, BG/NBD dropout, warehouse."""
         pop, day, scenario = self.pop, self._day, self.scenario
         assert day is not None
@@ -593,6 +707,7 @@ class Simulation:
             self.log.record("churn", times[churn], gone)
             self.daily.add("churned", times[0], gone.size)
         self.fulfillment.receive(ids)
+        return ids
 
     def _cart_timer(
         self,
@@ -664,10 +779,14 @@ class Simulation:
         if not given.any():
             return
         pop = self.pop
-        freeze = self.catalog.kind[incentive_ids] == KIND_CODES["streak_freeze"]
+        kind = self.catalog.kind[incentive_ids]
+        freeze = kind == KIND_CODES["streak_freeze"]
         pop.streak_freezes[shoppers[freeze]] += 1
+        referral = kind == KIND_CODES["referral_bonus"]
+        if referral.any():
+            self._invite(shoppers[referral], incentive_ids[referral])
         ids, offer = shoppers[given], incentive_ids[given]
-        offers = ~freeze[given]  # a freeze is granted at once, not held as an offer
+        offers = ~(freeze | referral)[given]  # acted on at once, not held as an offer
         pop.offer[ids[offers]] = offer[offers]
         pop.offer_expires_at[ids[offers]] = (at[given] + self.catalog.valid_hours[offer])[offers]
         pop.incentives_received[ids] += 1

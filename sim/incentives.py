@@ -6,7 +6,9 @@ earns (points multiplier, bonus points). ``points_bonus`` is gain-framed ("earn 
 with your next order"); ``expiring_points`` is loss-framed ("500 points are yours, they expire
 unless you order"). Both credit the points on the order, and loss aversion makes the second
 pull harder (:mod:`sim.mechanisms.prospect`). ``streak_freeze`` is granted at once: it
-keeps the shopper's streak through one missed day (:mod:`sim.mechanisms.streaks`). Cost is
+keeps the shopper's streak through one missed day (:mod:`sim.mechanisms.streaks`).
+``referral_bonus`` is acted on at once too: the shopper invites friends, and the bonus is paid
+when a friend's first order reaches the floor (:mod:`sim.mechanisms.referral`). Cost is
 booked only on redemption; points are a liability until redeemed. Action ``0`` is always
 ``none``.
 """
@@ -30,6 +32,7 @@ KIND_CODES: dict[IncentiveKind, int] = {
     "points_bonus": 5,
     "expiring_points": 6,
     "streak_freeze": 7,
+    "referral_bonus": 8,
 }
 INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "none": "none",
@@ -40,6 +43,7 @@ INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "points_bonus": "hedonic",
     "expiring_points": "hedonic",
     "streak_freeze": "utilitarian",
+    "referral_bonus": "social",
 }
 
 F64 = NDArray[np.float64]

@@ -12,6 +12,7 @@ import numpy as np
 
 from sim.economics import LEDGER_LINES, residual_value
 from sim.engine import Simulation
+from sim.population import CHANNEL_REFERRED
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -22,10 +23,11 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     """The headline metrics of a run, as a flat JSON-ready dict."""
     daily = sim.daily.to_frame()
     n = sim.acquired()
+    rows = sim.acquired_rows()
     pop, ledger = sim.pop, sim.ledger
     totals = ledger.totals_cents()
-    residual = residual_value(sim.scenario, pop, sim.now_hours, n)
-    ltv = ledger.margin_pv[:n] + residual
+    residual = residual_value(sim.scenario, pop, sim.now_hours, rows)
+    ltv = ledger.margin_pv[rows] + residual
     orders = sim.orders
     delivered = int(np.count_nonzero(~np.isnan(orders.column("delivered_at"))))
     carts = float(daily["carts"].sum())
@@ -51,11 +53,11 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     summary.update(
         {
             "margin": totals["margin"] / 100.0,
-            "points_liability": float(pop.points[:n].sum() * sim.scenario.loyalty.point_value),
+            "points_liability": float(pop.points[rows].sum() * sim.scenario.loyalty.point_value),
             "ltv_mean": float(ltv.mean()) if n else 0.0,
-            "ltv_realized_mean": float(ledger.margin_pv[:n].mean()) if n else 0.0,
+            "ltv_realized_mean": float(ledger.margin_pv[rows].mean()) if n else 0.0,
             "ltv_residual_mean": float(residual.mean()) if n else 0.0,
-            "active_share": _ratio(float(pop.alive[:n].sum()), n),
+            "active_share": _ratio(float(pop.alive[rows].sum()), n),
             "deliveries": delivered,
             "returns": int(orders.column("returned").sum()),
             "returns_share": _ratio(float(orders.column("returned").sum()), delivered),
@@ -65,7 +67,11 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "backlog_mean": float(daily["backlog_end"].mean()),
             "backlog_max": int(daily["backlog_end"].max()),
             "overtime_orders": int(daily["overtime_orders"].sum()),
-            "incentives_offered": int(pop.incentives_received[:n].sum()),
+            "incentives_offered": int(pop.incentives_received[rows].sum()),
+            "referred_shoppers": int((pop.channel[rows] == CHANNEL_REFERRED).sum()),
+            "fake_accounts": int(pop.fake_account[rows].sum()),
+            "referral_cost": sim.referral_cost_cents / 100.0,
+            "referral_cost_abuser_share": _ratio(sim.referral_cost_abusers_cents, sim.referral_cost_cents),
         }
     )
     return summary

@@ -276,6 +276,7 @@ IncentiveKind = Literal[
     "points_bonus",
     "expiring_points",
     "streak_freeze",
+    "referral_bonus",
 ]
 
 
@@ -296,6 +297,8 @@ class IncentiveSpec(_Model):
             raise ValueError(f"points_multiplier value is a multiplier >= 1, got {self.value}")
         if self.kind == "coupon_fixed" and self.value <= 0.0:
             raise ValueError(f"coupon_fixed value is a positive dollar amount, got {self.value}")
+        if self.kind == "referral_bonus" and self.value <= 0.0:
+            raise ValueError(f"referral_bonus value is a positive dollar bonus, got {self.value}")
         if self.kind in ("points_bonus", "expiring_points") and self.value < 1.0:
             raise ValueError(f"{self.kind} value is a number of points >= 1, got {self.value}")
         return self
@@ -312,6 +315,8 @@ def _default_incentives() -> tuple[IncentiveSpec, ...]:
         IncentiveSpec(name="bonus_500_points", kind="points_bonus", value=500.0),
         IncentiveSpec(name="expiring_500_points", kind="expiring_points", value=500.0),
         IncentiveSpec(name="streak_freeze", kind="streak_freeze"),
+        # min_basket is the anti-fraud floor: the friend's first order must reach it.
+        IncentiveSpec(name="referral_10", kind="referral_bonus", value=10.0, min_basket=25.0),
     )
 
 
@@ -426,9 +431,23 @@ class SocialParams(_Model):
     bestseller_lift: NonNegativeFloat = 0.25
 
 
+class ReferralParams(_Model):
+    """Referral through the graph (Schmitt, Skiera & Van den Bulte 2011); see :mod:`sim.mechanisms.referral`.
+
+    Neutral: ``accept_rate: 0``, ``abuser_fake_accounts: 0``.
+    """
+
+    max_invites: Annotated[int, Field(ge=0)] = 5
+    accept_rate: Probability = Field(default=0.15, description="share of invitations accepted (assumption)")
+    referred_churn_reduction: Probability = 0.18
+    abuser_fake_accounts: Annotated[int, Field(ge=0)] = 5
+    fake_order_value: Money = 8.0
+
+
 class MechanismParams(_Model):
     """Behavioural mechanisms; each section documents its neutral (ablation) setting."""
 
+    referral: ReferralParams = ReferralParams()
     social: SocialParams = SocialParams()
     prospect: ProspectParams = ProspectParams()
     streaks: StreakParams = StreakParams()
@@ -453,6 +472,8 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.tiers.perk_dropout_relief": 0.0,
     "mechanisms.social.proof_weight": 0.0,
     "mechanisms.social.bestseller_lift": 0.0,
+    "mechanisms.referral.accept_rate": 0.0,
+    "mechanisms.referral.abuser_fake_accounts": 0,
 }
 
 

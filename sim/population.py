@@ -63,6 +63,7 @@ class Population:
     """Traits and observable state of every shopper the run will acquire (rows in acquisition order)."""
 
     size: int
+    planned: int  # rows [0, planned) are organic shoppers in acquisition order; referred ones follow
     # --- latent traits (the simulator's truth) ---
     acquired_at: F64
     purchase_rate_per_day: F64
@@ -107,6 +108,9 @@ class Population:
     streak_freezes: I64 = field(init=False)
     frustration: F64 = field(init=False)
     recent_purchases: F64 = field(init=False)
+    referred_by: I64 = field(init=False)
+    referral_offer: NDArray[np.int16] = field(init=False)
+    fake_account: NDArray[np.bool_] = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
@@ -135,15 +139,36 @@ class Population:
         self.streak_freezes = np.zeros(n, dtype=np.int64)
         self.frustration = np.zeros(n)
         self.recent_purchases = np.zeros(n)
+        self.referred_by = np.full(n, -1, dtype=np.int64)
+        self.referral_offer = np.zeros(n, dtype=np.int16)
+        self.fake_account = np.zeros(n, dtype=bool)
 
     @property
     def mean_spend(self) -> F64:
         """Expected list value of a basket per shopper (Gamma-Gamma ``p / nu``), set by the scenario."""
         return self.spend_p / self.spend_nu
 
+    def organic_count(self, until_hours: float) -> int:
+        """Organic shoppers acquired strictly before ``until_hours`` (their rows are time-sorted)."""
+        return int(np.searchsorted(self.acquired_at[: self.planned], until_hours, side="left"))
+
     def acquired_count(self, until_hours: float) -> int:
-        """Number of shoppers acquired strictly before ``until_hours`` (rows are time-sorted)."""
-        return int(np.searchsorted(self.acquired_at, until_hours, side="left"))
+        """Shoppers acquired strictly before ``until_hours``: organic so far plus every referred row."""
+        return self.organic_count(until_hours) + self.size - self.planned
+
+    def active_rows(self, until_hours: float) -> slice | NDArray[np.int64]:
+        """Rows of the shoppers acquired before ``until_hours``: a slice while nobody was referred."""
+        organic = self.organic_count(until_hours)
+        if self.size == self.planned:
+            return slice(0, organic)
+        return np.concatenate([np.arange(organic), np.arange(self.planned, self.size)])
+
+    def append(self, other: Population) -> None:
+        """Add ``other``'s shoppers as new rows (referred shoppers joining during a run)."""
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                setattr(self, name, np.concatenate([value, getattr(other, name)]))
+        self.size += other.size
 
     def nbytes(self) -> int:
         """Memory held by the population's arrays, in bytes."""
@@ -153,11 +178,28 @@ class Population:
 def sample_population(
     scenario: Scenario, rng: np.random.Generator, social_rng: np.random.Generator
 ) -> Population:
-    """Draw every shopper's acquisition time and traits, and the social graph from its own stream."""
-    pop = scenario.population
-    n = pop.shoppers
-    horizon = pop.acquisition_days * HOURS_PER_DAY
+    """Draw every planned shopper's acquisition time and traits, and the social graph from its own stream."""
+    n = scenario.population.shoppers
+    horizon = scenario.population.acquisition_days * HOURS_PER_DAY
     acquired_at = np.sort(rng.uniform(0.0, horizon, n)) if horizon > 0 else np.zeros(n)
+    social = scenario.mechanisms.social
+    community, neighbours = community_graph(
+        n, social.community_size, social.within_degree, social.across_degree, social_rng
+    )
+    return draw_shoppers(scenario, acquired_at, community, neighbours, CHANNEL_ORGANIC, rng)
+
+
+def draw_shoppers(
+    scenario: Scenario,
+    acquired_at: F64,
+    community: NDArray[np.int32],
+    neighbours: NDArray[np.int32],
+    channel: int,
+    rng: np.random.Generator,
+) -> Population:
+    """Draw the latent traits of shoppers acquired at ``acquired_at``, placed in the social graph."""
+    pop = scenario.population
+    n = acquired_at.size
     rate_per_week = rng.gamma(pop.purchase.r, 1.0 / pop.purchase.alpha_weeks, n)
     dropout = rng.beta(pop.purchase.a, pop.purchase.b, n)
     nu = rng.gamma(pop.spend.q, 1.0 / pop.spend.gamma, n)
@@ -169,17 +211,13 @@ def sample_population(
     a = pop.affinity
     affinity = rng.dirichlet([a.hedonic, a.utilitarian, a.social, a.surprise], n).astype(np.float32)
     abuser = rng.random(n) < pop.abuser_share
-
-    social = scenario.mechanisms.social
-    community, neighbours = community_graph(
-        n, social.community_size, social.within_degree, social.across_degree, social_rng
-    )
     rate_per_day = rate_per_week / DAYS_PER_WEEK
     visit_prob, cart_prob = calibrate_session_rates(
         scenario, rate_per_day, nu, price_sensitivity, loss_aversion
     )
     return Population(
         size=n,
+        planned=n,
         acquired_at=acquired_at,
         purchase_rate_per_day=rate_per_day,
         dropout_prob=dropout,
@@ -191,7 +229,7 @@ def sample_population(
         referral_propensity=referral,
         affinity=affinity,
         abuser=abuser,
-        channel=np.full(n, CHANNEL_ORGANIC, dtype=np.int8),
+        channel=np.full(n, channel, dtype=np.int8),
         community=community,
         neighbours=neighbours,
         visit_prob=visit_prob,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STREAM_NAMES = ("acquisition", "arrivals", "behaviour", "fulfillment", "incentives", "social")
+STREAM_NAMES = ("acquisition", "arrivals", "behaviour", "fulfillment", "incentives", "social", "referred")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Streams:
     fulfillment: np.random.Generator
     incentives: np.random.Generator
     social: np.random.Generator
+    referred: np.random.Generator  # everything about referred shoppers, so organic draws never shift
 
     @classmethod
     def from_seed(cls, seed: int | np.random.SeedSequence) -> Streams:

@@ -212,13 +212,13 @@ def test_residual_value_matches_monte_carlo_of_bgnbd_life(default_scenario: Scen
     pop = sim.pop
     pop.purchase_rate_per_day[0], pop.dropout_prob[0], pop.alive[0] = rate, dropout, True
     pop.acquired_at[0] = 0.0
-    value = residual_value(default_scenario, pop, 0.0, 1)[0]
+    value = residual_value(default_scenario, pop, 0.0, slice(0, 1))[0]
     from sim.economics import expected_order_margin
 
     per_order = expected_order_margin(default_scenario, pop)[0]
     assert value / per_order == pytest.approx(total / lives, rel=0.03)
     pop.alive[0] = False
-    assert residual_value(default_scenario, pop, 0.0, 1)[0] == 0.0
+    assert residual_value(default_scenario, pop, 0.0, slice(0, 1))[0] == 0.0
 
 
 def test_every_redemption_follows_its_offer_in_the_event_log(small_scenario: Scenario):
