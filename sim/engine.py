@@ -203,6 +203,7 @@ class Simulation:
                 self._on_day(day)
             start = day * HOURS_PER_DAY
             self._accept_referrals(start)
+            self._day = None  # release yesterday's draws before drawing today's
             self._day = self._draw_day(day)
             self._tier_share = self._tier_shares()
             yield from self._lapsing(start)
@@ -225,7 +226,8 @@ class Simulation:
 
         def fill(rng: np.random.Generator, k: int, referred: F64) -> F64:
             values = np.empty((k, pop.size))
-            values[:, :n_organic] = rng.random((k, n_organic))
+            for row in range(k):  # row by row into place: the same numbers as random((k, n))
+                rng.random(out=values[row, :n_organic])
             values[:, pop.planned :] = referred
             return values
 

@@ -71,7 +71,7 @@ class OrderBook:
         """Append orders given as equal-length column arrays; returns their ids."""
         n = len(next(iter(values.values())))
         if self.size + n > len(self.cols["shopper"]):
-            new_cap = max(2 * len(self.cols["shopper"]), self.size + n)
+            new_cap = max(len(self.cols["shopper"]) * 3 // 2, self.size + n)  # 1.5x bounds the copy peak
             for name, (dtype, fill) in _ORDER_COLUMNS.items():
                 grown = np.full(new_cap, fill, dtype=dtype)
                 grown[: self.size] = self.cols[name][: self.size]
