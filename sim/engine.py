@@ -35,8 +35,9 @@ from sim.economics import COGS, INCENTIVE, REVENUE, SHIPPING, Ledger, to_cents
 from sim.events import DailyStats, EventLog, LogLevel
 from sim.fulfillment import Fulfillment, OrderBook
 from sim.incentives import KIND_CODES, IncentiveCatalog, Terms
+from sim.mechanisms.affinity import TYPE_COLUMN, affinity_factor, surprise_value
 from sim.mechanisms.churn import dropout_probability
-from sim.mechanisms.prospect import framed_offer_pull
+from sim.mechanisms.prospect import framed_offer_pull, prospect_value
 from sim.mechanisms.reference_price import effective_price_sensitivity, update_reference
 from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
@@ -51,9 +52,9 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 #: Random values drawn per shopper per day, by stream (the bare-numpy benchmark limit uses this).
-DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 9, "fulfillment": 3, "incentives": 1}
+DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 9, "fulfillment": 3, "incentives": 2}
 # Uniform draws per stream (the behaviour stream's ninth draw is the basket's gamma variate).
-_DRAWS = {"arrivals": 2, "behaviour": 8, "fulfillment": 3, "incentives": 1}
+_DRAWS = {"arrivals": 2, "behaviour": 8, "fulfillment": 3, "incentives": 2}
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class _DayDraws:
     u_transit: F64
     u_late_churn: F64
     u_winback: F64
+    u_surprise: F64
 
 
 class Simulation:
@@ -245,7 +247,7 @@ class Simulation:
         row_ids = np.arange(n_organic) if isinstance(rows, slice) else rows
         self._streak_breaks(day, rows)
         self._update_social_signal(rows)
-        ids = row_ids[pop.alive[rows] & (arrivals[0][rows] < self._visit_probability(rows))]
+        ids = row_ids[pop.alive[rows] & (arrivals[0][rows] < self._visit_probability(rows, start))]
         times = start + hours_from_uniform(arrivals[1][ids], self._hour_cdf)
         after_acquisition = times > pop.acquired_at[ids]
         ids, times = ids[after_acquisition], times[after_acquisition]
@@ -270,6 +272,7 @@ class Simulation:
             u_transit=fulfillment[1],
             u_late_churn=fulfillment[2],
             u_winback=incentives[0],
+            u_surprise=incentives[1],
         )
 
     def _accept_referrals(self, start: float) -> None:
@@ -365,7 +368,7 @@ class Simulation:
             self._social_signal = np.zeros(pop.size)
             self._social_signal[rows] = neighbour_signal(pop.recent_purchases, pop.neighbours[rows])
 
-    def _visit_probability(self, rows: slice | I64) -> F64:
+    def _visit_probability(self, rows: slice | I64, now: float) -> F64:
         """Today's session probability: the calibrated base moved by streaks and the goal gradient."""
         pop, mech = self.pop, self.scenario.mechanisms
         multiplier = visit_hazard_multiplier(
@@ -379,10 +382,26 @@ class Simulation:
             mech.prospect.alpha,
             mech.prospect.beta,
         )
+        bonus = self._active_streak_bonus(rows, now)
+        if bonus.any():
+            types = mech.incentive_types
+            value = self.catalog.value[pop.offer[rows]] * self.scenario.loyalty.point_value
+            appeal = affinity_factor(
+                pop.affinity[rows], self.catalog.type_column[pop.offer[rows]], types.affinity_weight
+            )
+            pull = mech.streaks.weight * pop.streak_sensitivity[rows] * appeal
+            pull *= (value / types.streak_bonus_reference) ** mech.prospect.alpha
+            multiplier *= np.exp(np.where(bonus, pull, 0.0))
         if mech.tiers.goal_gradient > 0:
             progress = tier_progress(pop.monetary[rows], pop.tier[rows], self._tier_thresholds)
             multiplier *= goal_gradient_multiplier(progress, mech.tiers.goal_gradient)
         return -np.expm1(multiplier * np.log1p(-np.minimum(pop.visit_prob[rows], 1.0 - 1e-12)))
+
+    def _active_streak_bonus(self, rows: slice | I64, now: float | F64) -> NDArray[np.bool_]:
+        """Shoppers holding an unexpired streak bonus."""
+        pop = self.pop
+        kind = self.catalog.kind[pop.offer[rows]]
+        return (kind == KIND_CODES["streak_bonus"]) & (pop.offer_expires_at[rows] >= now)
 
     def _tier_shares(self) -> F64:
         """Share of active shoppers at or above each tier (for tier inflation)."""
@@ -489,6 +508,21 @@ class Simulation:
         pop.last_visit_day[shoppers] = day
         self.log.record("visit", times, shoppers)
         self.daily.add("visits", times[0], shoppers.size)
+        shown = pop.streak_days[shoppers] >= self.scenario.mechanisms.streaks.min_days
+        kept = continued & shown & self._active_streak_bonus(shoppers, times)
+        if kept.any():  # the streak held: the bonus points are credited
+            earners, offer = shoppers[kept], pop.offer[shoppers[kept]]
+            points = self.catalog.value[offer].astype(np.int64)
+            pop.points[earners] += points
+            pop.offer[earners] = 0
+            pop.offer_expires_at[earners] = -np.inf
+            self.log.record(
+                "incentive_redeemed",
+                times[kept],
+                earners,
+                amount=points * self.scenario.loyalty.point_value,
+                incentive=offer,
+            )
 
     def _acquire(self, shoppers: I64) -> None:
         """New shoppers arrive with their first order (the BG/NBD trial purchase)."""
@@ -556,12 +590,21 @@ class Simulation:
         ) * basket * loyalty.points_per_dollar + terms.bonus_points
         prospect, reference = self.scenario.mechanisms.prospect, self.scenario.mechanisms.reference_price
         loss_aversion = pop.loss_aversion[shoppers]
-        pull = framed_offer_pull(
-            extra_points * loyalty.point_value,
-            terms.loss_framed,
-            loss_aversion,
-            prospect.alpha,
-            prospect.beta,
+        types = self.scenario.mechanisms.incentive_types
+        appeal = affinity_factor(pop.affinity[shoppers], terms.type_column, types.affinity_weight)
+        surprise = terms.type_column == TYPE_COLUMN["surprise"]
+        perk = terms.hedonic_value * np.where(surprise, 1.0 + types.uncertainty_premium, 1.0)
+        worth = 1.0 - self.scenario.mechanisms.tiers.inflation * self._tier_share[pop.tier[shoppers]]
+        perk *= np.where(terms.type_column == TYPE_COLUMN["hedonic"], np.clip(worth, 0.0, 1.0), 1.0)
+        pull = appeal * (
+            framed_offer_pull(
+                extra_points * loyalty.point_value,
+                terms.loss_framed,
+                loss_aversion,
+                prospect.alpha,
+                prospect.beta,
+            )
+            + prospect_value(perk, 1.0, prospect.alpha, prospect.beta)
         )
         sensitivity = effective_price_sensitivity(
             pop.price_sensitivity[shoppers], pop.promo_share[shoppers], reference.promo_sensitivity
@@ -637,7 +680,7 @@ class Simulation:
             u_late_churn=day.u_late_churn[shoppers],
             promised_at=times + ship.promised_days * HOURS_PER_DAY,
         )
-        incentive_cents = coupon_cents + redeem_cents + waived_cents
+        incentive_cents = coupon_cents + redeem_cents + waived_cents + self._perk_cents(shoppers, terms)
         carrier_cents = np.full(shoppers.size, to_cents(ship.carrier_cost_per_order))
         self.ledger.book_unique(
             shoppers,
@@ -659,7 +702,7 @@ class Simulation:
                 times[redeemed],
                 used,
                 order_id=ids[redeemed],
-                amount=(coupon_cents + waived_cents)[redeemed] / 100.0,
+                amount=(incentive_cents - redeem_cents)[redeemed] / 100.0,
                 incentive=offer[redeemed],
             )
             pop.offer[used] = 0
@@ -710,6 +753,16 @@ class Simulation:
             self.daily.add("churned", times[0], gone.size)
         self.fulfillment.receive(ids)
         return ids
+
+    def _perk_cents(self, shoppers: I64, terms: Terms) -> I64:
+        """What the shop pays for the tier perks and surprise gifts redeemed on these orders."""
+        if not terms.hedonic_value.any():
+            return np.zeros(shoppers.size, dtype=np.int64)
+        day, types = self._day, self.scenario.mechanisms.incentive_types
+        assert day is not None
+        gift = surprise_value(terms.hedonic_value, day.u_surprise[shoppers]) * types.surprise_cost_ratio
+        perk = terms.hedonic_value * types.perk_cost_ratio
+        return to_cents(np.where(terms.type_column == TYPE_COLUMN["surprise"], gift, perk))
 
     def _cart_timer(
         self,
@@ -777,10 +830,19 @@ class Simulation:
 
     def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64) -> None:
         """Make each non-``none`` incentive the shopper's active offer until it expires."""
+        pop = self.pop
+        eligible = self.catalog.eligible(
+            incentive_ids,
+            pop.streak_days[shoppers],
+            pop.tier[shoppers],
+            self.scenario.mechanisms.streaks.min_days,
+        )
+        if not eligible.all():  # an ineligible incentive is not given (environments mask them)
+            self.daily.add("ineligible_offers", float(at[0]), float((~eligible).sum()))
+            incentive_ids = np.where(eligible, incentive_ids, 0).astype(np.int16)
         given = incentive_ids > 0
         if not given.any():
             return
-        pop = self.pop
         kind = self.catalog.kind[incentive_ids]
         freeze = kind == KIND_CODES["streak_freeze"]
         pop.streak_freezes[shoppers[freeze]] += 1

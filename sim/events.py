@@ -67,6 +67,7 @@ DAILY_COLUMNS = (
     "returns",
     "churned",
     "won_back",
+    "ineligible_offers",
     "stock_blocked",
 )
 

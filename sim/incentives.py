@@ -8,7 +8,10 @@ unless you order"). Both credit the points on the order, and loss aversion makes
 pull harder (:mod:`sim.mechanisms.prospect`). ``streak_freeze`` is granted at once: it
 keeps the shopper's streak through one missed day (:mod:`sim.mechanisms.streaks`).
 ``referral_bonus`` is acted on at once too: the shopper invites friends, and the bonus is paid
-when a friend's first order reaches the floor (:mod:`sim.mechanisms.referral`). Cost is
+when a friend's first order reaches the floor (:mod:`sim.mechanisms.referral`).
+``tier_perk`` (hedonic, tier 1 and up) and ``surprise_box`` (surprise) pull at checkout with
+their perceived value and are paid for on the order; ``streak_bonus`` (shoppers with a shown
+streak) pays its points when the streak continues the next day. Cost is
 booked only on redemption; points are a liability until redeemed. Action ``0`` is always
 ``none``.
 """
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.mechanisms.affinity import TYPE_COLUMN
 from sim.params import IncentiveKind, Scenario
 from sim.population import HOURS_PER_DAY
 
@@ -33,6 +37,9 @@ KIND_CODES: dict[IncentiveKind, int] = {
     "expiring_points": 6,
     "streak_freeze": 7,
     "referral_bonus": 8,
+    "tier_perk": 9,
+    "surprise_box": 10,
+    "streak_bonus": 11,
 }
 INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "none": "none",
@@ -44,9 +51,13 @@ INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "expiring_points": "hedonic",
     "streak_freeze": "utilitarian",
     "referral_bonus": "social",
+    "tier_perk": "hedonic",
+    "surprise_box": "surprise",
+    "streak_bonus": "hedonic",
 }
 
 F64 = NDArray[np.float64]
+_AT_CHECKOUT_PERKS = (KIND_CODES["tier_perk"], KIND_CODES["surprise_box"])
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class Terms:
     points_multiplier: F64
     bonus_points: NDArray[np.int64]
     loss_framed: NDArray[np.bool_]
+    hedonic_value: F64
+    type_column: NDArray[np.int64]
     applies: NDArray[np.bool_]
 
     def select(self, mask: NDArray[np.bool_]) -> Terms:
@@ -68,6 +81,8 @@ class Terms:
             self.points_multiplier[mask],
             self.bonus_points[mask],
             self.loss_framed[mask],
+            self.hedonic_value[mask],
+            self.type_column[mask],
             self.applies[mask],
         )
 
@@ -82,6 +97,9 @@ class IncentiveCatalog:
         self.value = np.array([s.value for s in specs])
         self.valid_hours = np.array([s.valid_days * HOURS_PER_DAY for s in specs])
         self.min_basket = np.array([s.min_basket for s in specs])
+        self.type_column = np.array(
+            [TYPE_COLUMN.get(INCENTIVE_TYPE[s.kind], -1) for s in specs], dtype=np.int64
+        )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -100,7 +118,8 @@ class IncentiveCatalog:
         if not offer.any():  # the common case: no active offers in this batch
             none = np.zeros(offer.size, dtype=bool)
             no_points = np.zeros(offer.size, dtype=np.int64)
-            return Terms(np.zeros(offer.size), none, np.ones(offer.size), no_points, none, none)
+            zeros, no_type = np.zeros(offer.size), np.full(offer.size, -1, dtype=np.int64)
+            return Terms(zeros, none, np.ones(offer.size), no_points, none, zeros, no_type, none)
         kind, value = self.kind[offer], self.value[offer]
         eligible = basket >= self.min_basket[offer]
         discount = np.where(kind == KIND_CODES["coupon_pct"], value * basket, 0.0)
@@ -117,5 +136,25 @@ class IncentiveCatalog:
             points_multiplier=multiplier,
             bonus_points=np.where(points_offer, value, 0.0).astype(np.int64),
             loss_framed=eligible & (kind == KIND_CODES["expiring_points"]),
-            applies=eligible & (kind != KIND_CODES["none"]),
+            hedonic_value=np.where(eligible & np.isin(kind, _AT_CHECKOUT_PERKS), value, 0.0),
+            type_column=np.where(eligible, self.type_column[offer], -1),
+            # A streak bonus is redeemed by visiting, not by ordering.
+            applies=eligible & (kind != KIND_CODES["none"]) & (kind != KIND_CODES["streak_bonus"]),
         )
+
+    def eligible(
+        self,
+        incentive_ids: NDArray[np.int16],
+        streak_days: NDArray[np.int64],
+        tier: NDArray[np.int8],
+        min_streak: int,
+    ) -> NDArray[np.bool_]:
+        """Whether each shopper may receive the incentive chosen for her.
+
+        Streak incentives need a shown streak (``min_streak`` days); tier perks need tier 1 or
+        above; everything else is open to every shopper.
+        """
+        kind = self.kind[incentive_ids]
+        streak_kind = (kind == KIND_CODES["streak_freeze"]) | (kind == KIND_CODES["streak_bonus"])
+        ok = np.where(streak_kind, streak_days >= min_streak, True)
+        return ok & np.where(kind == KIND_CODES["tier_perk"], tier >= 1, True)

@@ -277,6 +277,9 @@ IncentiveKind = Literal[
     "expiring_points",
     "streak_freeze",
     "referral_bonus",
+    "tier_perk",
+    "surprise_box",
+    "streak_bonus",
 ]
 
 
@@ -297,6 +300,8 @@ class IncentiveSpec(_Model):
             raise ValueError(f"points_multiplier value is a multiplier >= 1, got {self.value}")
         if self.kind == "coupon_fixed" and self.value <= 0.0:
             raise ValueError(f"coupon_fixed value is a positive dollar amount, got {self.value}")
+        if self.kind in ("tier_perk", "surprise_box", "streak_bonus") and self.value <= 0.0:
+            raise ValueError(f"{self.kind} value must be positive (dollars, or points for streak_bonus)")
         if self.kind == "referral_bonus" and self.value <= 0.0:
             raise ValueError(f"referral_bonus value is a positive dollar bonus, got {self.value}")
         if self.kind in ("points_bonus", "expiring_points") and self.value < 1.0:
@@ -317,6 +322,9 @@ def _default_incentives() -> tuple[IncentiveSpec, ...]:
         IncentiveSpec(name="streak_freeze", kind="streak_freeze"),
         # min_basket is the anti-fraud floor: the friend's first order must reach it.
         IncentiveSpec(name="referral_10", kind="referral_bonus", value=10.0, min_basket=25.0),
+        IncentiveSpec(name="tier_perk", kind="tier_perk", value=15.0),
+        IncentiveSpec(name="surprise_box", kind="surprise_box", value=10.0),
+        IncentiveSpec(name="streak_bonus_200", kind="streak_bonus", value=200.0, valid_days=2.0),
     )
 
 
@@ -444,9 +452,31 @@ class ReferralParams(_Model):
     fake_order_value: Money = 8.0
 
 
+class IncentiveTypeParams(_Model):
+    """Hedonic and surprise incentives and type affinities; see :mod:`sim.mechanisms.affinity`.
+
+    Neutral: ``affinity_weight: 0`` (every shopper values every type alike).
+    """
+
+    affinity_weight: Probability = Field(
+        default=1.0, description="how much a shopper's type affinity scales an offer's appeal"
+    )
+    perk_cost_ratio: Probability = Field(
+        default=0.4, description="what a hedonic perk costs the shop per dollar of perceived value"
+    )
+    surprise_cost_ratio: Probability = Field(default=0.5, description="gift cost per dollar of value")
+    uncertainty_premium: NonNegativeFloat = Field(
+        default=0.3, description="extra appeal of an uncertain reward over its expected value"
+    )
+    streak_bonus_reference: Money = Field(
+        default=2.0, description="bonus value (dollars) whose pull equals a full streak's"
+    )
+
+
 class MechanismParams(_Model):
     """Behavioural mechanisms; each section documents its neutral (ablation) setting."""
 
+    incentive_types: IncentiveTypeParams = IncentiveTypeParams()
     referral: ReferralParams = ReferralParams()
     social: SocialParams = SocialParams()
     prospect: ProspectParams = ProspectParams()
@@ -474,6 +504,8 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.social.bestseller_lift": 0.0,
     "mechanisms.referral.accept_rate": 0.0,
     "mechanisms.referral.abuser_fake_accounts": 0,
+    "mechanisms.incentive_types.affinity_weight": 0.0,
+    "mechanisms.incentive_types.uncertainty_premium": 0.0,
 }
 
 
