@@ -43,7 +43,13 @@ from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.mechanisms.social import neighbour_signal, social_logit_lift
 from sim.mechanisms.streaks import loss_weight, streak_after_miss, visit_hazard_multiplier
-from sim.mechanisms.tiers import goal_gradient_multiplier, perk_dropout_relief, tier_progress
+from sim.mechanisms.tiers import (
+    downgrade_threat_multiplier,
+    goal_gradient_multiplier,
+    perk_dropout_relief,
+    tier_of,
+    tier_progress,
+)
 from sim.params import DecisionKind, Scenario
 from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, draw_shoppers, sample_population
 from sim.rng import Streams
@@ -205,6 +211,7 @@ class Simulation:
                 self._on_day(day)
             start = day * HOURS_PER_DAY
             self._accept_referrals(start)
+            self._requalify(start)
             self._day = None  # release yesterday's draws before drawing today's
             self._day = self._draw_day(day)
             self._tier_share = self._tier_shares()
@@ -324,6 +331,18 @@ class Simulation:
         fake = position >= np.repeat(friends, total)
         self._invited.append((np.repeat(referrers, total), np.repeat(offers, total), fake))
 
+    def _requalify(self, now: float) -> None:
+        """Shoppers whose membership period ended keep the tier their period's spend earned."""
+        pop = self.pop
+        due = np.flatnonzero(pop.requalify_at <= now)
+        if due.size == 0:
+            return
+        earned = tier_of(pop.qualifying_spend[due], self._tier_thresholds)
+        self.daily.add("downgrades", now, float((earned < pop.tier[due]).sum()))
+        pop.tier[due] = earned
+        pop.qualifying_spend[due] = 0.0
+        pop.requalify_at[due] += self.scenario.mechanisms.tiers.membership_days * HOURS_PER_DAY
+
     def _joined_today(self, start: float, end: float) -> I64:
         """Referred rows whose acquisition falls in ``[start, end)``."""
         referred_at = self.pop.acquired_at[self.pop.planned :]
@@ -393,8 +412,20 @@ class Simulation:
             pull *= (value / types.streak_bonus_reference) ** mech.prospect.alpha
             multiplier *= np.exp(np.where(bonus, pull, 0.0))
         if mech.tiers.goal_gradient > 0:
-            progress = tier_progress(pop.monetary[rows], pop.tier[rows], self._tier_thresholds)
+            spend = pop.qualifying_spend[rows]
+            progress = tier_progress(spend, tier_of(spend, self._tier_thresholds), self._tier_thresholds)
             multiplier *= goal_gradient_multiplier(progress, mech.tiers.goal_gradient)
+        if mech.tiers.downgrade_weight > 0:
+            warning = mech.tiers.downgrade_warning_days * HOURS_PER_DAY
+            multiplier *= downgrade_threat_multiplier(
+                pop.tier[rows],
+                tier_of(pop.qualifying_spend[rows], self._tier_thresholds),
+                pop.requalify_at[rows] - now <= warning,
+                pop.loss_aversion[rows],
+                len(self._tier_thresholds) - 1,
+                mech.tiers.downgrade_weight,
+                mech.prospect.beta,
+            )
         return -np.expm1(multiplier * np.log1p(-np.minimum(pop.visit_prob[rows], 1.0 - 1e-12)))
 
     def _active_streak_bonus(self, rows: slice | I64, now: float | F64) -> NDArray[np.bool_]:
@@ -723,7 +754,10 @@ class Simulation:
         pop.lapsing_flagged[shoppers] = False
         pop.cart_id[shoppers] = -1
         pop.cart_value[shoppers] = 0.0
-        pop.tier[shoppers] = np.searchsorted(self._tier_thresholds, pop.monetary[shoppers], side="right") - 1
+        pop.qualifying_spend[shoppers] += basket
+        pop.tier[shoppers] = np.maximum(
+            pop.tier[shoppers], tier_of(pop.qualifying_spend[shoppers], self._tier_thresholds)
+        )
         self.log.record(
             "order", times, shoppers, order_id=ids, amount=basket, incentive=offer, detail=category
         )

@@ -68,6 +68,7 @@ DAILY_COLUMNS = (
     "churned",
     "won_back",
     "ineligible_offers",
+    "downgrades",
     "stock_blocked",
 )
 

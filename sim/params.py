@@ -405,9 +405,9 @@ class StreakParams(_Model):
 
 
 class TierParams(_Model):
-    """Goal gradient and perks of the loyalty tiers; see :mod:`sim.mechanisms.tiers`.
+    """Goal gradient, perks and downgrades of the loyalty tiers; see :mod:`sim.mechanisms.tiers`.
 
-    Neutral: ``goal_gradient: 0``, ``perk_dropout_relief: 0``.
+    Neutral: ``goal_gradient: 0``, ``perk_dropout_relief: 0``, ``downgrade_weight: 0``.
     """
 
     # Kivetz, Urminsky & Zheng 2006: inter-purchase times shrink by roughly a fifth near the
@@ -416,6 +416,15 @@ class TierParams(_Model):
     goal_gradient: NonNegativeFloat = 0.6
     perk_dropout_relief: Probability = Field(default=0.3, description="dropout cut of top-tier perks")
     inflation: Probability = Field(default=0.5, description="how much a full tier erodes its perk")
+    membership_days: PositiveFloat = Field(
+        default=365.0, description="a tier is kept for this long, then requalified on that period's spend"
+    )
+    downgrade_warning_days: NonNegativeFloat = Field(
+        default=30.0, description="how long before requalification a coming downgrade is felt"
+    )
+    downgrade_weight: NonNegativeFloat = Field(
+        default=0.5, description="visit-hazard pull of a threatened downgrade by every tier, loss-weighted"
+    )
 
 
 class SocialParams(_Model):
@@ -500,6 +509,7 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.streaks.break_penalty": 0.0,
     "mechanisms.tiers.goal_gradient": 0.0,
     "mechanisms.tiers.perk_dropout_relief": 0.0,
+    "mechanisms.tiers.downgrade_weight": 0.0,
     "mechanisms.social.proof_weight": 0.0,
     "mechanisms.social.bestseller_lift": 0.0,
     "mechanisms.referral.accept_rate": 0.0,

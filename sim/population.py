@@ -111,6 +111,8 @@ class Population:
     referred_by: I64 = field(init=False)
     referral_offer: NDArray[np.int16] = field(init=False)
     fake_account: NDArray[np.bool_] = field(init=False)
+    qualifying_spend: F64 = field(init=False)
+    requalify_at: F64 = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
@@ -142,6 +144,8 @@ class Population:
         self.referred_by = np.full(n, -1, dtype=np.int64)
         self.referral_offer = np.zeros(n, dtype=np.int16)
         self.fake_account = np.zeros(n, dtype=bool)
+        self.qualifying_spend = np.zeros(n)
+        self.requalify_at = np.full(n, np.inf)  # set from the membership period when drawn
 
     @property
     def mean_spend(self) -> F64:
@@ -215,7 +219,7 @@ def draw_shoppers(
     visit_prob, cart_prob = calibrate_session_rates(
         scenario, rate_per_day, nu, price_sensitivity, loss_aversion
     )
-    return Population(
+    population = Population(
         size=n,
         planned=n,
         acquired_at=acquired_at,
@@ -236,6 +240,8 @@ def draw_shoppers(
         cart_prob=cart_prob,
         spend_p=pop.spend.p,
     )
+    population.requalify_at = acquired_at + scenario.mechanisms.tiers.membership_days * HOURS_PER_DAY
+    return population
 
 
 def calibrate_session_rates(

@@ -7,8 +7,14 @@ near the goal. The visit hazard is multiplied by ``1 + goal_gradient * progress 
 next. Shoppers in upper tiers enjoy perks that make them less likely to drop out. A perk's
 worth shrinks as the tier fills up ("tier inflation": status is worth less when everyone has
 it; Nunes & Dreze 2006), so its dropout relief is ``perk_dropout_relief * tier / top tier *
-(1 - inflation * share of shoppers at or above that tier)``. Neutral: ``goal_gradient: 0``,
-``perk_dropout_relief: 0``.
+(1 - inflation * share of shoppers at or above that tier)``.
+
+Tiers are kept for a membership period (365 days) and then requalified on that period's
+spend, so a tier can be lost. In the ``downgrade_warning_days`` before requalification, a
+shopper whose spend so far would drop her ``k`` of ``top`` tiers feels it as a loss (prospect
+theory, :mod:`sim.mechanisms.prospect`): her visit hazard is multiplied by
+``exp(downgrade_weight * lambda * (k / top) ** beta)``. Neutral: ``goal_gradient: 0``,
+``perk_dropout_relief: 0``, ``downgrade_weight: 0``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,25 @@ def tier_progress(spend: F64, tier: NDArray[np.int8], thresholds: F64) -> F64:
 def goal_gradient_multiplier(progress: F64, goal_gradient: float) -> F64:
     """Factor on the visit hazard that grows as the next tier comes near."""
     return 1.0 + goal_gradient * progress**2
+
+
+def tier_of(spend: F64, thresholds: F64) -> NDArray[np.int8]:
+    """The tier a spend qualifies for."""
+    return (np.searchsorted(thresholds, spend, side="right") - 1).astype(np.int8)
+
+
+def downgrade_threat_multiplier(
+    tier: NDArray[np.int8],
+    qualifying_tier: NDArray[np.int8],
+    in_warning: NDArray[np.bool_],
+    loss_aversion: F64,
+    top_tier: int,
+    weight: float,
+    beta: float,
+) -> F64:
+    """Factor on the visit hazard of shoppers about to lose tiers at requalification."""
+    levels_lost = np.where(in_warning, np.maximum(tier - qualifying_tier, 0), 0) / max(top_tier, 1)
+    return np.exp(weight * loss_aversion * levels_lost**beta)
 
 
 def perk_dropout_relief(

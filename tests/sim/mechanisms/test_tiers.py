@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from sim.engine import Simulation
-from sim.mechanisms.tiers import goal_gradient_multiplier, perk_dropout_relief, tier_progress
+from sim.mechanisms.tiers import (
+    downgrade_threat_multiplier,
+    goal_gradient_multiplier,
+    perk_dropout_relief,
+    tier_of,
+    tier_progress,
+)
 from sim.params import load_scenario
 from tests.conftest import DEFAULT
 
@@ -56,3 +65,59 @@ def test_inter_purchase_time_shrinks_as_shoppers_near_the_next_tier():
     shrink_far = 1.0 - with_gradient["far"] / neutral["far"]
     assert 0.10 < shrink_near < 0.30
     assert shrink_near > shrink_far + 0.05
+
+
+def test_requalification_and_threat_multiplier():
+    thresholds = np.array([0.0, 500.0, 2000.0])
+    assert tier_of(np.array([0.0, 499.0, 500.0, 9000.0]), thresholds).tolist() == [0, 0, 1, 2]
+    m = downgrade_threat_multiplier(
+        np.array([2, 2, 2, 1], np.int8),
+        np.array([0, 1, 2, 0], np.int8),
+        np.array([True, True, True, False]),
+        np.full(4, 2.0),
+        2,
+        0.5,
+        0.88,
+    )
+    assert m[0] > m[1] > m[2] == m[3] == 1.0  # a bigger coming loss pulls harder; none outside the window
+    assert m[0] == np.exp(0.5 * 2.0)
+
+
+WINDOW_START, WINDOW_END = 100, 120  # second membership period's warning window (60-day periods)
+
+
+def _threatened_visits(downgrade_weight: float, loss_aversion: dict[str, float] | None = None) -> float:
+    overrides: dict[str, object] = {
+        "population.shoppers": 5000,
+        "population.acquisition_days": 0.0,
+        "population.purchase": {"r": 2.0, "alpha_weeks": 4.0, "a": 0.8, "b": 8.0},
+        "loyalty.tier_thresholds": [0.0, 150.0, 600.0, 2000.0],
+        "mechanisms.tiers.membership_days": 60.0,
+        "mechanisms.tiers.downgrade_warning_days": 20.0,
+        "mechanisms.tiers.downgrade_weight": downgrade_weight,
+    }
+    if loss_aversion is not None:
+        overrides["population.loss_aversion"] = loss_aversion
+    sim = Simulation(load_scenario(DEFAULT, overrides), seed=2, horizon_days=WINDOW_END)
+    threatened: dict[str, np.ndarray] = {}
+
+    def spot_threatened() -> Generator[Any, Any, None]:
+        yield sim.env.timeout(WINDOW_START * 24 + 0.001)
+        pop = sim.pop
+        qualifying = tier_of(pop.qualifying_spend, np.asarray(sim.scenario.loyalty.tier_thresholds))
+        threatened["ids"] = np.flatnonzero(pop.alive & (pop.tier > qualifying))
+
+    sim.env.process(spot_threatened())
+    log = sim.run().log.to_frame()
+    visits = log[(log["event"] == "visit") & (log["day"] >= WINDOW_START)]["shopper_id"].value_counts()
+    ids = threatened["ids"]
+    assert ids.size > 100
+    return float(visits.reindex(ids, fill_value=0).mean())
+
+
+def test_a_coming_tier_downgrade_raises_visits_more_with_loss_aversion():
+    lift = _threatened_visits(0.5) / _threatened_visits(0.0)
+    neutral = {"mean": 1.0, "cv": 0.0}
+    lift_without_loss_aversion = _threatened_visits(0.5, neutral) / _threatened_visits(0.0, neutral)
+    assert lift > 1.05
+    assert lift > lift_without_loss_aversion > 1.0
