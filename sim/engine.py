@@ -773,10 +773,15 @@ class Simulation:
             tiers.perk_dropout_relief,
             tiers.inflation,
         )
+        churn_params = scenario.mechanisms.churn
         dropout = (1.0 - relief) * dropout_probability(
             pop.dropout_prob[shoppers],
             pop.last_delivery_late[shoppers],
-            scenario.mechanisms.churn.late_dropout_multiplier,
+            pop.deliveries[shoppers] > 0,
+            pop.frustration[shoppers],
+            churn_params.late_dropout_multiplier,
+            churn_params.on_time_relief,
+            churn_params.frustration_weight,
         )
         churn = repeat & (day.u_churn[shoppers] < dropout)
         if churn.any():

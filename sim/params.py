@@ -370,7 +370,8 @@ class ShippingThresholdParams(_Model):
 class ChurnParams(_Model):
     """Churn modulation by delivery experience and win-back of lapsed shoppers.
 
-    Neutral: ``late_delivery_churn: 0``, ``late_dropout_multiplier: 0``, ``winback_rate: 0``.
+    Neutral: ``late_delivery_churn: 0``, ``late_dropout_multiplier: 0``, ``winback_rate: 0``,
+    ``on_time_relief: 0``, ``frustration_weight: 0``.
     """
 
     late_delivery_churn: Probability = Field(
@@ -382,6 +383,12 @@ class ChurnParams(_Model):
     )
     winback_rate: Probability = Field(
         default=0.15, description="chance a churned shopper given an incentive while lapsing comes back"
+    )
+    on_time_relief: Probability = Field(
+        default=0.1, description="dropout cut when the shopper's last delivery came on time"
+    )
+    frustration_weight: NonNegativeFloat = Field(
+        default=0.5, description="dropout multiplier gain per unit of streak frustration"
     )
 
 
@@ -505,6 +512,8 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.churn.late_delivery_churn": 0.0,
     "mechanisms.churn.late_dropout_multiplier": 0.0,
     "mechanisms.churn.winback_rate": 0.0,
+    "mechanisms.churn.on_time_relief": 0.0,
+    "mechanisms.churn.frustration_weight": 0.0,
     "mechanisms.streaks.weight": 0.0,
     "mechanisms.streaks.break_penalty": 0.0,
     "mechanisms.tiers.goal_gradient": 0.0,

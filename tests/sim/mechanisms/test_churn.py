@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sim.engine import DecisionBatch, Simulation
 from sim.mechanisms.churn import dropout_probability
@@ -10,9 +11,13 @@ from sim.params import load_scenario
 from tests.conftest import DEFAULT
 
 
-def test_late_delivery_raises_dropout():
-    p = dropout_probability(np.array([0.2, 0.2]), np.array([False, True]), 1.0)
-    assert p.tolist() == [0.2, 0.4]
+def test_late_delivery_and_frustration_raise_dropout_and_on_time_delivery_lowers_it():
+    base = np.full(4, 0.2)
+    late = np.array([False, True, False, False])
+    delivered = np.array([False, True, True, False])
+    frustration = np.array([0.0, 0.0, 0.0, 1.0])
+    p = dropout_probability(base, late, delivered, frustration, 1.0, 0.1, 0.5)
+    assert p.tolist() == pytest.approx([0.2, 0.4, 0.18, 0.3])
 
 
 def _churned_share(capacity: float, churn: dict[str, float] | None = None) -> float:
@@ -33,7 +38,12 @@ def _churned_share(capacity: float, churn: dict[str, float] | None = None) -> fl
 def test_late_deliveries_raise_churn():
     scarce, ample = _churned_share(8.0), _churned_share(100.0)
     assert scarce > ample + 0.05
-    neutral = {"late_delivery_churn": 0.0, "late_dropout_multiplier": 0.0, "winback_rate": 0.0}
+    neutral = {
+        "late_delivery_churn": 0.0,
+        "late_dropout_multiplier": 0.0,
+        "winback_rate": 0.0,
+        "on_time_relief": 0.0,
+    }
     # Without the mechanism, capacity moves churn only through small spillovers (return and
     # points timing change later orders), far below the mechanism's effect.
     assert abs(_churned_share(8.0, neutral) - _churned_share(100.0, neutral)) < 0.01
