@@ -134,6 +134,7 @@ class Simulation:
         self._day: _DayDraws | None = None
         self._tier_share = np.zeros(len(self._tier_thresholds))
         self._invited: list[tuple[I64, NDArray[np.int16], NDArray[np.bool_]]] = []
+        self._streak_bonus_given = False
         self.referral_cost_cents = 0
         self.referral_cost_abusers_cents = 0
         self._mode: str | None = None
@@ -341,6 +342,7 @@ class Simulation:
         self.daily.add("downgrades", now, float((earned < pop.tier[due]).sum()))
         pop.tier[due] = earned
         pop.qualifying_spend[due] = 0.0
+        pop.qualifying_tier[due] = 0
         pop.requalify_at[due] += self.scenario.mechanisms.tiers.membership_days * HOURS_PER_DAY
 
     def _joined_today(self, start: float, end: float) -> I64:
@@ -401,8 +403,8 @@ class Simulation:
             mech.prospect.alpha,
             mech.prospect.beta,
         )
-        bonus = self._active_streak_bonus(rows, now)
-        if bonus.any():
+        bonus = self._active_streak_bonus(rows, now) if self._streak_bonus_given else None
+        if bonus is not None and bonus.any():
             types = mech.incentive_types
             value = self.catalog.value[pop.offer[rows]] * self.scenario.loyalty.point_value
             appeal = affinity_factor(
@@ -412,20 +414,24 @@ class Simulation:
             pull *= (value / types.streak_bonus_reference) ** mech.prospect.alpha
             multiplier *= np.exp(np.where(bonus, pull, 0.0))
         if mech.tiers.goal_gradient > 0:
-            spend = pop.qualifying_spend[rows]
-            progress = tier_progress(spend, tier_of(spend, self._tier_thresholds), self._tier_thresholds)
+            progress = tier_progress(
+                pop.qualifying_spend[rows], pop.qualifying_tier[rows], self._tier_thresholds
+            )
             multiplier *= goal_gradient_multiplier(progress, mech.tiers.goal_gradient)
         if mech.tiers.downgrade_weight > 0:
             warning = mech.tiers.downgrade_warning_days * HOURS_PER_DAY
-            multiplier *= downgrade_threat_multiplier(
-                pop.tier[rows],
-                tier_of(pop.qualifying_spend[rows], self._tier_thresholds),
-                pop.requalify_at[rows] - now <= warning,
-                pop.loss_aversion[rows],
-                len(self._tier_thresholds) - 1,
-                mech.tiers.downgrade_weight,
-                mech.prospect.beta,
-            )
+            in_window = np.flatnonzero(pop.requalify_at[rows] - now <= warning)  # positions in rows
+            if in_window.size:
+                ids = (np.arange(rows.stop) if isinstance(rows, slice) else rows)[in_window]
+                multiplier[in_window] *= downgrade_threat_multiplier(
+                    pop.tier[ids],
+                    pop.qualifying_tier[ids],
+                    np.ones(ids.size, dtype=bool),
+                    pop.loss_aversion[ids],
+                    len(self._tier_thresholds) - 1,
+                    mech.tiers.downgrade_weight,
+                    mech.prospect.beta,
+                )
         return -np.expm1(multiplier * np.log1p(-np.minimum(pop.visit_prob[rows], 1.0 - 1e-12)))
 
     def _active_streak_bonus(self, rows: slice | I64, now: float | F64) -> NDArray[np.bool_]:
@@ -539,6 +545,8 @@ class Simulation:
         pop.last_visit_day[shoppers] = day
         self.log.record("visit", times, shoppers)
         self.daily.add("visits", times[0], shoppers.size)
+        if not self._streak_bonus_given:
+            return
         shown = pop.streak_days[shoppers] >= self.scenario.mechanisms.streaks.min_days
         kept = continued & shown & self._active_streak_bonus(shoppers, times)
         if kept.any():  # the streak held: the bonus points are credited
@@ -616,27 +624,9 @@ class Simulation:
             0,
         ).astype(np.int64)
         pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
-        extra_points = (
-            terms.points_multiplier - 1.0
-        ) * basket * loyalty.points_per_dollar + terms.bonus_points
-        prospect, reference = self.scenario.mechanisms.prospect, self.scenario.mechanisms.reference_price
+        reference = self.scenario.mechanisms.reference_price
         loss_aversion = pop.loss_aversion[shoppers]
-        types = self.scenario.mechanisms.incentive_types
-        appeal = affinity_factor(pop.affinity[shoppers], terms.type_column, types.affinity_weight)
-        surprise = terms.type_column == TYPE_COLUMN["surprise"]
-        perk = terms.hedonic_value * np.where(surprise, 1.0 + types.uncertainty_premium, 1.0)
-        worth = 1.0 - self.scenario.mechanisms.tiers.inflation * self._tier_share[pop.tier[shoppers]]
-        perk *= np.where(terms.type_column == TYPE_COLUMN["hedonic"], np.clip(worth, 0.0, 1.0), 1.0)
-        pull = appeal * (
-            framed_offer_pull(
-                extra_points * loyalty.point_value,
-                terms.loss_framed,
-                loss_aversion,
-                prospect.alpha,
-                prospect.beta,
-            )
-            + prospect_value(perk, 1.0, prospect.alpha, prospect.beta)
-        )
+        pull = self._offer_pull(shoppers, terms, basket, loss_aversion) if terms.applies.any() else 0.0
         sensitivity = effective_price_sensitivity(
             pop.price_sensitivity[shoppers], pop.promo_share[shoppers], reference.promo_sensitivity
         )
@@ -755,9 +745,8 @@ class Simulation:
         pop.cart_id[shoppers] = -1
         pop.cart_value[shoppers] = 0.0
         pop.qualifying_spend[shoppers] += basket
-        pop.tier[shoppers] = np.maximum(
-            pop.tier[shoppers], tier_of(pop.qualifying_spend[shoppers], self._tier_thresholds)
-        )
+        pop.qualifying_tier[shoppers] = tier_of(pop.qualifying_spend[shoppers], self._tier_thresholds)
+        pop.tier[shoppers] = np.maximum(pop.tier[shoppers], pop.qualifying_tier[shoppers])
         self.log.record(
             "order", times, shoppers, order_id=ids, amount=basket, incentive=offer, detail=category
         )
@@ -792,6 +781,31 @@ class Simulation:
             self.daily.add("churned", times[0], gone.size)
         self.fulfillment.receive(ids)
         return ids
+
+    def _offer_pull(self, shoppers: I64, terms: Terms, basket: F64, loss_aversion: F64) -> F64:
+        """Dollar-equivalent pull of points, perks and surprises, framed and scaled by type affinity."""
+        pop, loyalty = self.pop, self.scenario.loyalty
+        prospect = self.scenario.mechanisms.prospect
+        extra_points = (
+            terms.points_multiplier - 1.0
+        ) * basket * loyalty.points_per_dollar + terms.bonus_points
+        types = self.scenario.mechanisms.incentive_types
+        appeal = affinity_factor(pop.affinity[shoppers], terms.type_column, types.affinity_weight)
+        surprise = terms.type_column == TYPE_COLUMN["surprise"]
+        perk = terms.hedonic_value * np.where(surprise, 1.0 + types.uncertainty_premium, 1.0)
+        worth = 1.0 - self.scenario.mechanisms.tiers.inflation * self._tier_share[pop.tier[shoppers]]
+        perk *= np.where(terms.type_column == TYPE_COLUMN["hedonic"], np.clip(worth, 0.0, 1.0), 1.0)
+        pull = appeal * (
+            framed_offer_pull(
+                extra_points * loyalty.point_value,
+                terms.loss_framed,
+                loss_aversion,
+                prospect.alpha,
+                prospect.beta,
+            )
+            + prospect_value(perk, 1.0, prospect.alpha, prospect.beta)
+        )
+        return pull
 
     def _perk_cents(self, shoppers: I64, terms: Terms) -> I64:
         """What the shop pays for the tier perks and surprise gifts redeemed on these orders."""
@@ -883,6 +897,7 @@ class Simulation:
         if not given.any():
             return
         kind = self.catalog.kind[incentive_ids]
+        self._streak_bonus_given |= bool((kind == KIND_CODES["streak_bonus"]).any())
         freeze = kind == KIND_CODES["streak_freeze"]
         pop.streak_freezes[shoppers[freeze]] += 1
         referral = kind == KIND_CODES["referral_bonus"]

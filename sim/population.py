@@ -112,6 +112,7 @@ class Population:
     referral_offer: NDArray[np.int16] = field(init=False)
     fake_account: NDArray[np.bool_] = field(init=False)
     qualifying_spend: F64 = field(init=False)
+    qualifying_tier: NDArray[np.int8] = field(init=False)
     requalify_at: F64 = field(init=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +146,7 @@ class Population:
         self.referral_offer = np.zeros(n, dtype=np.int16)
         self.fake_account = np.zeros(n, dtype=bool)
         self.qualifying_spend = np.zeros(n)
+        self.qualifying_tier = np.zeros(n, dtype=np.int8)
         self.requalify_at = np.full(n, np.inf)  # set from the membership period when drawn
 
     @property

@@ -22,6 +22,9 @@ F64 = NDArray[np.float64]
 
 def prospect_value(x: F64, loss_aversion: F64 | float, alpha: float, beta: float) -> F64:
     """Prospect-theory value of outcomes ``x`` (gains positive, losses negative)."""
+    if alpha == beta:  # one power for both sides (the usual case, and much cheaper)
+        magnitude = np.abs(x) ** alpha
+        return np.where(x >= 0.0, magnitude, -loss_aversion * magnitude)
     gains = np.maximum(x, 0.0) ** alpha
     losses = np.maximum(-x, 0.0) ** beta
     return gains - loss_aversion * losses

@@ -57,6 +57,10 @@ def visit_hazard_multiplier(
     beta: float,
 ) -> F64:
     """Factor on the daily visit hazard: streak pull up, frustration down."""
-    length = streak.astype(np.float64)
-    pull = weight * streak_sensitivity * loss_weight(length, cap_days, min_days, loss_aversion, alpha, beta)
-    return np.exp(pull - frustration)
+    exponent = -frustration
+    shown = np.flatnonzero(streak >= min_days)  # most shoppers have no streak: skip their powers
+    if weight > 0 and shown.size:
+        length = streak[shown].astype(np.float64)
+        weights = loss_weight(length, cap_days, min_days, loss_aversion[shown], alpha, beta)
+        exponent = exponent + np.bincount(shown, weight * streak_sensitivity[shown] * weights, streak.size)
+    return np.exp(exponent)
