@@ -1,0 +1,323 @@
+"""``shopgym/IncentiveTargeting-v0``: choose an incentive for one shopper at a time, population underneath."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from sim.economics import INCENTIVE
+from sim.engine import DecisionBatch, Simulation
+from sim.mechanisms.tiers import tier_progress
+from sim.metrics import summarize
+from sim.params import DECISION_KINDS, Scenario, load_scenario
+from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY
+
+#: Observation fields, in order: (name, unit, scale the raw value is divided by).
+OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
+    ("recency", "days since last order", 365.0),
+    ("frequency", "orders", 20.0),
+    ("monetary", "dollars spent", 1000.0),
+    ("tenure", "days since acquisition", 365.0),
+    ("tier", "tier index / top tier", 1.0),
+    ("tier_progress", "share of the way to the next tier", 1.0),
+    ("points", "points balance", 1000.0),
+    ("streak", "days", 30.0),
+    ("open_cart", "dollars in the open cart", 100.0),
+    ("last_delivery_late", "0 or 1", 1.0),
+    ("late_share", "late deliveries / deliveries", 1.0),
+    ("incentives_received", "count", 10.0),
+    ("referred", "0 or 1", 1.0),
+    ("decision_login", "0 or 1", 1.0),
+    ("decision_cart_abandoned", "0 or 1", 1.0),
+    ("decision_lapsing", "0 or 1", 1.0),
+    ("time", "share of the horizon elapsed", 1.0),
+    ("budget_left", "share of the incentive budget left", 1.0),
+)
+OBS_HIGH = 10.0
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_scenario(scenario: str | Path | Scenario, overrides: dict[str, Any] | None) -> Scenario:
+    """A validated scenario from an object, or a YAML path (relative to cwd or to the project)."""
+    if isinstance(scenario, Scenario):
+        return scenario if not overrides else load_scenario_dict(scenario, overrides)
+    path = Path(scenario)
+    if not path.exists() and (_PROJECT_ROOT / path).exists():
+        path = _PROJECT_ROOT / path
+    return load_scenario(path, overrides)
+
+
+def load_scenario_dict(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
+    """Apply dotted overrides to an already loaded scenario."""
+    from sim.params import scenario_from_dict
+
+    return scenario_from_dict(scenario.model_dump(mode="json"), overrides, source=scenario.name)
+
+
+class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
+    """Target incentives one shopper at a time while the whole shop runs underneath.
+
+    ## Description
+    The full simulator runs: the population, the social graph, the warehouse and every
+    mechanism of ``docs/MODEL.md``. Each step is one shopper at a decision point: she logged
+    in, abandoned a cart, or is lapsing. Shoppers reaching decision points at the same moment
+    are stepped through one after the other; then the clock moves on. Feedback is delayed, as
+    in a real shop: an incentive's effect is known only when its attribution window closes.
+
+    ## Action Space
+    ``Discrete(n)``, one action per incentive of the scenario (0 is ``none``).
+    ``action_masks()`` marks the incentives the current shopper may receive (eligibility rules,
+    and only ``none`` once the incentive budget is spent), in sb3-contrib MaskablePPO's
+    convention.
+
+    ## Observation Space
+    ``Box(0, 10, (18,), float32)``: the current shopper's observable state, each field divided
+    by its scale and clipped to [0, 10]:
+
+    | # | field | unit | scale |
+    |---|---|---|---|
+    | 0 | recency | days since last order | 365 |
+    | 1 | frequency | orders | 20 |
+    | 2 | monetary | dollars spent | 1000 |
+    | 3 | tenure | days since acquisition | 365 |
+    | 4 | tier | tier index / top tier | 1 |
+    | 5 | tier_progress | share of the way to the next tier | 1 |
+    | 6 | points | points balance | 1000 |
+    | 7 | streak | days | 30 |
+    | 8 | open_cart | dollars in the open cart | 100 |
+    | 9 | last_delivery_late | 0 or 1 | 1 |
+    | 10 | late_share | late deliveries / deliveries | 1 |
+    | 11 | incentives_received | count | 10 |
+    | 12 | referred | 0 or 1 | 1 |
+    | 13-15 | decision_login / _cart_abandoned / _lapsing | one-hot | 1 |
+    | 16 | time | share of the horizon elapsed | 1 |
+    | 17 | budget_left | share of the incentive budget left | 1 |
+
+    ## Rewards
+    The attributed net margin (dollars x ``reward_scale``) of every decision whose attribution
+    window closed since the last step. A decision's attributed margin is the change in its
+    shopper's ledger margin (revenue minus every cost, incentives included) over its window,
+    which closes ``attribution_days`` later or at the shopper's next decision, whichever comes
+    first (last-touch attribution: no cent is credited twice). ``info["attributed"]`` lists
+    those decisions (``decision_id``, ``shopper``, ``action``, ``reward``), so bandits can match
+    feedback to their choices. At truncation every open window is closed.
+
+    ## Episode End
+    Truncated at ``horizon_days``; never terminated (the shop goes on).
+
+    ## Arguments
+    ``scenario`` (YAML path or Scenario; default ``configs/scenarios/default.yaml``),
+    ``overrides`` (dotted scenario overrides, e.g. ``{"population.shoppers": 100000}``),
+    ``horizon_days`` (90), ``attribution_days`` (14), ``incentive_budget`` (dollars, default
+    unlimited), ``decision_points`` (subset of login, cart_abandoned, lapsing; default the
+    scenario's), ``reward_scale`` (0.01), ``render_mode`` (``"ansi"`` or None).
+
+    ## Version History
+    * v0: first version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 (gymnasium's convention)
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = "configs/scenarios/default.yaml",
+        overrides: dict[str, Any] | None = None,
+        horizon_days: int = 90,
+        attribution_days: float = 14.0,
+        incentive_budget: float = float("inf"),
+        decision_points: tuple[str, ...] | None = None,
+        reward_scale: float = 0.01,
+        render_mode: str | None = None,
+    ) -> None:
+        overrides = dict(overrides or {})
+        if decision_points is not None:
+            unknown = set(decision_points) - set(DECISION_KINDS)
+            if unknown:
+                raise ValueError(
+                    f"decision_points {sorted(unknown)} unknown; allowed: {list(DECISION_KINDS)}"
+                )
+            overrides["engine.decision_points"] = list(decision_points)
+        if horizon_days < 1 or attribution_days <= 0 or incentive_budget < 0:
+            raise ValueError(
+                f"need horizon_days >= 1, attribution_days > 0 and incentive_budget >= 0, got "
+                f"{horizon_days}, {attribution_days}, {incentive_budget}"
+            )
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode {render_mode!r} unsupported; allowed: 'ansi' or None")
+        self.scenario = resolve_scenario(scenario, overrides)
+        self.horizon_days = horizon_days
+        self.attribution_hours = attribution_days * HOURS_PER_DAY
+        self.incentive_budget = incentive_budget
+        self.reward_scale = reward_scale
+        self.render_mode = render_mode
+        self.n_actions = len(self.scenario.incentives)
+        self.action_space = spaces.Discrete(self.n_actions)
+        self.observation_space = spaces.Box(0.0, OBS_HIGH, (len(OBS_FIELDS),), np.float32)
+        self._thresholds = np.asarray(self.scenario.loyalty.tier_thresholds)
+        self._sim: Simulation | None = None
+
+    # ---- gymnasium API ------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        """Build a fresh simulation (all SimPy state) and move to the first decision point."""
+        super().reset(seed=seed)
+        sim_seed = int(self.np_random.integers(0, 2**63 - 1))
+        self._sim = Simulation(
+            self.scenario, seed=sim_seed, horizon_days=self.horizon_days, log_level="aggregates"
+        )
+        # Each window: [closes_at, decision_id, shopper, action, margin_cents_then, still_open].
+        self._windows: deque[list[Any]] = deque()
+        self._open: dict[int, list[Any]] = {}  # shopper -> her open window
+        self._next_decision_id = 0
+        self._episode_reward = 0.0
+        self._episode_steps = 0
+        self._batch: DecisionBatch | None = None
+        self._advance()
+        return self._observe(), self._info([])
+
+    def step(self, action: np.int64 | int) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """Give ``action`` to the current shopper, move to the next decision, collect closed feedback."""
+        if self._sim is None or self._batch is None:
+            raise RuntimeError("call reset() before step(), and again after the episode ends")
+        if not self.action_space.contains(int(action)):
+            raise ValueError(f"action {action!r} outside {self.action_space}")
+        shopper = int(self._batch.shoppers[self._position])
+        self._actions[self._position] = int(action)
+        margin_now = int(self._sim.ledger.margin_cents()[shopper])
+        superseded = self._open.pop(shopper, None)
+        attributed = [self._close(superseded, margin_now)] if superseded is not None else []
+        closes_at = self._sim.now_hours + self.attribution_hours
+        window = [closes_at, self._next_decision_id, shopper, int(action), margin_now, True]
+        self._windows.append(window)
+        self._open[shopper] = window
+        self._next_decision_id += 1
+        self._position += 1
+        if self._position == self._batch.shoppers.size:
+            self._sim.submit(self._actions)
+            self._advance()
+        truncated = self._batch is None
+        attributed += self._close_windows(np.inf if truncated else self._sim.now_hours)
+        reward = float(sum(r for *_, r in attributed))
+        self._episode_reward += reward
+        self._episode_steps += 1
+        info = self._info(attributed)
+        if truncated:
+            info["episode"] = {"r": self._episode_reward, "l": self._episode_steps, **summarize(self._sim)}
+        return self._observe(), reward, False, truncated, info
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """Incentives the current shopper may receive (eligibility and budget)."""
+        mask: NDArray[np.bool_] = np.zeros(self.n_actions, dtype=np.bool_)
+        mask[0] = True
+        if self._sim is None or self._batch is None or self._budget_left() <= 0:
+            return mask
+        pop = self._sim.pop
+        shopper = self._batch.shoppers[self._position : self._position + 1]
+        ids = np.arange(self.n_actions, dtype=np.int16)
+        mask[:] = self._sim.catalog.eligible(
+            ids,
+            np.repeat(pop.streak_days[shopper], ids.size),
+            np.repeat(pop.tier[shopper], ids.size),
+            self.scenario.mechanisms.streaks.min_days,
+        )
+        return mask
+
+    def render(self) -> str | None:
+        """The shop's KPIs so far, as text."""
+        if self.render_mode != "ansi" or self._sim is None:
+            return None
+        s = summarize(self._sim)
+        return (
+            f"day {self._sim.now_hours / HOURS_PER_DAY:6.1f}  shoppers {s['shoppers']:,}  "
+            f"orders {s['orders']:,}  "
+            f"margin ${s['margin']:,.0f}  incentives ${s['incentive_cost']:,.0f}  "
+            f"late {s['late_delivery_share']:.1%}  peak util {s['peak_utilization']:.2f}"
+        )
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _advance(self) -> None:
+        assert self._sim is not None
+        self._batch = self._sim.next_decision()
+        self._position = 0
+        if self._batch is not None:
+            self._actions = np.zeros(self._batch.shoppers.size, dtype=np.int64)
+
+    def _close(self, window: list[Any], margin_cents: int) -> tuple[int, int, int, float]:
+        """Close one window at the shopper's current margin: (decision_id, shopper, action, reward)."""
+        _, decision_id, shopper, action, margin_then, _ = window
+        window[5] = False
+        return decision_id, shopper, action, (margin_cents - margin_then) / 100.0 * self.reward_scale
+
+    def _close_windows(self, now: float) -> list[tuple[int, int, int, float]]:
+        """Close every window due by ``now`` (windows superseded earlier are skipped)."""
+        assert self._sim is not None
+        closed = []
+        margin = self._sim.ledger.margin_cents()
+        while self._windows and self._windows[0][0] <= now:
+            window = self._windows.popleft()
+            if window[5]:
+                shopper = window[2]
+                if self._open.get(shopper) is window:
+                    del self._open[shopper]
+                closed.append(self._close(window, int(margin[shopper])))
+        return closed
+
+    def _budget_left(self) -> float:
+        assert self._sim is not None
+        if not np.isfinite(self.incentive_budget):
+            return 1.0
+        spent = float(self._sim.ledger.lines[INCENTIVE].sum()) / 100.0
+        return max(0.0, 1.0 - spent / self.incentive_budget) if self.incentive_budget > 0 else 0.0
+
+    def _observe(self) -> NDArray[np.float32]:
+        obs = np.zeros(len(OBS_FIELDS), dtype=np.float32)
+        if self._sim is None or self._batch is None:
+            return obs
+        pop, now = self._sim.pop, self._sim.now_hours
+        i = int(self._batch.shoppers[self._position])
+        top = max(len(self._thresholds) - 1, 1)
+        tier = pop.tier[i : i + 1]
+        raw = [
+            (now - pop.last_order_at[i]) / HOURS_PER_DAY,
+            pop.orders[i],
+            pop.monetary[i],
+            (now - pop.acquired_at[i]) / HOURS_PER_DAY,
+            pop.tier[i] / top,
+            tier_progress(pop.qualifying_spend[i : i + 1], tier, self._thresholds)[0],
+            pop.points[i],
+            pop.streak_days[i],
+            pop.cart_value[i],
+            float(pop.last_delivery_late[i]),
+            pop.late_deliveries[i] / max(pop.deliveries[i], 1),
+            pop.incentives_received[i],
+            float(pop.channel[i] == CHANNEL_REFERRED),
+            *(float(self._batch.kind == kind) for kind in DECISION_KINDS),
+            now / (self.horizon_days * HOURS_PER_DAY),
+            self._budget_left(),
+        ]
+        scale = np.array([s for *_, s in OBS_FIELDS])
+        obs[:] = np.clip(np.asarray(raw, dtype=np.float64) / scale, 0.0, OBS_HIGH)
+        return obs
+
+    def _info(self, attributed: list[tuple[int, int, int, float]]) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "attributed": attributed,
+            "decision_id": self._next_decision_id,
+            "decision_kind": None if self._batch is None else self._batch.kind,
+            "shopper": None if self._batch is None else int(self._batch.shoppers[self._position]),
+            "action_mask": self.action_masks(),
+        }
+        if self._sim is not None:
+            totals = self._sim.ledger.totals_cents()
+            info["margin"] = totals["margin"] / 100.0
+            info["incentive_cost"] = totals["incentive"] / 100.0
+            info["time_days"] = self._sim.now_hours / HOURS_PER_DAY
+        return info

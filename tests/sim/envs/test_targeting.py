@@ -1,0 +1,89 @@
+"""IncentiveTargeting-v0 specifics: delayed, last-touch attributed rewards; masks; errors."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import sim  # noqa: F401  (registers the environments)
+from sim.envs.targeting import OBS_FIELDS, IncentiveTargetingEnv
+
+SMALL = {"overrides": {"population.shoppers": 400, "population.acquisition_days": 5.0}, "horizon_days": 20}
+
+
+def _run(env: IncentiveTargetingEnv, seed: int, policy) -> tuple[float, list, dict]:
+    env.reset(seed=seed)
+    total, attributed, done, info = 0.0, [], False, {}
+    while not done:
+        _, reward, terminated, truncated, info = env.step(policy(env))
+        total += reward
+        attributed += info["attributed"]
+        done = terminated or truncated
+    return total, attributed, info
+
+
+def test_rewards_are_attributed_once_per_decision_and_never_double_count():
+    env = IncentiveTargetingEnv(**SMALL, attribution_days=1000.0, reward_scale=1.0)
+    total, attributed, info = _run(env, 0, lambda e: 0)
+    ids = [a[0] for a in attributed]
+    assert len(ids) == len(set(ids)) == info["decision_id"]  # every decision gets feedback once
+    assert sum(a[3] for a in attributed) == pytest.approx(total)
+    # With windows as long as the horizon, each shopper's windows tile [first decision, end]:
+    # the rewards add up to her margin since her first decision, and no cent is counted twice.
+    assert total <= info["margin"] + 1e-6
+
+
+def test_feedback_arrives_when_the_window_ends_or_the_shopper_decides_again():
+    env = IncentiveTargetingEnv(**SMALL, attribution_days=3.0)
+    _, info = env.reset(seed=1)
+    made: dict[int, tuple[float, int]] = {}  # decision id -> (day, shopper)
+    last_decision_day: dict[int, float] = {}
+    early = on_time = 0
+    for _ in range(4000):
+        decision, shopper, day = info["decision_id"], info["shopper"], info["time_days"]
+        made[decision] = (day, shopper)
+        last_decision_day[shopper] = day
+        _, _, _, truncated, info = env.step(0)
+        if truncated:
+            break
+        for decision_id, who, _, _ in info["attributed"]:
+            decided_day, _ = made[decision_id]
+            if info["time_days"] - decided_day >= 3.0 - 1e-9:
+                on_time += 1
+            else:  # closed early: only because the same shopper decided again since
+                assert last_decision_day[who] > decided_day or made[max(made)][1] == who
+                early += 1
+    assert on_time > 100 and early > 0
+
+
+def test_masks_follow_eligibility_and_the_budget():
+    env = IncentiveTargetingEnv(**SMALL, incentive_budget=50.0)
+    names = [i.name for i in env.scenario.incentives]
+    env.reset(seed=2)
+    mask = env.action_masks()
+    assert mask[0] and mask[names.index("coupon_10")]
+    assert not mask[names.index("tier_perk")]  # a new shopper is tier 0
+    coupon = names.index("coupon_20")
+    done = False
+    while not done and env._budget_left() > 0:
+        _, _, _, done, _ = env.step(coupon if env.action_masks()[coupon] else 0)
+    assert done or env.action_masks().tolist() == [True] + [False] * (len(names) - 1)
+
+
+def test_observation_fields_are_named_and_in_range():
+    env = gym.make("shopgym/IncentiveTargeting-v0", **SMALL)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (len(OBS_FIELDS),)
+    assert env.observation_space.contains(obs)
+    assert obs[[f[0] for f in OBS_FIELDS].index("decision_login")] in (0.0, 1.0)
+
+
+def test_bad_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="decision_points"):
+        IncentiveTargetingEnv(**SMALL, decision_points=("checkout",))
+    with pytest.raises(ValueError, match="horizon_days"):
+        IncentiveTargetingEnv(**{**SMALL, "horizon_days": 0})
+    from sim.params import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"population\.shoppers"):
+        IncentiveTargetingEnv(overrides={"population.shoppers": -1})
