@@ -99,6 +99,11 @@ class Ledger:
         self.lines = np.concatenate([self.lines, np.zeros((len(LEDGER_LINES), count), np.int64)], axis=1)
         self.margin_pv = np.concatenate([self.margin_pv, np.zeros(count)])
 
+    def margin_of(self, shopper: int) -> int:
+        """Net margin of one shopper, in cents (cheap: one column of the ledger)."""
+        column = self.lines[:, shopper]
+        return int(column[REVENUE] - column[1:].sum())
+
     def margin_cents(self) -> NDArray[np.int64]:
         """Net margin per shopper, in cents: revenue minus the five cost lines."""
         return self.lines[REVENUE] - self.lines[1:].sum(axis=0)

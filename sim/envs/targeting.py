@@ -11,7 +11,6 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from sim.economics import INCENTIVE
 from sim.engine import DecisionBatch, Simulation
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
@@ -191,7 +190,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             raise ValueError(f"action {action!r} outside {self.action_space}")
         shopper = int(self._batch.shoppers[self._position])
         self._actions[self._position] = int(action)
-        margin_now = int(self._sim.ledger.margin_cents()[shopper])
+        margin_now = self._sim.ledger.margin_of(shopper)
         superseded = self._open.pop(shopper, None)
         attributed = [self._close(superseded, margin_now)] if superseded is not None else []
         closes_at = self._sim.now_hours + self.attribution_hours
@@ -244,9 +243,11 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
 
     # ---- internals ----------------------------------------------------------------------------
     def _advance(self) -> None:
+        """Run the clock to the next decision batch; the shop's totals only change here."""
         assert self._sim is not None
         self._batch = self._sim.next_decision()
         self._position = 0
+        self._totals = self._sim.ledger.totals_cents()
         if self._batch is not None:
             self._actions = np.zeros(self._batch.shoppers.size, dtype=np.int64)
 
@@ -260,21 +261,21 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         """Close every window due by ``now`` (windows superseded earlier are skipped)."""
         assert self._sim is not None
         closed = []
-        margin = self._sim.ledger.margin_cents()
+        ledger = self._sim.ledger
         while self._windows and self._windows[0][0] <= now:
             window = self._windows.popleft()
             if window[5]:
                 shopper = window[2]
                 if self._open.get(shopper) is window:
                     del self._open[shopper]
-                closed.append(self._close(window, int(margin[shopper])))
+                closed.append(self._close(window, ledger.margin_of(shopper)))
         return closed
 
     def _budget_left(self) -> float:
         assert self._sim is not None
         if not np.isfinite(self.incentive_budget):
             return 1.0
-        spent = float(self._sim.ledger.lines[INCENTIVE].sum()) / 100.0
+        spent = self._totals["incentive"] / 100.0
         return max(0.0, 1.0 - spent / self.incentive_budget) if self.incentive_budget > 0 else 0.0
 
     def _observe(self) -> NDArray[np.float32]:
@@ -316,8 +317,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             "action_mask": self.action_masks(),
         }
         if self._sim is not None:
-            totals = self._sim.ledger.totals_cents()
-            info["margin"] = totals["margin"] / 100.0
-            info["incentive_cost"] = totals["incentive"] / 100.0
+            info["margin"] = self._totals["margin"] / 100.0
+            info["incentive_cost"] = self._totals["incentive"] / 100.0
             info["time_days"] = self._sim.now_hours / HOURS_PER_DAY
         return info
