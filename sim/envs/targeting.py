@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from sim.economics import INCENTIVE, expected_order_margin, residual_value
 from sim.engine import DecisionBatch, Simulation
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
@@ -39,6 +40,8 @@ OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("budget_left", "share of the incentive budget left", 1.0),
 )
 OBS_HIGH = 10.0
+#: The objective vector of a decision, in order: margin ($), LTV ($), late deliveries, incentive cost ($).
+OBJECTIVES = ("margin", "ltv", "load", "budget")
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,11 +103,14 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     | 17 | budget_left | share of the incentive budget left | 1 |
 
     ## Rewards
-    The attributed net margin (dollars x ``reward_scale``) of every decision whose attribution
-    window closed since the last step. A decision's attributed margin is the change in its
-    shopper's ledger margin (revenue minus every cost, incentives included) over its window,
-    which closes ``attribution_days`` later or at the shopper's next decision, whichever comes
-    first (last-touch attribution: no cent is credited twice). ``info["attributed"]`` lists
+    The scalarized objective of every decision whose attribution window closed since the last
+    step, times ``reward_scale``. A decision's window closes ``attribution_days`` later or at
+    the shopper's next decision, whichever comes first (last-touch attribution: nothing is
+    credited twice). Over the window, her objective vector is the change in
+    (``OBJECTIVES``): ``margin`` (ledger net margin, dollars, incentives included), ``ltv``
+    (realized discounted margin plus residual value from her true traits, dollars), ``load``
+    (her late deliveries) and ``budget`` (incentive cost booked on her, dollars). The reward
+    is ``objective_weights`` (default margin only) dotted with it. ``info["attributed"]`` lists
     those decisions (``decision_id``, ``shopper``, ``action``, ``reward``), so bandits can match
     feedback to their choices. At truncation every open window is closed.
 
@@ -115,8 +121,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     ``scenario`` (YAML path or Scenario; default ``configs/scenarios/default.yaml``),
     ``overrides`` (dotted scenario overrides, e.g. ``{"population.shoppers": 100000}``),
     ``horizon_days`` (90), ``attribution_days`` (14), ``incentive_budget`` (dollars, default
-    unlimited), ``decision_points`` (subset of login, cart_abandoned, lapsing; default the
-    scenario's), ``reward_scale`` (0.01), ``render_mode`` (``"ansi"`` or None).
+    unlimited), ``objective_weights`` (mapping over ``OBJECTIVES``, default ``{"margin": 1}``),
+    ``decision_points`` (subset of login, cart_abandoned, lapsing; default the scenario's),
+    ``reward_scale`` (0.01), ``render_mode`` (``"ansi"`` or None).
 
     ## Version History
     * v0: first version.
@@ -133,6 +140,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         incentive_budget: float = float("inf"),
         decision_points: tuple[str, ...] | None = None,
         reward_scale: float = 0.01,
+        objective_weights: dict[str, float] | None = None,
         render_mode: str | None = None,
     ) -> None:
         overrides = dict(overrides or {})
@@ -155,6 +163,11 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self.attribution_hours = attribution_days * HOURS_PER_DAY
         self.incentive_budget = incentive_budget
         self.reward_scale = reward_scale
+        weights = {"margin": 1.0} if objective_weights is None else dict(objective_weights)
+        unknown = set(weights) - set(OBJECTIVES)
+        if unknown:
+            raise ValueError(f"objective_weights keys {sorted(unknown)} unknown; allowed: {list(OBJECTIVES)}")
+        self.objective_weights = np.array([weights.get(k, 0.0) for k in OBJECTIVES])
         self.render_mode = render_mode
         self.n_actions = len(self.scenario.incentives)
         self.action_space = spaces.Discrete(self.n_actions)
@@ -177,6 +190,8 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._open: dict[int, list[Any]] = {}  # shopper -> her open window
         self._next_decision_id = 0
         self._episode_reward = 0.0
+        self._objective_total = np.zeros(len(OBJECTIVES))
+        self._order_margin = expected_order_margin(self.scenario, self._sim.pop)  # traits only
         self._episode_steps = 0
         self._batch: DecisionBatch | None = None
         self._advance()
@@ -190,11 +205,11 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             raise ValueError(f"action {action!r} outside {self.action_space}")
         shopper = int(self._batch.shoppers[self._position])
         self._actions[self._position] = int(action)
-        margin_now = self._sim.ledger.margin_of(shopper)
+        state_now = self._objective_state(shopper)
         superseded = self._open.pop(shopper, None)
-        attributed = [self._close(superseded, margin_now)] if superseded is not None else []
+        attributed = [self._close(superseded, state_now)] if superseded is not None else []
         closes_at = self._sim.now_hours + self.attribution_hours
-        window = [closes_at, self._next_decision_id, shopper, int(action), margin_now, True]
+        window = [closes_at, self._next_decision_id, shopper, int(action), state_now, True]
         self._windows.append(window)
         self._open[shopper] = window
         self._next_decision_id += 1
@@ -251,24 +266,42 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         if self._batch is not None:
             self._actions = np.zeros(self._batch.shoppers.size, dtype=np.int64)
 
-    def _close(self, window: list[Any], margin_cents: int) -> tuple[int, int, int, float]:
-        """Close one window at the shopper's current margin: (decision_id, shopper, action, reward)."""
-        _, decision_id, shopper, action, margin_then, _ = window
+    def _objective_state(self, shopper: int) -> NDArray[np.float64]:
+        """The shopper's cumulative objective quantities now (see ``OBJECTIVES``)."""
+        assert self._sim is not None
+        sim, rows = self._sim, slice(shopper, shopper + 1)
+        if self._order_margin.size < sim.pop.size:  # referred shoppers joined: extend the cache
+            self._order_margin = expected_order_margin(sim.scenario, sim.pop)
+        residual = residual_value(sim.scenario, sim.pop, sim.now_hours, rows, self._order_margin[rows])
+        ltv = sim.ledger.margin_pv[shopper] + residual[0]
+        return np.array(
+            [
+                sim.ledger.margin_of(shopper) / 100.0,
+                ltv,
+                float(sim.pop.late_deliveries[shopper]),
+                sim.ledger.lines[INCENTIVE, shopper] / 100.0,
+            ]
+        )
+
+    def _close(self, window: list[Any], state: NDArray[np.float64]) -> tuple[int, int, int, float]:
+        """Close one window at the shopper's current state: (decision_id, shopper, action, reward)."""
+        _, decision_id, shopper, action, state_then, _ = window
         window[5] = False
-        return decision_id, shopper, action, (margin_cents - margin_then) / 100.0 * self.reward_scale
+        objective = state - state_then
+        self._objective_total += objective
+        return decision_id, shopper, action, float(self.objective_weights @ objective) * self.reward_scale
 
     def _close_windows(self, now: float) -> list[tuple[int, int, int, float]]:
         """Close every window due by ``now`` (windows superseded earlier are skipped)."""
         assert self._sim is not None
         closed = []
-        ledger = self._sim.ledger
         while self._windows and self._windows[0][0] <= now:
             window = self._windows.popleft()
             if window[5]:
                 shopper = window[2]
                 if self._open.get(shopper) is window:
                     del self._open[shopper]
-                closed.append(self._close(window, ledger.margin_of(shopper)))
+                closed.append(self._close(window, self._objective_state(shopper)))
         return closed
 
     def _budget_left(self) -> float:
@@ -315,6 +348,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             "decision_kind": None if self._batch is None else self._batch.kind,
             "shopper": None if self._batch is None else int(self._batch.shoppers[self._position]),
             "action_mask": self.action_masks(),
+            "objective": dict(zip(OBJECTIVES, (float(v) for v in self._objective_total), strict=True)),
         }
         if self._sim is not None:
             info["margin"] = self._totals["margin"] / 100.0

@@ -87,3 +87,22 @@ def test_bad_arguments_fail_clearly():
 
     with pytest.raises(ScenarioError, match=r"population\.shoppers"):
         IncentiveTargetingEnv(overrides={"population.shoppers": -1})
+
+
+def test_reward_is_the_weighted_objective_vector():
+    coupon = 2  # coupon_20 in the default catalogue
+
+    def run(weights: dict[str, float]) -> tuple[float, dict]:
+        env = IncentiveTargetingEnv(**SMALL, reward_scale=1.0, objective_weights=weights)
+        total, _, info = _run(env, 5, lambda e: coupon if e.action_masks()[coupon] else 0)
+        return total, info["objective"]
+
+    margin_reward, objective = run({"margin": 1.0})
+    budget_reward, _ = run({"budget": -1.0})
+    mixed_reward, _ = run({"margin": 1.0, "ltv": 0.5, "load": -2.0, "budget": -1.0})
+    assert margin_reward == pytest.approx(objective["margin"])
+    assert budget_reward == pytest.approx(-objective["budget"]) and objective["budget"] > 0
+    expected = objective["margin"] + 0.5 * objective["ltv"] - 2.0 * objective["load"] - objective["budget"]
+    assert mixed_reward == pytest.approx(expected)
+    with pytest.raises(ValueError, match="objective_weights"):
+        IncentiveTargetingEnv(**SMALL, objective_weights={"happiness": 1.0})
