@@ -413,6 +413,9 @@ class Simulation:
             pull = mech.streaks.weight * pop.streak_sensitivity[rows] * appeal
             pull *= (value / types.streak_bonus_reference) ** mech.prospect.alpha
             multiplier *= np.exp(np.where(bonus, pull, 0.0))
+        season = self.season_multiplier(now)
+        if season != 1.0:
+            multiplier *= season
         if mech.tiers.goal_gradient > 0:
             progress = tier_progress(
                 pop.qualifying_spend[rows], pop.qualifying_tier[rows], self._tier_thresholds
@@ -433,6 +436,15 @@ class Simulation:
                     mech.prospect.beta,
                 )
         return -np.expm1(multiplier * np.log1p(-np.minimum(pop.visit_prob[rows], 1.0 - 1e-12)))
+
+    def season_multiplier(self, now: float) -> float:
+        """Visit-hazard multiplier of the seasonal peaks covering the day of ``now``."""
+        day = int(now // HOURS_PER_DAY)
+        factor = 1.0
+        for peak in self.scenario.sessions.peaks:
+            if peak.start_day <= day < peak.start_day + peak.days:
+                factor *= peak.visit_multiplier
+        return factor
 
     def _active_streak_bonus(self, rows: slice | I64, now: float | F64) -> NDArray[np.bool_]:
         """Shoppers holding an unexpired streak bonus."""
@@ -573,6 +585,8 @@ class Simulation:
         category = self._categories(day.u_category[shoppers])
         self.log.record("acquired", times, shoppers, detail=pop.channel[shoppers].astype(np.int16))
         self.daily.add("acquired", times[0], shoppers.size)
+        if not self.scenario.population.first_order_at_acquisition and not fake.any():
+            return  # an established customer: observed from now on, no trial order
         offer = np.zeros(shoppers.size, dtype=np.int16)
         no_points = np.zeros(shoppers.size, np.int64)
         terms = self.catalog.terms(offer, basket)

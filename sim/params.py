@@ -93,6 +93,11 @@ class PopulationParams(_Model):
     acquisition_days: NonNegativeFloat = Field(
         description="acquisitions spread uniformly over [0, acquisition_days); 0 = all at t=0"
     )
+    first_order_at_acquisition: bool = Field(
+        default=True,
+        description="new customers arrive with their first (trial) order; false models an established "
+        "customer base observed from its acquisition time, with no burst of trial orders",
+    )
     purchase: PurchaseParams
     spend: SpendParams
     # Tversky & Kahneman 1992: lambda = 2.25; Brown et al. 2021 meta-analysis: mean 1.8-2.1.
@@ -107,6 +112,14 @@ class PopulationParams(_Model):
     abuser_share: Probability = Field(
         default=0.02, description="share of incentive abusers (assumption; see docs/MODEL.md)"
     )
+
+
+class Peak(_Model):
+    """A demand peak: sessions ``visit_multiplier`` times as likely on days [start, start + days)."""
+
+    start_day: Annotated[int, Field(ge=0)]
+    days: Annotated[int, Field(ge=1)]
+    visit_multiplier: PositiveFloat
 
 
 class SessionParams(_Model):
@@ -128,6 +141,7 @@ class SessionParams(_Model):
     lapse_after_days: PositiveFloat = Field(
         default=60.0, description="recency at which a shopper becomes a 'lapsing' decision point"
     )
+    peaks: tuple[Peak, ...] = Field(default=(), description="seasonal peaks (e.g. holiday weeks)")
     hour_weights: tuple[NonNegativeFloat, ...] = Field(
         # Diurnal traffic of a Western online shop: night trough, evening peak around 20h.
         default=(

@@ -11,6 +11,7 @@ import gymnasium
 
 _ENVS = {
     "shopgym/IncentiveTargeting-v0": "sim.envs.targeting:IncentiveTargetingEnv",
+    "shopgym/CampaignPlanning-v0": "sim.envs.campaign:CampaignPlanningEnv",
 }
 
 for _env_id, _entry_point in _ENVS.items():

@@ -1,0 +1,278 @@
+"""``shopgym/CampaignPlanning-v0``: plan one incentive per customer segment, one day at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from sim.economics import INCENTIVE, expected_order_margin, residual_value
+from sim.engine import DecisionBatch, Simulation
+from sim.envs.targeting import OBJECTIVES, resolve_scenario
+from sim.metrics import summarize
+from sim.params import Scenario
+from sim.population import HOURS_PER_DAY
+
+#: Segments, in action order. Cart abandoners are shoppers at a cart_abandoned decision.
+SEGMENTS = ("new", "active_mid", "high_value_at_risk", "low_value", "cart_abandoners")
+#: Observation fields, in order: (name, unit, scale).
+OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
+    *(
+        (f"{segment}_{field}", unit, scale)
+        for segment in SEGMENTS
+        for field, unit, scale in (
+            ("share", "share of acquired shoppers", 1.0),
+            ("recency", "mean days since last order", 365.0),
+            ("monetary", "mean dollars spent", 1000.0),
+            ("conversion", "yesterday's checkout conversion", 1.0),
+        )
+    ),
+    ("backlog", "orders waiting / regular daily capacity", 1.0),
+    ("utilization", "yesterday's capacity used / regular capacity", 1.0),
+    ("late_share", "yesterday's late deliveries / deliveries", 1.0),
+    ("budget_left", "share of the incentive budget left", 1.0),
+    ("weekday_sin", "sin(2 pi weekday / 7)", 1.0),
+    ("weekday_cos", "cos(2 pi weekday / 7)", 1.0),
+    ("season", "demand multiplier of today's peaks / 10", 1.0),
+    ("time", "share of the horizon elapsed", 1.0),
+)
+
+
+class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
+    """Plan the day's incentive for each customer segment; the shop and its warehouse run underneath.
+
+    ## Description
+    The whole simulator runs (see ``docs/MODEL.md``). Each step is one day: the action names
+    the incentive each segment gets at its decision points that day (logins and lapsing
+    shoppers by segment, cart abandoners by their own segment). Segments come from what a shop
+    sees: ``new`` (tenure under ``new_days``), ``high_value_at_risk`` (spent at least
+    ``high_value`` dollars, no order for ``at_risk_days``), ``low_value`` (spent under
+    ``low_value``), ``active_mid`` (the rest), ``cart_abandoners``. Incentives that pull
+    orders into a peak the warehouse cannot carry cause late deliveries, which raise churn:
+    ``configs/scenarios/peak_season.yaml`` is built for this trade-off.
+
+    ## Action Space
+    ``MultiDiscrete([n] * 5)``: one incentive id per segment, in ``SEGMENTS`` order (0 is
+    ``none``). Ineligible choices (e.g. a tier perk for a tier-0 shopper) and any incentive
+    after the budget is spent are not given.
+
+    ## Observation Space
+    ``Box(-1, 10, (28,), float32)``, fields in ``OBS_FIELDS`` order (each divided by its scale):
+
+    | # | field | unit | scale |
+    |---|---|---|---|
+    | 0-19 | per segment: share, recency, monetary, conversion | share; days; $; rate | 1; 365; 1000; 1 |
+    | 20 | backlog | orders waiting / regular daily capacity | 1 |
+    | 21 | utilization | yesterday's capacity used / regular capacity | 1 |
+    | 22 | late_share | yesterday's late deliveries / deliveries | 1 |
+    | 23 | budget_left | share of the incentive budget left | 1 |
+    | 24-25 | weekday_sin, weekday_cos | calendar | 1 |
+    | 26 | season | demand multiplier of today's peaks / 10 | 1 |
+    | 27 | time | share of the horizon elapsed | 1 |
+
+    ## Rewards
+    The day's objective vector (``OBJECTIVES``): ``margin`` (change in the shop's net margin,
+    dollars), ``ltv`` (change in the acquired shoppers' total LTV: realized discounted margin
+    plus residual value, so churn costs at once), ``load`` (late deliveries plus overtime
+    orders) and ``budget`` (incentive cost). The reward is ``objective_weights`` (default
+    margin 1, ltv 0.5, load -1) dotted with it, times ``reward_scale``. The vector is in
+    ``info["objective"]``.
+
+    ## Episode End
+    Truncated at ``horizon_days``; never terminated.
+
+    ## Arguments
+    ``scenario`` (default ``configs/scenarios/peak_season.yaml``), ``overrides`` (dotted),
+    ``horizon_days`` (90), ``incentive_budget`` (dollars, default unlimited),
+    ``objective_weights``, ``reward_scale`` (0.001), ``new_days`` (30), ``at_risk_days`` (45),
+    ``high_value`` (300), ``low_value`` (80), ``render_mode`` (``"ansi"`` or None).
+
+    ## Version History
+    * v0: first version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 (gymnasium's convention)
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = "configs/scenarios/peak_season.yaml",
+        overrides: dict[str, Any] | None = None,
+        horizon_days: int = 90,
+        incentive_budget: float = float("inf"),
+        objective_weights: dict[str, float] | None = None,
+        reward_scale: float = 0.001,
+        new_days: float = 30.0,
+        at_risk_days: float = 45.0,
+        high_value: float = 300.0,
+        low_value: float = 80.0,
+        render_mode: str | None = None,
+    ) -> None:
+        if horizon_days < 1 or incentive_budget < 0:
+            raise ValueError(
+                f"need horizon_days >= 1 and incentive_budget >= 0, got {horizon_days}, {incentive_budget}"
+            )
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode {render_mode!r} unsupported; allowed: 'ansi' or None")
+        weights = (
+            {"margin": 1.0, "ltv": 0.5, "load": -1.0}
+            if objective_weights is None
+            else dict(objective_weights)
+        )
+        unknown = set(weights) - set(OBJECTIVES)
+        if unknown:
+            raise ValueError(f"objective_weights keys {sorted(unknown)} unknown; allowed: {list(OBJECTIVES)}")
+        self.scenario = resolve_scenario(scenario, overrides)
+        self.horizon_days = horizon_days
+        self.incentive_budget = incentive_budget
+        self.objective_weights = np.array([weights.get(k, 0.0) for k in OBJECTIVES])
+        self.reward_scale = reward_scale
+        self.new_hours = new_days * HOURS_PER_DAY
+        self.at_risk_hours = at_risk_days * HOURS_PER_DAY
+        self.high_value, self.low_value = high_value, low_value
+        self.render_mode = render_mode
+        n = len(self.scenario.incentives)
+        self.action_space = spaces.MultiDiscrete([n] * len(SEGMENTS))
+        self.observation_space = spaces.Box(-1.0, 10.0, (len(OBS_FIELDS),), np.float32)
+        self._sim: Simulation | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        """Build a fresh simulation; the first step plans day 0."""
+        super().reset(seed=seed)
+        sim_seed = int(self.np_random.integers(0, 2**63 - 1))
+        self._sim = Simulation(
+            self.scenario, seed=sim_seed, horizon_days=self.horizon_days, log_level="aggregates"
+        )
+        self._order_margin = expected_order_margin(self.scenario, self._sim.pop)
+        self._day = 0
+        self._pending: DecisionBatch | None = None
+        self._done = False
+        self._state = self._objective_state()
+        self._episode_reward = 0.0
+        return self._observe(), {"objective": dict.fromkeys(OBJECTIVES, 0.0)}
+
+    def step(
+        self, action: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """Run one day with this plan; reward the day's weighted objective vector."""
+        if self._sim is None or self._done:
+            raise RuntimeError("call reset() before step(), and again after the episode ends")
+        plan = np.asarray(action, dtype=np.int64)
+        if plan.shape != (len(SEGMENTS),) or not self.action_space.contains(plan):
+            raise ValueError(f"action {action!r} outside {self.action_space}")
+        day_end = (self._day + 1) * HOURS_PER_DAY
+        while True:
+            batch = self._pending if self._pending is not None else self._sim.next_decision()
+            self._pending = None
+            if batch is None:
+                self._done = True
+                break
+            if batch.time_hours >= day_end:
+                self._pending = batch  # tomorrow's first decision waits for tomorrow's plan
+                break
+            self._sim.submit(self._plan_for(batch, plan))
+        self._day += 1
+        state = self._objective_state()
+        objective = state - self._state
+        self._state = state
+        reward = float(self.objective_weights @ objective) * self.reward_scale
+        self._episode_reward += reward
+        info: dict[str, Any] = {"objective": dict(zip(OBJECTIVES, map(float, objective), strict=True))}
+        if self._done:
+            info["episode"] = {"r": self._episode_reward, "l": self._day, **summarize(self._sim)}
+        return self._observe(), reward, False, self._done, info
+
+    def render(self) -> str | None:
+        """The shop's KPIs so far, as text."""
+        if self.render_mode != "ansi" or self._sim is None:
+            return None
+        s = summarize(self._sim)
+        return (
+            f"day {self._day:3d}  orders {s['orders']:,}  margin ${s['margin']:,.0f}  "
+            f"incentives ${s['incentive_cost']:,.0f}  backlog {self._sim.fulfillment.queue_length:,}  "
+            f"late {s['late_delivery_share']:.1%}  peak util {s['peak_utilization']:.2f}"
+        )
+
+    # ---- internals ----------------------------------------------------------------------------
+    def segments_of(self, shoppers: NDArray[np.int64], kind: str | None = None) -> NDArray[np.int64]:
+        """Segment index of each shopper, from what the shop can observe."""
+        assert self._sim is not None
+        pop, now = self._sim.pop, self._sim.now_hours
+        recency = now - pop.last_order_at[shoppers]
+        segment = np.full(shoppers.size, SEGMENTS.index("active_mid"))
+        segment[pop.monetary[shoppers] < self.low_value] = SEGMENTS.index("low_value")
+        at_risk = (pop.monetary[shoppers] >= self.high_value) & (recency >= self.at_risk_hours)
+        segment[at_risk] = SEGMENTS.index("high_value_at_risk")
+        segment[now - pop.acquired_at[shoppers] < self.new_hours] = SEGMENTS.index("new")
+        if kind == "cart_abandoned":
+            segment[:] = SEGMENTS.index("cart_abandoners")
+        return segment
+
+    def _plan_for(self, batch: DecisionBatch, plan: NDArray[np.int64]) -> NDArray[np.int64]:
+        if self._budget_left() <= 0:
+            return np.zeros(batch.shoppers.size, dtype=np.int64)
+        return plan[self.segments_of(batch.shoppers, batch.kind)]
+
+    def _budget_left(self) -> float:
+        assert self._sim is not None
+        if not np.isfinite(self.incentive_budget):
+            return 1.0
+        spent = float(self._sim.ledger.lines[INCENTIVE].sum()) / 100.0
+        return max(0.0, 1.0 - spent / self.incentive_budget) if self.incentive_budget > 0 else 0.0
+
+    def _objective_state(self) -> NDArray[np.float64]:
+        """Cumulative margin, LTV, load and incentive cost of the shop so far."""
+        assert self._sim is not None
+        sim = self._sim
+        if self._order_margin.size < sim.pop.size:  # referred shoppers joined
+            self._order_margin = expected_order_margin(sim.scenario, sim.pop)
+        rows = sim.acquired_rows()
+        residual = residual_value(sim.scenario, sim.pop, sim.now_hours, rows, self._order_margin[rows])
+        totals = sim.ledger.totals_cents()
+        daily = sim.daily.values
+        load = float(daily["late_deliveries"].sum() + daily["overtime_orders"].sum())
+        ltv = float(sim.ledger.margin_pv[rows].sum() + residual.sum())
+        return np.array([totals["margin"] / 100.0, ltv, load, totals["incentive"] / 100.0])
+
+    def _observe(self) -> NDArray[np.float32]:
+        assert self._sim is not None
+        sim, obs = self._sim, np.zeros(len(OBS_FIELDS), dtype=np.float32)
+        rows = sim.acquired_rows()
+        ids = np.arange(rows.stop) if isinstance(rows, slice) else rows
+        values: list[float] = []
+        yesterday = max(self._day - 1, 0)
+        daily = sim.daily.values
+        conversion = 1.0 - daily["abandoned"][yesterday] / max(daily["carts"][yesterday], 1.0)
+        if ids.size:
+            segment = self.segments_of(ids)
+            recency = (sim.now_hours - sim.pop.last_order_at[ids]) / HOURS_PER_DAY
+            for s in range(len(SEGMENTS)):
+                members = segment == s
+                count = int(members.sum())
+                values += [
+                    count / ids.size,
+                    float(recency[members].mean()) / 365.0 if count else 0.0,
+                    float(sim.pop.monetary[ids][members].mean()) / 1000.0 if count else 0.0,
+                    conversion,
+                ]
+        else:
+            values += [0.0] * (4 * len(SEGMENTS))
+        capacity = max(sim.fulfillment.capacity_per_day, 1.0)
+        weekday = 2 * np.pi * (self._day % 7) / 7
+        values += [
+            sim.fulfillment.queue_length / capacity,
+            daily["units_used"][yesterday] / capacity,
+            daily["late_deliveries"][yesterday] / max(daily["deliveries"][yesterday], 1.0),
+            self._budget_left(),
+            float(np.sin(weekday)),
+            float(np.cos(weekday)),
+            sim.season_multiplier(self._day * HOURS_PER_DAY) / 10.0,
+            self._day / self.horizon_days,
+        ]
+        obs[:] = np.clip(values, -1.0, 10.0)
+        return obs
