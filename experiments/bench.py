@@ -1,4 +1,4 @@
-"""Benchmarks of the simulator: throughput, scaling with population size, and memory.
+"""Benchmarks: simulator throughput, scaling and memory (``bench sim``); environments (``bench envs``).
 
 Each population size runs in a fresh Python process pinned to one core, so its peak resident
 memory is its own. Beside the engine, the same process times a bare numpy loop that makes the
@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 from rich.table import Table
 
 from sim.engine import DRAWS_PER_SHOPPER_DAY, Simulation
@@ -171,3 +173,117 @@ if __name__ == "__main__":
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     path, size, n_days, base_seed, n_repeats, mechanisms_on = json.loads(sys.argv[1])
     print(json.dumps(measure_one(path, size, n_days, base_seed, n_repeats, mechanisms_on)))
+
+
+class _TimedEnv(gym.Wrapper[Any, Any, Any, Any]):
+    """Accumulates the wall time spent inside ``step`` and ``reset``."""
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        self.seconds = 0.0
+
+    def step(self, action: Any) -> Any:
+        started = time.perf_counter()
+        result = self.env.step(action)
+        self.seconds += time.perf_counter() - started
+        return result
+
+    def reset(self, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        result = self.env.reset(**kwargs)
+        self.seconds += time.perf_counter() - started
+        return result
+
+
+def raw_steps_per_second(env_id: str, kwargs: dict[str, Any], steps: int, seed: int = 0) -> float:
+    """Steps per second of ``env_id`` with a random (masked, where offered) policy."""
+    env = gym.make(env_id, **kwargs)
+    env.action_space.seed(seed)
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    masks = getattr(env.unwrapped, "action_masks", None)
+    started = time.perf_counter()
+    for _ in range(steps):
+        action = rng.choice(np.flatnonzero(masks())) if masks is not None else env.action_space.sample()
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - started
+    env.close()
+    return steps / elapsed
+
+
+def ppo_env_share(env_id: str, kwargs: dict[str, Any], steps: int, seed: int = 0) -> float:
+    """Share of an SB3 PPO ``learn(steps)`` wall time spent inside the environment."""
+    from stable_baselines3 import PPO
+
+    env = _TimedEnv(gym.make(env_id, **kwargs))
+    model = PPO("MlpPolicy", env, n_steps=1024, batch_size=256, n_epochs=4, seed=seed, device="cpu")
+    started = time.perf_counter()
+    model.learn(steps)
+    return env.seconds / (time.perf_counter() - started)
+
+
+#: The environments benchmarked, with their settings (one core, as in ``bench sim``).
+ENV_BENCH: tuple[tuple[str, dict[str, Any], int], ...] = (
+    ("CartPole-v1", {}, 50_000),
+    (
+        "shopgym/IncentiveTargeting-v0",
+        {
+            "overrides": {"population.shoppers": 10_000, "population.acquisition_days": 0.0},
+            "horizon_days": 30,
+        },
+        20_000,
+    ),
+    (
+        "shopgym/IncentiveTargeting-v0",
+        {
+            "overrides": {"population.shoppers": 100_000, "population.acquisition_days": 0.0},
+            "horizon_days": 30,
+        },
+        40_000,
+    ),
+    ("shopgym/CampaignPlanning-v0", {}, 90),
+)
+
+
+def bench_envs(ppo_steps: int = 4096, quiet: bool = False) -> list[dict[str, Any]]:
+    """Raw steps/s of each environment beside CartPole-v1, and PPO's env time share (same run)."""
+    import sim  # noqa: F401  (registers the shopgym environments)
+
+    records: list[dict[str, Any]] = []
+    reference = 0.0
+    for env_id, kwargs, steps in ENV_BENCH:
+        if not quiet:
+            print(f"bench envs: {env_id} {kwargs.get('overrides', '')}", file=sys.stderr, flush=True)
+        rate = raw_steps_per_second(env_id, kwargs, steps)
+        reference = rate if env_id == "CartPole-v1" else reference
+        shoppers = kwargs.get("overrides", {}).get("population.shoppers")
+        record: dict[str, Any] = {
+            "env": env_id,
+            "shoppers": shoppers,
+            "steps": steps,
+            "steps_per_s": rate,
+            "ratio_to_cartpole": rate / reference if reference else None,
+        }
+        if env_id == "shopgym/IncentiveTargeting-v0" and shoppers == 10_000:
+            record["ppo_env_share"] = ppo_env_share(env_id, kwargs, ppo_steps)
+        records.append(record)
+    return records
+
+
+def format_env_table(records: list[dict[str, Any]]) -> Table:
+    """A human-readable table of :func:`bench_envs` records."""
+    table = Table(title="shopgym bench envs: one core, random (masked) actions")
+    for col in ("env", "shoppers", "steps/s", "vs CartPole", "PPO env share"):
+        table.add_column(col, justify="right")
+    for r in records:
+        share = r.get("ppo_env_share")
+        table.add_row(
+            r["env"],
+            f"{r['shoppers']:,}" if r["shoppers"] else "",
+            f"{r['steps_per_s']:,.0f}",
+            f"{r['ratio_to_cartpole']:.3f}" if r["ratio_to_cartpole"] else "",
+            f"{share:.1%}" if share is not None else "",
+        )
+    return table

@@ -83,10 +83,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from experiments.bench import bench_sim, format_sim_table
+    from experiments.bench import bench_envs, bench_sim, format_env_table, format_sim_table
 
-    if args.target != "sim":
-        raise SystemExit(f"unknown bench target {args.target!r}; available: sim")
+    if args.target == "envs":
+        env_records = bench_envs(ppo_steps=args.ppo_steps, quiet=args.json)
+        if args.json:
+            print(json.dumps(env_records, indent=2))
+        else:
+            Console().print(format_env_table(env_records))
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     mechanisms = {"both": (True, False), "on": (True,), "off": (False,)}[args.mechanisms]
     records = bench_sim(
@@ -141,11 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="measure simulator throughput and memory",
         description=(
-            "Measure shopper-days per second at several population sizes, beside a bare numpy loop "
-            "making the same random draws (the limit), each size in a fresh process for peak memory."
+            "sim: shopper-days per second at several population sizes, beside a bare numpy loop "
+            "making the same random draws (the limit), each size in a fresh process for peak memory. "
+            "envs: raw steps per second of each environment beside CartPole-v1 in the same run, and "
+            "the share of SB3 PPO wall time spent inside the environment."
         ),
     )
-    bench.add_argument("target", choices=["sim"], help="what to benchmark")
+    bench.add_argument(
+        "target",
+        choices=["sim", "envs"],
+        help="sim: shopper-days/s by population size; envs: environment steps/s beside CartPole-v1",
+    )
+    bench.add_argument("--ppo-steps", type=int, default=4096, help="envs: PPO timesteps for the env share")
     bench.add_argument("--scenario", default="configs/scenarios/default.yaml", help="scenario YAML")
     bench.add_argument(
         "--sizes", default="1000,10000,100000,1000000", help="comma-separated population sizes"

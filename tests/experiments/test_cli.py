@@ -193,3 +193,17 @@ def test_bench_sim_json_reports_throughput_limit_and_memory():
         ):
             assert record[key] > 0
         assert record["log_level"] == "aggregates"
+
+
+def test_env_benchmark_helpers_measure_real_steps_and_ppo_share():
+    import sim  # noqa: F401
+    from experiments.bench import ppo_env_share, raw_steps_per_second
+
+    small = {
+        "overrides": {"population.shoppers": 300, "population.acquisition_days": 0.0},
+        "horizon_days": 10,
+    }
+    assert raw_steps_per_second("CartPole-v1", {}, 500) > 0
+    assert raw_steps_per_second("shopgym/IncentiveTargeting-v0", small, 300) > 0
+    share = ppo_env_share("shopgym/IncentiveTargeting-v0", small, 1024)
+    assert 0.0 < share < 1.0
