@@ -114,6 +114,13 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     those decisions (``decision_id``, ``shopper``, ``action``, ``reward``), so bandits can match
     feedback to their choices. At truncation every open window is closed.
 
+    ## Logging for off-policy evaluation
+    A policy that chooses stochastically may call ``record_propensity(p)`` before ``step``;
+    the decision is then logged with its context (the observation), action and propensity,
+    and ``bandit_feedback()`` returns the closed rounds in Open Bandit Pipeline's
+    ``BanditFeedback`` layout (``n_rounds``, ``n_actions``, ``context``, ``action``,
+    ``reward``, ``pscore``, ``position``).
+
     ## Episode End
     Truncated at ``horizon_days``; never terminated (the shop goes on).
 
@@ -191,6 +198,8 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._next_decision_id = 0
         self._episode_reward = 0.0
         self._objective_total = np.zeros(len(OBJECTIVES))
+        self._pscore: float | None = None
+        self._logged: dict[int, list[Any]] = {}  # decision_id -> [context, action, pscore, reward]
         self._order_margin = expected_order_margin(self.scenario, self._sim.pop)  # traits only
         self._episode_steps = 0
         self._batch: DecisionBatch | None = None
@@ -205,6 +214,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             raise ValueError(f"action {action!r} outside {self.action_space}")
         shopper = int(self._batch.shoppers[self._position])
         self._actions[self._position] = int(action)
+        if self._pscore is not None:
+            self._logged[self._next_decision_id] = [self._observe(), int(action), self._pscore, None]
+            self._pscore = None
         state_now = self._objective_state(shopper)
         superseded = self._open.pop(shopper, None)
         attributed = [self._close(superseded, state_now)] if superseded is not None else []
@@ -226,6 +238,25 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         if truncated:
             info["episode"] = {"r": self._episode_reward, "l": self._episode_steps, **summarize(self._sim)}
         return self._observe(), reward, False, truncated, info
+
+    def record_propensity(self, pscore: float) -> None:
+        """Log the next step's decision with the probability the policy chose its action with."""
+        if not 0.0 < pscore <= 1.0:
+            raise ValueError(f"pscore must be in (0, 1], got {pscore}")
+        self._pscore = float(pscore)
+
+    def bandit_feedback(self) -> dict[str, Any]:
+        """Logged decisions whose reward is known, in Open Bandit Pipeline's BanditFeedback layout."""
+        rows = [row for row in self._logged.values() if row[3] is not None] if self._sim is not None else []
+        return {
+            "n_rounds": len(rows),
+            "n_actions": self.n_actions,
+            "context": np.array([r[0] for r in rows], dtype=np.float32).reshape(len(rows), len(OBS_FIELDS)),
+            "action": np.array([r[1] for r in rows], dtype=np.int64),
+            "reward": np.array([r[3] for r in rows], dtype=np.float64),
+            "pscore": np.array([r[2] for r in rows], dtype=np.float64),
+            "position": np.zeros(len(rows), dtype=np.int64),
+        }
 
     def action_masks(self) -> NDArray[np.bool_]:
         """Incentives the current shopper may receive (eligibility and budget)."""
@@ -289,7 +320,10 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         window[5] = False
         objective = state - state_then
         self._objective_total += objective
-        return decision_id, shopper, action, float(self.objective_weights @ objective) * self.reward_scale
+        reward = float(self.objective_weights @ objective) * self.reward_scale
+        if decision_id in self._logged:
+            self._logged[decision_id][3] = reward
+        return decision_id, shopper, action, reward
 
     def _close_windows(self, now: float) -> list[tuple[int, int, int, float]]:
         """Close every window due by ``now`` (windows superseded earlier are skipped)."""

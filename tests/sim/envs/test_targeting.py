@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import pytest
+from numpy.random import default_rng as np_random
 
 import sim  # noqa: F401  (registers the environments)
 from sim.envs.targeting import OBS_FIELDS, IncentiveTargetingEnv
@@ -106,3 +107,29 @@ def test_reward_is_the_weighted_objective_vector():
     assert mixed_reward == pytest.approx(expected)
     with pytest.raises(ValueError, match="objective_weights"):
         IncentiveTargetingEnv(**SMALL, objective_weights={"happiness": 1.0})
+
+
+def test_propensity_logged_decisions_form_open_bandit_pipeline_feedback():
+    env = IncentiveTargetingEnv(**SMALL)
+    env.reset(seed=4)
+    rng = np_random(0)
+    by_decision: dict[int, float] = {}
+    done, info, step = False, {"decision_id": 0}, 0
+    while not done:
+        allowed = env.action_masks().nonzero()[0]
+        action = int(rng.choice(allowed))
+        if step % 2 == 0:  # only every other decision comes with a propensity
+            env.record_propensity(1.0 / allowed.size)
+        step += 1
+        _, _, _, done, info = env.step(action)
+        by_decision.update({a[0]: a[3] for a in info["attributed"]})
+    feedback = env.bandit_feedback()
+    n = feedback["n_rounds"]
+    assert n == (step + 1) // 2  # every logged decision got its reward by the end
+    assert feedback["context"].shape == (n, len(OBS_FIELDS)) and feedback["action"].shape == (n,)
+    assert ((feedback["pscore"] > 0) & (feedback["pscore"] <= 1)).all()
+    assert set(feedback) >= {"n_rounds", "n_actions", "context", "action", "reward", "pscore", "position"}
+    logged_rewards = sorted(feedback["reward"])
+    assert logged_rewards == sorted(by_decision[d] for d in range(0, step, 2))
+    with pytest.raises(ValueError, match="pscore"):
+        env.record_propensity(0.0)
