@@ -12,7 +12,14 @@ from numpy.typing import NDArray
 
 from sim.economics import INCENTIVE, expected_order_margin, residual_value
 from sim.engine import DecisionBatch, Simulation
-from sim.envs.targeting import OBJECTIVES, resolve_scenario
+from sim.envs.common import (
+    OBJECTIVES,
+    budget_left,
+    check_common_arguments,
+    new_simulation,
+    resolve_scenario,
+    weights_over_objectives,
+)
 from sim.metrics import summarize
 from sim.params import Scenario
 from sim.population import HOURS_PER_DAY
@@ -111,24 +118,13 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         low_value: float = 80.0,
         render_mode: str | None = None,
     ) -> None:
-        if horizon_days < 1 or incentive_budget < 0:
-            raise ValueError(
-                f"need horizon_days >= 1 and incentive_budget >= 0, got {horizon_days}, {incentive_budget}"
-            )
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode {render_mode!r} unsupported; allowed: 'ansi' or None")
-        weights = (
-            {"margin": 1.0, "ltv": 0.5, "load": -1.0}
-            if objective_weights is None
-            else dict(objective_weights)
-        )
-        unknown = set(weights) - set(OBJECTIVES)
-        if unknown:
-            raise ValueError(f"objective_weights keys {sorted(unknown)} unknown; allowed: {list(OBJECTIVES)}")
+        check_common_arguments(horizon_days, incentive_budget, render_mode)
         self.scenario = resolve_scenario(scenario, overrides)
         self.horizon_days = horizon_days
         self.incentive_budget = incentive_budget
-        self.objective_weights = np.array([weights.get(k, 0.0) for k in OBJECTIVES])
+        self.objective_weights = weights_over_objectives(
+            objective_weights, {"margin": 1.0, "ltv": 0.5, "load": -1.0}
+        )
         self.reward_scale = reward_scale
         self.new_hours = new_days * HOURS_PER_DAY
         self.at_risk_hours = at_risk_days * HOURS_PER_DAY
@@ -144,10 +140,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Build a fresh simulation; the first step plans day 0."""
         super().reset(seed=seed)
-        sim_seed = int(self.np_random.integers(0, 2**63 - 1))
-        self._sim = Simulation(
-            self.scenario, seed=sim_seed, horizon_days=self.horizon_days, log_level="aggregates"
-        )
+        self._sim = new_simulation(self, self.scenario, self.horizon_days)
         self._order_margin = expected_order_margin(self.scenario, self._sim.pop)
         self._day = 0
         self._pending: DecisionBatch | None = None
@@ -220,10 +213,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def _budget_left(self) -> float:
         assert self._sim is not None
-        if not np.isfinite(self.incentive_budget):
-            return 1.0
-        spent = float(self._sim.ledger.lines[INCENTIVE].sum()) / 100.0
-        return max(0.0, 1.0 - spent / self.incentive_budget) if self.incentive_budget > 0 else 0.0
+        return budget_left(float(self._sim.ledger.lines[INCENTIVE].sum()) / 100.0, self.incentive_budget)
 
     def _objective_state(self) -> NDArray[np.float64]:
         """Cumulative margin, LTV, load and incentive cost of the shop so far."""

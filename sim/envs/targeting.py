@@ -13,9 +13,17 @@ from numpy.typing import NDArray
 
 from sim.economics import INCENTIVE, expected_order_margin, residual_value
 from sim.engine import DecisionBatch, Simulation
+from sim.envs.common import (
+    OBJECTIVES,
+    budget_left,
+    check_common_arguments,
+    new_simulation,
+    resolve_scenario,
+    weights_over_objectives,
+)
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
-from sim.params import DECISION_KINDS, Scenario, load_scenario
+from sim.params import DECISION_KINDS, Scenario
 from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY
 
 #: Observation fields, in order: (name, unit, scale the raw value is divided by).
@@ -40,27 +48,6 @@ OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("budget_left", "share of the incentive budget left", 1.0),
 )
 OBS_HIGH = 10.0
-#: The objective vector of a decision, in order: margin ($), LTV ($), late deliveries, incentive cost ($).
-OBJECTIVES = ("margin", "ltv", "load", "budget")
-
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def resolve_scenario(scenario: str | Path | Scenario, overrides: dict[str, Any] | None) -> Scenario:
-    """A validated scenario from an object, or a YAML path (relative to cwd or to the project)."""
-    if isinstance(scenario, Scenario):
-        return scenario if not overrides else load_scenario_dict(scenario, overrides)
-    path = Path(scenario)
-    if not path.exists() and (_PROJECT_ROOT / path).exists():
-        path = _PROJECT_ROOT / path
-    return load_scenario(path, overrides)
-
-
-def load_scenario_dict(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
-    """Apply dotted overrides to an already loaded scenario."""
-    from sim.params import scenario_from_dict
-
-    return scenario_from_dict(scenario.model_dump(mode="json"), overrides, source=scenario.name)
 
 
 class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
@@ -158,23 +145,15 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
                     f"decision_points {sorted(unknown)} unknown; allowed: {list(DECISION_KINDS)}"
                 )
             overrides["engine.decision_points"] = list(decision_points)
-        if horizon_days < 1 or attribution_days <= 0 or incentive_budget < 0:
-            raise ValueError(
-                f"need horizon_days >= 1, attribution_days > 0 and incentive_budget >= 0, got "
-                f"{horizon_days}, {attribution_days}, {incentive_budget}"
-            )
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode {render_mode!r} unsupported; allowed: 'ansi' or None")
+        check_common_arguments(horizon_days, incentive_budget, render_mode)
+        if attribution_days <= 0:
+            raise ValueError(f"attribution_days must be > 0, got {attribution_days}")
         self.scenario = resolve_scenario(scenario, overrides)
         self.horizon_days = horizon_days
         self.attribution_hours = attribution_days * HOURS_PER_DAY
         self.incentive_budget = incentive_budget
         self.reward_scale = reward_scale
-        weights = {"margin": 1.0} if objective_weights is None else dict(objective_weights)
-        unknown = set(weights) - set(OBJECTIVES)
-        if unknown:
-            raise ValueError(f"objective_weights keys {sorted(unknown)} unknown; allowed: {list(OBJECTIVES)}")
-        self.objective_weights = np.array([weights.get(k, 0.0) for k in OBJECTIVES])
+        self.objective_weights = weights_over_objectives(objective_weights, {"margin": 1.0})
         self.render_mode = render_mode
         self.n_actions = len(self.scenario.incentives)
         self.action_space = spaces.Discrete(self.n_actions)
@@ -188,10 +167,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Build a fresh simulation (all SimPy state) and move to the first decision point."""
         super().reset(seed=seed)
-        sim_seed = int(self.np_random.integers(0, 2**63 - 1))
-        self._sim = Simulation(
-            self.scenario, seed=sim_seed, horizon_days=self.horizon_days, log_level="aggregates"
-        )
+        self._sim = new_simulation(self, self.scenario, self.horizon_days)
         # Each window: [closes_at, decision_id, shopper, action, margin_cents_then, still_open].
         self._windows: deque[list[Any]] = deque()
         self._open: dict[int, list[Any]] = {}  # shopper -> her open window
@@ -339,11 +315,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         return closed
 
     def _budget_left(self) -> float:
-        assert self._sim is not None
-        if not np.isfinite(self.incentive_budget):
-            return 1.0
-        spent = self._totals["incentive"] / 100.0
-        return max(0.0, 1.0 - spent / self.incentive_budget) if self.incentive_budget > 0 else 0.0
+        return budget_left(self._totals["incentive"] / 100.0, self.incentive_budget)
 
     def _observe(self) -> NDArray[np.float32]:
         obs = np.zeros(len(OBS_FIELDS), dtype=np.float32)

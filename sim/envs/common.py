@@ -1,0 +1,65 @@
+"""What every shopgym environment shares: scenario resolution, argument checks, the objective."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from sim.engine import Simulation
+from sim.params import Scenario, load_scenario, scenario_from_dict
+
+#: The objective vector, in order: margin ($), LTV ($), load (late deliveries, overtime), incentive cost ($).
+OBJECTIVES = ("margin", "ltv", "load", "budget")
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_scenario(scenario: str | Path | Scenario, overrides: Mapping[str, Any] | None) -> Scenario:
+    """A validated scenario from an object, or a YAML path (relative to cwd or to the project)."""
+    if isinstance(scenario, Scenario):
+        if not overrides:
+            return scenario
+        return scenario_from_dict(scenario.model_dump(mode="json"), overrides, source=scenario.name)
+    path = Path(scenario)
+    if not path.exists() and (_PROJECT_ROOT / path).exists():
+        path = _PROJECT_ROOT / path
+    return load_scenario(path, overrides)
+
+
+def check_common_arguments(horizon_days: int, incentive_budget: float, render_mode: str | None) -> None:
+    """Reject a bad horizon, budget or render mode with the value and what is allowed."""
+    if horizon_days < 1 or incentive_budget < 0:
+        raise ValueError(
+            f"need horizon_days >= 1 and incentive_budget >= 0, got {horizon_days}, {incentive_budget}"
+        )
+    if render_mode not in (None, "ansi"):
+        raise ValueError(f"render_mode {render_mode!r} unsupported; allowed: 'ansi' or None")
+
+
+def weights_over_objectives(
+    weights: Mapping[str, float] | None, default: Mapping[str, float]
+) -> NDArray[np.float64]:
+    """Weights over ``OBJECTIVES`` (missing ones are 0); unknown names are rejected."""
+    chosen = dict(default if weights is None else weights)
+    unknown = set(chosen) - set(OBJECTIVES)
+    if unknown:
+        raise ValueError(f"objective_weights keys {sorted(unknown)} unknown; allowed: {list(OBJECTIVES)}")
+    return np.array([chosen.get(k, 0.0) for k in OBJECTIVES])
+
+
+def new_simulation(env: gym.Env[Any, Any], scenario: Scenario, horizon_days: int) -> Simulation:
+    """A fresh simulation seeded from the environment's ``np_random`` (call after ``Env.reset``)."""
+    seed = int(env.np_random.integers(0, 2**63 - 1))
+    return Simulation(scenario, seed=seed, horizon_days=horizon_days, log_level="aggregates")
+
+
+def budget_left(spent_dollars: float, budget: float) -> float:
+    """Share of an incentive budget left (1 for an unlimited budget)."""
+    if not np.isfinite(budget):
+        return 1.0
+    return max(0.0, 1.0 - spent_dollars / budget) if budget > 0 else 0.0
