@@ -90,7 +90,11 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ``info["objective"]``.
 
     ## Episode End
-    Truncated at ``horizon_days``; never terminated.
+    Truncated after exactly ``horizon_days`` steps; never terminated. Decisions at the very
+    end of the last day (cart timers running out at the horizon) follow the last day's plan.
+    The last step's ``info["episode_metrics"]`` holds the episode's return ``r``, length ``l``
+    and the shop's business totals (``sim.metrics.summarize``). It is not ``info["episode"]``,
+    which gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write themselves.
 
     ## Arguments
     ``scenario`` (default ``configs/scenarios/peak_season.yaml``), ``overrides`` (dotted),
@@ -165,7 +169,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             if batch is None:
                 self._done = True
                 break
-            if batch.time_hours >= day_end:
+            if batch.time_hours >= day_end and self._day + 1 < self.horizon_days:
                 self._pending = batch  # tomorrow's first decision waits for tomorrow's plan
                 break
             self._sim.submit(self._plan_for(batch, plan))
@@ -177,7 +181,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._episode_reward += reward
         info: dict[str, Any] = {"objective": dict(zip(OBJECTIVES, map(float, objective), strict=True))}
         if self._done:
-            info["episode"] = {"r": self._episode_reward, "l": self._day, **summarize(self._sim)}
+            info["episode_metrics"] = {"r": self._episode_reward, "l": self._day, **summarize(self._sim)}
         return self._observe(), reward, False, self._done, info
 
     def render(self) -> str | None:

@@ -98,8 +98,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     (realized discounted margin plus residual value from her true traits, dollars), ``load``
     (her late deliveries) and ``budget`` (incentive cost booked on her, dollars). The reward
     is ``objective_weights`` (default margin only) dotted with it. ``info["attributed"]`` lists
-    those decisions (``decision_id``, ``shopper``, ``action``, ``reward``), so bandits can match
-    feedback to their choices. At truncation every open window is closed.
+    those decisions (``decision_id``, ``shopper``, ``action``, ``reward``, ``cost``: incentive
+    dollars booked on her over the window), so bandits can match feedback to their choices and
+    budget pacing can learn what each incentive costs. At truncation every open window is closed.
 
     ## Logging for off-policy evaluation
     A policy that chooses stochastically may call ``record_propensity(p)`` before ``step``;
@@ -110,6 +111,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
 
     ## Episode End
     Truncated at ``horizon_days``; never terminated (the shop goes on).
+    The last step's ``info["episode_metrics"]`` holds the episode's return ``r``, length ``l``
+    and the shop's business totals (``sim.metrics.summarize``). It is not ``info["episode"]``,
+    which gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write themselves.
 
     ## Arguments
     ``scenario`` (YAML path or Scenario; default ``configs/scenarios/default.yaml``),
@@ -207,12 +211,13 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             self._advance()
         truncated = self._batch is None
         attributed += self._close_windows(np.inf if truncated else self._sim.now_hours)
-        reward = float(sum(r for *_, r in attributed))
+        reward = float(sum(a[3] for a in attributed))
         self._episode_reward += reward
         self._episode_steps += 1
         info = self._info(attributed)
         if truncated:
-            info["episode"] = {"r": self._episode_reward, "l": self._episode_steps, **summarize(self._sim)}
+            totals = {"r": self._episode_reward, "l": self._episode_steps}
+            info["episode_metrics"] = {**totals, **summarize(self._sim)}
         return self._observe(), reward, False, truncated, info
 
     def record_propensity(self, pscore: float) -> None:
@@ -290,8 +295,8 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             ]
         )
 
-    def _close(self, window: list[Any], state: NDArray[np.float64]) -> tuple[int, int, int, float]:
-        """Close one window at the shopper's current state: (decision_id, shopper, action, reward)."""
+    def _close(self, window: list[Any], state: NDArray[np.float64]) -> tuple[int, int, int, float, float]:
+        """Close one window at her current state: (decision_id, shopper, action, reward, cost)."""
         _, decision_id, shopper, action, state_then, _ = window
         window[5] = False
         objective = state - state_then
@@ -299,9 +304,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         reward = float(self.objective_weights @ objective) * self.reward_scale
         if decision_id in self._logged:
             self._logged[decision_id][3] = reward
-        return decision_id, shopper, action, reward
+        return decision_id, shopper, action, reward, float(objective[OBJECTIVES.index("budget")])
 
-    def _close_windows(self, now: float) -> list[tuple[int, int, int, float]]:
+    def _close_windows(self, now: float) -> list[tuple[int, int, int, float, float]]:
         """Close every window due by ``now`` (windows superseded earlier are skipped)."""
         assert self._sim is not None
         closed = []
@@ -347,7 +352,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         obs[:] = np.clip(np.asarray(raw, dtype=np.float64) / scale, 0.0, OBS_HIGH)
         return obs
 
-    def _info(self, attributed: list[tuple[int, int, int, float]]) -> dict[str, Any]:
+    def _info(self, attributed: list[tuple[int, int, int, float, float]]) -> dict[str, Any]:
         info: dict[str, Any] = {
             "attributed": attributed,
             "decision_id": self._next_decision_id,

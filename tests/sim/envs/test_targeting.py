@@ -47,7 +47,7 @@ def test_feedback_arrives_when_the_window_ends_or_the_shopper_decides_again():
         _, _, _, truncated, info = env.step(0)
         if truncated:
             break
-        for decision_id, who, _, _ in info["attributed"]:
+        for decision_id, who, *_ in info["attributed"]:
             decided_day, _ = made[decision_id]
             if info["time_days"] - decided_day >= 3.0 - 1e-9:
                 on_time += 1

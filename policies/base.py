@@ -1,0 +1,262 @@
+"""The one protocol every incentive policy follows, and what a policy may know about its env.
+
+Every policy, from ``none`` to PPO, answers ``predict`` exactly like stable-baselines3's
+``PolicyPredictor`` (batched observations in, batched actions and a recurrent state out), so
+one evaluation loop (:mod:`policies.evaluate`) serves them all. Online learners also take
+``update`` with the feedback the environment returned. Policies that are not neural networks
+save as JSON (constructor arguments, learned state and their own random generator's state):
+no pickle, and a loaded policy chooses exactly what the saved one would have.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from sim.io import atomic_write_json
+
+Actions = NDArray[np.int64]
+#: A policy file's format version; bump when the JSON layout changes.
+FORMAT_VERSION = 1
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What every incentive policy provides (SB3's ``PolicyPredictor`` plus online updates)."""
+
+    name: str
+
+    def predict(
+        self,
+        observation: NDArray[np.floating[Any]],
+        state: tuple[NDArray[Any], ...] | None = None,
+        episode_start: NDArray[np.bool_] | None = None,
+        deterministic: bool = False,
+        action_masks: NDArray[np.bool_] | None = None,
+    ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
+        """Actions for a batch of observations (shape ``(n, n_fields)``) or for a single one."""
+        ...
+
+    def update(
+        self,
+        observations: NDArray[np.floating[Any]],
+        actions: Actions,
+        rewards: NDArray[np.floating[Any]],
+        costs: NDArray[np.floating[Any]] | None = None,
+    ) -> None:
+        """Learn from feedback on earlier decisions (a no-op for fixed policies)."""
+        ...
+
+    def save(self, path: str | Path) -> Path:
+        """Write the policy to ``path`` (a directory) and return the file written."""
+        ...
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a policy may know about its environment: field names, incentives and action heads."""
+
+    env_id: str
+    obs_fields: tuple[str, ...]
+    obs_scales: tuple[float, ...]
+    action_names: tuple[str, ...]
+    action_kinds: tuple[str, ...]
+    action_values: tuple[float, ...]
+    """Each incentive's size in its kind's unit (coupon fraction, dollars, points)."""
+    heads: tuple[str, ...]
+    """One name per action component: ``("shopper",)`` for Discrete, the segments for MultiDiscrete."""
+
+    @property
+    def n_actions(self) -> int:
+        """Incentives per head."""
+        return len(self.action_names)
+
+    def field(self, name: str) -> int:
+        """Index of an observation field, or a clear error naming the fields there are."""
+        if name not in self.obs_fields:
+            raise KeyError(
+                f"{self.env_id} has no observation field {name!r}; fields: {list(self.obs_fields)}"
+            )
+        return self.obs_fields.index(name)
+
+    def action(self, name: str) -> int:
+        """Index of an incentive by name, or a clear error naming the incentives there are."""
+        if name not in self.action_names:
+            raise ValueError(f"incentive {name!r} not in the scenario; allowed: {list(self.action_names)}")
+        return self.action_names.index(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EnvSpec:
+        """Inverse of :meth:`to_dict`."""
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fields)
+
+
+def env_spec(env: gym.Env[Any, Any], env_id: str | None = None) -> EnvSpec:
+    """Describe a shopgym environment (possibly wrapped) for the policies that act in it."""
+    base = env.unwrapped
+    module = importlib.import_module(type(base).__module__)
+    fields = getattr(module, "OBS_FIELDS", None)
+    scenario = getattr(base, "scenario", None)
+    if fields is None or scenario is None:
+        raise TypeError(f"{type(base).__name__} is not a shopgym environment (no OBS_FIELDS or scenario)")
+    space = base.action_space
+    if isinstance(space, spaces.Discrete):
+        heads: tuple[str, ...] = ("shopper",)
+    elif isinstance(space, spaces.MultiDiscrete):
+        heads = tuple(getattr(module, "SEGMENTS", tuple(f"head_{i}" for i in range(len(space.nvec)))))
+    else:
+        raise TypeError(f"unsupported action space {space}")
+    spec_id = env_id or (env.spec.id if env.spec is not None else type(base).__name__)
+    return EnvSpec(
+        env_id=spec_id,
+        obs_fields=tuple(name for name, *_ in fields),
+        obs_scales=tuple(float(scale) for *_, scale in fields),
+        action_names=tuple(i.name for i in scenario.incentives),
+        action_kinds=tuple(i.kind for i in scenario.incentives),
+        action_values=tuple(float(i.value) for i in scenario.incentives),
+        heads=heads,
+    )
+
+
+def as_batch(observation: NDArray[np.floating[Any]], n_fields: int) -> tuple[NDArray[np.float64], bool]:
+    """A 2-D float64 batch and whether the input was a single observation."""
+    obs = np.asarray(observation, dtype=np.float64)
+    single = obs.ndim == 1
+    batch = obs.reshape(1, -1) if single else obs
+    if batch.ndim != 2 or batch.shape[1] != n_fields:
+        raise ValueError(f"observation shape {obs.shape} does not match {n_fields} fields")
+    return batch, single
+
+
+class JsonPolicy:
+    """Shared machinery for policies that save as JSON: validated kwargs, own rng, save/load.
+
+    Subclasses set ``kind``, keep their constructor arguments in ``self.params`` (JSON values)
+    and their learned state in ``state_dict()``/``load_state()``.
+    """
+
+    kind: ClassVar[str]
+    #: Whether the policy handles MultiDiscrete (one action per segment) environments.
+    supports_heads: ClassVar[bool] = False
+
+    def __init__(self, spec: EnvSpec, seed: int = 0, **params: Any) -> None:
+        if len(spec.heads) > 1 and not self.supports_heads:
+            raise ValueError(
+                f"policy {self.kind!r} chooses one incentive per shopper; {spec.env_id} wants one per "
+                f"segment ({list(spec.heads)}). Use none, random, blanket or segment_rules there."
+            )
+        self.spec = spec
+        self.seed = seed
+        self.params = params
+        self.name = self.kind
+        self.rng = np.random.default_rng(seed)
+
+    # ---- the protocol -------------------------------------------------------------------------
+    def predict(
+        self,
+        observation: NDArray[np.floating[Any]],
+        state: tuple[NDArray[Any], ...] | None = None,
+        episode_start: NDArray[np.bool_] | None = None,
+        deterministic: bool = False,
+        action_masks: NDArray[np.bool_] | None = None,
+    ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
+        """Actions for a batch (or one) of observations; masked incentives are never chosen."""
+        batch, single = as_batch(observation, len(self.spec.obs_fields))
+        masks = self._masks(action_masks, batch.shape[0])
+        actions = self._act(batch, masks, deterministic)
+        return (actions[0] if single else actions), state
+
+    def update(
+        self,
+        observations: NDArray[np.floating[Any]],
+        actions: Actions,
+        rewards: NDArray[np.floating[Any]],
+        costs: NDArray[np.floating[Any]] | None = None,
+    ) -> None:
+        """Fixed policies learn nothing."""
+
+    # ---- to override --------------------------------------------------------------------------
+    def _act(self, obs: NDArray[np.float64], masks: NDArray[np.bool_], deterministic: bool) -> Actions:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learned state as JSON values (none for fixed policies)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    # ---- persistence --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild this policy, its learning and its rng, as JSON values."""
+        return {
+            "format": FORMAT_VERSION,
+            "kind": self.kind,
+            "seed": self.seed,
+            "params": self.params,
+            "env": self.spec.to_dict(),
+            "state": self.state_dict(),
+            "rng": self.rng.bit_generator.state,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JsonPolicy:
+        """Rebuild a policy saved by :meth:`to_dict`, learned state and rng included."""
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(
+                f"policy format {data.get('format')!r} unsupported; this version reads {FORMAT_VERSION}"
+            )
+        policy = cls(EnvSpec.from_dict(data["env"]), data["seed"], **data["params"])
+        policy.load_state(data["state"])
+        policy.rng.bit_generator.state = data["rng"]
+        return policy
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``policy.json`` into the directory ``path`` (atomically)."""
+        target = Path(path) / "policy.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.to_dict(), target)
+        return target
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _masks(self, action_masks: NDArray[np.bool_] | None, n: int) -> NDArray[np.bool_]:
+        """Masks as ``(n, heads, n_actions)``; all allowed when none are given."""
+        shape = (n, len(self.spec.heads), self.spec.n_actions)
+        if action_masks is None:
+            return np.ones(shape, dtype=np.bool_)
+        masks = np.asarray(action_masks, dtype=np.bool_).reshape(shape)
+        if not masks.any(axis=2).all():
+            raise ValueError("every action mask must allow at least one incentive (0 is 'none')")
+        return masks
+
+    def _first_allowed(self, preferences: NDArray[np.int64], masks: NDArray[np.bool_]) -> Actions:
+        """Per row, the first incentive of ``preferences`` (n, k) the mask allows, else ``none``."""
+        allowed = np.take_along_axis(masks, preferences, axis=1)
+        first = np.argmax(allowed, axis=1)
+        chosen = preferences[np.arange(preferences.shape[0]), first]
+        return np.where(allowed.any(axis=1), chosen, 0).astype(np.int64)
+
+
+def check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    """Reject a value outside ``allowed`` with the argument's name."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} not allowed; choose one of {list(allowed)}")
+
+
+def check_range(name: str, value: float, low: float, high: float = np.inf) -> None:
+    """Reject a number outside ``[low, high]`` with the argument's name."""
+    if not (isinstance(value, int | float) and low <= value <= high):
+        raise ValueError(f"{name}={value!r} must be a number in [{low}, {high}]")

@@ -1,0 +1,78 @@
+"""Every policy kind by name: one factory to build them and one loader to read them back.
+
+Kinds resolve lazily ("module:Class"), so using a baseline never imports torch or SB3.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from policies.base import EnvSpec, JsonPolicy, Policy, env_spec
+
+#: JSON-saved policies (baselines and bandits) by kind.
+JSON_POLICIES: dict[str, str] = {
+    "none": "policies.baselines:NoIncentive",
+    "random": "policies.baselines:RandomIncentive",
+    "blanket": "policies.baselines:Blanket",
+    "segment_rules": "policies.baselines:SegmentRules",
+    "ltv_coupon": "policies.baselines:LtvCoupon",
+    "epsilon_greedy": "policies.bandits:EpsilonGreedy",
+    "ucb1": "policies.bandits:UCB1",
+    "thompson": "policies.bandits:ThompsonSampling",
+    "lin_ucb": "policies.bandits:LinUCB",
+    "lin_thompson": "policies.bandits:LinearThompson",
+}
+#: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
+RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo")
+POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS)
+
+
+def json_policy_class(kind: str) -> type[JsonPolicy]:
+    """The class of a JSON-saved policy kind."""
+    if kind not in JSON_POLICIES:
+        raise ValueError(f"policy kind {kind!r} unknown; allowed: {list(POLICY_KINDS)}")
+    module, name = JSON_POLICIES[kind].split(":")
+    cls: type[JsonPolicy] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def make_policy(
+    kind: str,
+    env: gym.Env[Any, Any] | EnvSpec,
+    seed: int = 0,
+    tensorboard_log: str | Path | None = None,
+    **kwargs: Any,
+) -> Policy:
+    """A new policy of ``kind`` for ``env``; ``kwargs`` are its constructor arguments.
+
+    RL kinds need the environment itself (they train in it); the others only its spec.
+    """
+    if kind in RL_KINDS:
+        if isinstance(env, EnvSpec):
+            raise ValueError(f"{kind} trains in an environment; pass the env, not its spec")
+        from policies.rl import make_sb3
+
+        return make_sb3(kind, env, seed, tensorboard_log=tensorboard_log, **kwargs)
+    spec = env if isinstance(env, EnvSpec) else env_spec(env)
+    cls = json_policy_class(kind)
+    try:
+        return cls(spec, seed, **kwargs)
+    except TypeError as error:
+        raise ValueError(f"policy {kind!r}: bad arguments {sorted(kwargs)}: {error}") from error
+
+
+def load_policy(path: str | Path, env: gym.Env[Any, Any] | None = None) -> Policy:
+    """Read a policy saved with ``policy.save(path)`` (a directory holding ``policy.json``)."""
+    directory = Path(path)
+    meta_path = directory / "policy.json" if directory.is_dir() else directory
+    meta = json.loads(meta_path.read_text())
+    if meta.get("kind") in RL_KINDS:
+        from policies.rl import load_sb3
+
+        return load_sb3(meta, meta_path.parent, env)
+    return json_policy_class(meta.get("kind", "?")).from_dict(meta)
