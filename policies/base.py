@@ -67,6 +67,8 @@ class EnvSpec:
     env_id: str
     obs_fields: tuple[str, ...]
     obs_scales: tuple[float, ...]
+    """Each field is divided by its scale, then clipped to ``obs_clip``: raw value = obs x scale."""
+    obs_clip: tuple[float, float]
     action_names: tuple[str, ...]
     action_kinds: tuple[str, ...]
     action_values: tuple[float, ...]
@@ -112,7 +114,9 @@ def env_spec(env: gym.Env[Any, Any], env_id: str | None = None) -> EnvSpec:
     scenario = getattr(base, "scenario", None)
     if fields is None or scenario is None:
         raise TypeError(f"{type(base).__name__} is not a shopgym environment (no OBS_FIELDS or scenario)")
-    space = base.action_space
+    space, box = base.action_space, base.observation_space
+    if not isinstance(box, spaces.Box):
+        raise TypeError(f"shopgym policies read flat Box observations, got {box}")
     if isinstance(space, spaces.Discrete):
         heads: tuple[str, ...] = ("shopper",)
     elif isinstance(space, spaces.MultiDiscrete):
@@ -124,6 +128,7 @@ def env_spec(env: gym.Env[Any, Any], env_id: str | None = None) -> EnvSpec:
         env_id=spec_id,
         obs_fields=tuple(name for name, *_ in fields),
         obs_scales=tuple(float(scale) for *_, scale in fields),
+        obs_clip=(float(np.min(box.low)), float(np.max(box.high))),
         action_names=tuple(i.name for i in scenario.incentives),
         action_kinds=tuple(i.kind for i in scenario.incentives),
         action_values=tuple(float(i.value) for i in scenario.incentives),
