@@ -24,7 +24,6 @@ from policies.bandits import (
 )
 from policies.base import EnvSpec
 
-CONTEXT_FREE = ("epsilon_greedy", "ucb1", "thompson")
 LINEAR = ("lin_ucb", "lin_thompson")
 
 
