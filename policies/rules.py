@@ -1,0 +1,391 @@
+"""Deterministic decision rules of the JSON policies, in numpy alone, shared by training and serving.
+
+The in-process baselines (:mod:`policies.baselines`) and the production runtime
+(:mod:`policies.runtime`) both decide through these rules, so an exported policy chooses what
+the in-process one does by construction. A rule is built from a JSON *decision model*
+(``{"rule": "segment_rules", ...}``; a bandit's ``greedy_model()``) and the layout of its
+environment (feature names and scales, incentive names, kinds and values, action heads).
+
+This module imports numpy only: the runtime loads it in processes that have no torch,
+stable-baselines3, SimPy or gymnasium.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+Floats = NDArray[np.float64]
+Ids = NDArray[np.int64]
+Masks = NDArray[np.bool_]
+
+#: Segment order shared with ``CampaignPlanning-v0``'s action heads.
+SEGMENTS = ("new", "active_mid", "high_value_at_risk", "low_value", "cart_abandoners")
+
+#: The playbook: per segment, incentives in order of preference (first eligible one is given).
+PLAYBOOK: dict[str, tuple[str, ...]] = {
+    "new": ("bonus_500_points", "free_shipping"),
+    "active_mid": ("streak_bonus_200", "points_2x"),
+    "high_value_at_risk": ("surprise_box", "tier_perk"),
+    "low_value": ("referral_10", "none"),
+    "cart_abandoners": ("free_shipping", "coupon_10", "coupon_20"),
+}
+
+#: Decision-model kinds a rule can be built from (the ``"rule"`` key of a decision model).
+RULES = ("none", "blanket", "segment_rules", "ltv_coupon", "scores", "linear")
+
+
+class Layout(Protocol):
+    """What a rule needs to know of its environment (``policies.base.EnvSpec`` provides it)."""
+
+    @property
+    def obs_fields(self) -> tuple[str, ...]: ...  # noqa: D102
+    @property
+    def obs_scales(self) -> tuple[float, ...]: ...  # noqa: D102
+    @property
+    def action_names(self) -> tuple[str, ...]: ...  # noqa: D102
+    @property
+    def action_kinds(self) -> tuple[str, ...]: ...  # noqa: D102
+    @property
+    def action_values(self) -> tuple[float, ...]: ...  # noqa: D102
+    @property
+    def heads(self) -> tuple[str, ...]: ...  # noqa: D102
+
+
+class Rule(Protocol):
+    """A deterministic decision: normalized observations and eligibility in, incentive ids out."""
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """Ids ``(n, heads)`` for observations ``(n, n_fields)`` and masks ``(n, heads, n_actions)``."""
+        ...
+
+
+# ---- shared helpers ---------------------------------------------------------------------------
+def first_allowed(preferences: Ids, masks: Masks) -> Ids:
+    """Per row, the first incentive of ``preferences`` ``(n, k)`` the mask allows, else ``none`` (0)."""
+    allowed = np.take_along_axis(masks, preferences, axis=1)
+    first = np.argmax(allowed, axis=1)
+    chosen = preferences[np.arange(preferences.shape[0]), first]
+    return np.where(allowed.any(axis=1), chosen, 0).astype(np.int64)
+
+
+def masked_argmax(scores: Floats | NDArray[np.float32], masks: Masks) -> Ids:
+    """Per row, the highest-scoring allowed incentive (ties to the lowest id), over the last axis."""
+    return np.argmax(np.where(masks, scores, -np.inf), axis=-1).astype(np.int64)
+
+
+def _index(layout: Layout, kind: str, name: str, names: Sequence[str], what: str) -> int:
+    """Index of ``name`` in ``names``, or an error naming the rule, the value and what is allowed."""
+    if name not in names:
+        raise ValueError(f"{kind}: {what} {name!r} not in the environment; allowed: {list(names)}")
+    return list(names).index(name)
+
+
+def _columns(layout: Layout, kind: str, fields: Sequence[str]) -> tuple[list[int], Floats]:
+    """Column indices and scales of the observation fields a rule reads."""
+    columns = [_index(layout, kind, f, layout.obs_fields, "observation field") for f in fields]
+    return columns, np.array([layout.obs_scales[c] for c in columns], dtype=np.float64)
+
+
+# ---- rules ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoneRule:
+    """Never an incentive."""
+
+    n_heads: int
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """``none`` (0) for every row and head."""
+        return np.zeros((obs.shape[0], self.n_heads), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class BlanketRule:
+    """One incentive for everyone it is allowed for, ``none`` elsewhere."""
+
+    incentive_id: int
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """The incentive where allowed, per row and head."""
+        return np.where(masks[:, :, self.incentive_id], self.incentive_id, 0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SegmentRule:
+    """The CRM playbook: segment by tenure, spend and recency; escalate coupons on abandoned carts.
+
+    See :class:`policies.baselines.SegmentRules` for the segments and the escalation.
+    """
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "tenure",
+        "monetary",
+        "recency",
+        "incentives_received",
+        "decision_cart_abandoned",
+    )
+
+    table: Ids
+    """``(segments, width)`` incentive ids, rows padded by repeating their last entry."""
+    per_shopper: bool
+    columns: tuple[int, ...]
+    scales: Floats
+    new_days: float
+    at_risk_days: float
+    high_value: float
+    low_value: float
+
+    def segments(self, obs: Floats) -> Ids:
+        """Segment index (``SEGMENTS`` order) of each observed shopper."""
+        tenure, monetary, recency, _, cart = (obs[:, list(self.columns)] * self.scales).T
+        segment = np.full(obs.shape[0], SEGMENTS.index("active_mid"))
+        segment[monetary < self.low_value] = SEGMENTS.index("low_value")
+        segment[(monetary >= self.high_value) & (recency >= self.at_risk_days)] = SEGMENTS.index(
+            "high_value_at_risk"
+        )
+        segment[cart > 0.5] = SEGMENTS.index("cart_abandoners")
+        segment[tenure < self.new_days] = SEGMENTS.index("new")
+        return segment.astype(np.int64)
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """Per shopper, her segment's first eligible entry; per segment head, that head's."""
+        width = self.table.shape[1]
+        if not self.per_shopper:
+            rows = np.repeat(self.table[None, :, :], obs.shape[0], axis=0)  # (n, heads, width)
+            return np.stack([first_allowed(rows[:, h], masks[:, h]) for h in range(len(SEGMENTS))], 1)
+        segment = self.segments(obs)
+        preferences = self.table[segment]
+        cart = segment == SEGMENTS.index("cart_abandoners")
+        received = np.round(obs[:, self.columns[3]] * self.scales[3]).astype(np.int64)
+        step = np.clip(received, 0, width - 1)
+        # Escalation: start the cart row at the k-th entry; later entries stay as fallbacks.
+        shifted = np.take_along_axis(
+            preferences, np.minimum(np.arange(width)[None, :] + step[:, None], width - 1), 1
+        )
+        preferences = np.where(cart[:, None], shifted, preferences)
+        return first_allowed(preferences, masks[:, 0])[:, None]
+
+
+def ltv_coupon_dollars(
+    predicted: Floats,
+    realized: Floats,
+    basket: Floats,
+    churn: Floats,
+    future_share: float = 0.15,
+    basket_cap: float = 0.25,
+    churn_weight: float = 0.5,
+) -> Floats:
+    """``min(future_share x (predicted - realized), basket_cap x basket) x (1 + churn_weight x churn)``."""
+    future = np.maximum(predicted - realized, 0.0)
+    return np.minimum(future_share * future, basket_cap * basket) * (1.0 + churn_weight * churn)
+
+
+@dataclass(frozen=True)
+class LtvCouponRule:
+    """The largest catalogue coupon worth no more than the LTV formula's amount.
+
+    See :class:`policies.baselines.LtvCoupon` for the predictions behind the formula.
+    """
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("recency", "frequency", "monetary", "tenure", "open_cart")
+
+    columns: tuple[int, ...]
+    scales: Floats
+    coupon_ids: Ids
+    coupon_values: Floats
+    coupon_pct: Masks
+    future_share: float
+    basket_cap: float
+    churn_weight: float
+    horizon_days: float
+    min_tenure_days: float
+
+    def predictions(self, obs: Floats) -> dict[str, Floats]:
+        """Predicted LTV, realized LTV, churn probability and basket of each observed shopper."""
+        recency, frequency, monetary, tenure, cart = (obs[:, list(self.columns)] * self.scales).T
+        orders = np.maximum(frequency, 1.0)
+        gap_days = np.maximum(tenure, self.min_tenure_days) / orders
+        churn = recency / (recency + gap_days)
+        average_order = np.where(frequency > 0, monetary / orders, 0.0)
+        future = average_order * self.horizon_days / gap_days * (1.0 - churn)
+        basket = np.where(cart > 0, cart, average_order)
+        return {"predicted": monetary + future, "realized": monetary, "churn": churn, "basket": basket}
+
+    def coupon_dollars(self, obs: Floats) -> Floats:
+        """The formula's coupon value in dollars for each observed shopper."""
+        q = self.predictions(obs)
+        return ltv_coupon_dollars(
+            q["predicted"],
+            q["realized"],
+            q["basket"],
+            q["churn"],
+            future_share=self.future_share,
+            basket_cap=self.basket_cap,
+            churn_weight=self.churn_weight,
+        )
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """Per shopper, the most valuable eligible coupon that fits the amount, else ``none``."""
+        amount = self.coupon_dollars(obs)
+        basket = self.predictions(obs)["basket"]
+        worth = np.where(
+            self.coupon_pct[None, :], self.coupon_values[None, :] * basket[:, None], self.coupon_values
+        )
+        fits = (worth <= amount[:, None] + 1e-9) & masks[:, 0, self.coupon_ids]
+        best = np.argmax(np.where(fits, worth, -np.inf), axis=1)
+        return np.where(fits.any(axis=1), self.coupon_ids[best], 0).astype(np.int64)[:, None]
+
+
+@dataclass(frozen=True)
+class ScoresRule:
+    """A context-free bandit's greedy rule: one score per incentive, the best allowed one wins."""
+
+    scores: Floats
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """The best allowed incentive, the same ranking for every shopper."""
+        scores = np.broadcast_to(self.scores, (obs.shape[0], self.scores.shape[0]))
+        return masked_argmax(scores, masks[:, 0])[:, None]
+
+
+@dataclass(frozen=True)
+class LinearRule:
+    """A linear bandit's greedy rule: ``scores = obs @ weights.T + bias``, the best allowed one wins."""
+
+    weights: Floats
+    """``(n_actions, n_fields)`` on the normalized observation."""
+    bias: Floats
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """The best allowed incentive by predicted reward."""
+        return masked_argmax(obs @ self.weights.T + self.bias, masks[:, 0])[:, None]
+
+
+# ---- building a rule from its decision model --------------------------------------------------
+def _number(model: Mapping[str, Any], key: str, default: float) -> float:
+    value = model.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ValueError(f"decision model {model.get('rule')!r}: {key}={value!r} must be a finite number")
+    return float(value)
+
+
+def _single_head(layout: Layout, rule: str) -> None:
+    if len(layout.heads) != 1:
+        raise ValueError(
+            f"rule {rule!r} decides one incentive per shopper; the environment has heads {list(layout.heads)}"
+        )
+
+
+def _vector(model: Mapping[str, Any], key: str, shape: tuple[int, ...]) -> Floats:
+    """A finite float array of the given shape from a decision model, or an error naming the key."""
+    try:
+        array = np.asarray(model[key], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"decision model {model.get('rule')!r}: {key!r} missing or not numbers") from error
+    if array.shape != shape:
+        raise ValueError(
+            f"decision model {model.get('rule')!r}: {key} has shape {array.shape}, expected {shape}"
+        )
+    # Bandits score never-tried arms +inf on purpose; NaN would make the argmax meaningless.
+    if np.isnan(array).any():
+        raise ValueError(f"decision model {model.get('rule')!r}: {key} holds NaN")
+    return array
+
+
+def compile_rule(model: Mapping[str, Any], layout: Layout) -> Rule:
+    """The rule a decision model describes, checked against its environment's layout."""
+    rule = model.get("rule")
+    n_actions, n_fields = len(layout.action_names), len(layout.obs_fields)
+    names = model.get("action_names")
+    if names is not None and list(names) != list(layout.action_names):
+        raise ValueError(
+            f"decision model actions {list(names)} differ from the environment's {list(layout.action_names)}"
+        )
+    fields = model.get("obs_fields")
+    if fields is not None and list(fields) != list(layout.obs_fields):
+        raise ValueError(
+            f"decision model fields {list(fields)} differ from the environment's {list(layout.obs_fields)}"
+        )
+    if rule == "none":
+        return NoneRule(len(layout.heads))
+    if rule == "blanket":
+        incentive = str(model.get("incentive", "coupon_10"))
+        return BlanketRule(_index(layout, "blanket", incentive, layout.action_names, "incentive"))
+    if rule == "segment_rules":
+        return _segment_rule(model, layout)
+    if rule == "ltv_coupon":
+        return _ltv_coupon_rule(model, layout)
+    if rule == "scores":
+        _single_head(layout, "scores")
+        return ScoresRule(_vector(model, "scores", (n_actions,)))
+    if rule == "linear":
+        _single_head(layout, "linear")
+        return LinearRule(
+            _vector(model, "weights", (n_actions, n_fields)), _vector(model, "bias", (n_actions,))
+        )
+    raise ValueError(f"decision model rule {rule!r} unknown; allowed: {list(RULES)}")
+
+
+def _segment_rule(model: Mapping[str, Any], layout: Layout) -> SegmentRule:
+    playbook = model.get("playbook", PLAYBOOK)
+    if not isinstance(playbook, Mapping) or set(playbook) != set(SEGMENTS):
+        keys = sorted(playbook) if isinstance(playbook, Mapping) else playbook
+        raise ValueError(f"playbook keys {keys} must be exactly {list(SEGMENTS)}")
+    table = {segment: list(playbook[segment]) for segment in SEGMENTS}
+    for segment, row in table.items():
+        if not row:
+            raise ValueError(f"playbook[{segment!r}] is empty; list at least one incentive")
+    width = max(len(row) for row in table.values())
+    # Rows padded by repeating their last entry, so escalation saturates.
+    ids = np.array(
+        [
+            [
+                _index(layout, "segment_rules", row[min(j, len(row) - 1)], layout.action_names, "incentive")
+                for j in range(width)
+            ]
+            for row in table.values()
+        ],
+        dtype=np.int64,
+    )
+    per_shopper = tuple(layout.heads) == ("shopper",)
+    if per_shopper:
+        columns, scales = _columns(layout, "segment_rules", SegmentRule.FIELDS)
+    elif tuple(layout.heads) == SEGMENTS:
+        columns, scales = [], np.zeros(0)
+    else:
+        raise ValueError(f"segment_rules needs heads {list(SEGMENTS)}, got {list(layout.heads)}")
+    return SegmentRule(
+        table=ids,
+        per_shopper=per_shopper,
+        columns=tuple(columns),
+        scales=scales,
+        new_days=_number(model, "new_days", 30.0),
+        at_risk_days=_number(model, "at_risk_days", 45.0),
+        high_value=_number(model, "high_value", 300.0),
+        low_value=_number(model, "low_value", 80.0),
+    )
+
+
+def _ltv_coupon_rule(model: Mapping[str, Any], layout: Layout) -> LtvCouponRule:
+    _single_head(layout, "ltv_coupon")
+    columns, scales = _columns(layout, "ltv_coupon", LtvCouponRule.FIELDS)
+    coupons = [i for i, kind in enumerate(layout.action_kinds) if kind in ("coupon_pct", "coupon_fixed")]
+    if not coupons:
+        raise ValueError(f"ltv_coupon needs coupon incentives; the scenario has {list(layout.action_names)}")
+    ids = np.array(coupons, dtype=np.int64)
+    return LtvCouponRule(
+        columns=tuple(columns),
+        scales=scales,
+        coupon_ids=ids,
+        coupon_values=np.array([layout.action_values[i] for i in ids], dtype=np.float64),
+        coupon_pct=np.array([layout.action_kinds[i] == "coupon_pct" for i in ids]),
+        future_share=_number(model, "future_share", 0.15),
+        basket_cap=_number(model, "basket_cap", 0.25),
+        churn_weight=_number(model, "churn_weight", 0.5),
+        horizon_days=_number(model, "horizon_days", 365.0),
+        min_tenure_days=_number(model, "min_tenure_days", 30.0),
+    )
