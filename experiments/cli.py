@@ -1,4 +1,4 @@
-"""The ``shopgym`` command line: simulate a scenario, benchmark the simulator.
+"""The ``shopgym`` command line: simulate, benchmark, run experiments, compare runs, gate regressions.
 
 Run ``shopgym --help`` or ``shopgym COMMAND --help`` for the options of each command.
 """
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from experiments.config import ConfigError
 from sim.io import atomic_write_json, atomic_write_parquet
 from sim.params import ScenarioError, load_scenario
 
@@ -178,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="print a JSON list of records instead of a table")
     bench.set_defaults(func=_bench)
+
+    from experiments.run_cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -186,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ScenarioError as error:
+    except (ScenarioError, ConfigError) as error:
         print(f"shopgym: {error}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,286 @@
+"""Experiment configs: a strictly validated YAML schema, checked completely before any work starts.
+
+An experiment compares policies (and optionally scenario variants) on one environment over
+several seeds. Everything a run needs is in the file, so a config plus the package version
+reproduces a results table. Loading validates the schema (unknown keys, types, ranges), then
+resolves every scenario variant, builds the environment once and constructs every policy, so
+a typo in a hyperparameter fails at load, with the field path, the value and what is allowed,
+not an hour into training.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sim.envs import ENV_IDS
+from sim.envs.common import OBJECTIVES
+from sim.params import ScenarioError
+
+
+class ConfigError(ValueError):
+    """An experiment config is invalid; the message names the field, the value and the fix."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)]
+
+
+class EnvConfig(_Model):
+    """Which environment, on which scenario, with which constructor arguments."""
+
+    id: str = Field(description=f"a registered environment id: one of {list(ENV_IDS)}")
+    scenario: str = Field(description="scenario YAML path, relative to the project or the working directory")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted scenario overrides")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="environment constructor arguments")
+
+    @field_validator("id")
+    @classmethod
+    def _known_env(cls, value: str) -> str:
+        if value not in ENV_IDS:
+            raise ValueError(f"unknown environment {value!r}; allowed: {list(ENV_IDS)}")
+        return value
+
+    @field_validator("kwargs")
+    @classmethod
+    def _no_shadowing(cls, value: dict[str, Any]) -> dict[str, Any]:
+        taken = {"scenario", "overrides", "objective_weights"} & set(value)
+        if taken:
+            raise ValueError(f"{sorted(taken)} are set by env.scenario, env.overrides and objective_weights")
+        return value
+
+
+class VariantConfig(_Model):
+    """A named set of scenario overrides compared as its own arm (e.g. streak rules)."""
+
+    name: Name
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyConfig(_Model):
+    """One policy arm: a kind (see ``policies.registry.POLICY_KINDS``) and its constructor kwargs."""
+
+    name: Name
+    kind: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    variants: tuple[str, ...] | None = Field(
+        default=None, description="run only on these variants (default: every variant)"
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        from policies.registry import POLICY_KINDS
+
+        if value not in POLICY_KINDS:
+            raise ValueError(f"unknown policy kind {value!r}; allowed: {list(POLICY_KINDS)}")
+        return value
+
+
+class TrainingConfig(_Model):
+    """How much each learner trains before evaluation."""
+
+    timesteps: Annotated[int, Field(ge=0)] = Field(default=0, description="RL environment steps")
+    episodes: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="episodes online learners (bandits) learn in before evaluation"
+    )
+    eval_points: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=10, description="points on each learning curve"
+    )
+
+
+class EvaluationConfig(_Model):
+    """How each trained policy is evaluated (the same episode seeds for every policy)."""
+
+    episodes: Annotated[int, Field(ge=1)] = 5
+    deterministic: bool = Field(default=True, description="greedy actions (no exploration) at evaluation")
+    learn: bool = Field(default=False, description="let online learners keep learning during evaluation")
+
+
+class ExperimentConfig(_Model):
+    """A whole experiment: policies x variants x seeds on one environment."""
+
+    name: Name
+    description: str = ""
+    env: EnvConfig
+    objective_weights: dict[str, float] | None = Field(
+        default=None, description=f"weights over {list(OBJECTIVES)} (default: the environment's)"
+    )
+    variants: tuple[VariantConfig, ...] = Field(default=(VariantConfig(name="base"),))
+    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(min_length=1)
+    policies: tuple[PolicyConfig, ...] = Field(min_length=1)
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    reference: str | None = Field(
+        default=None, description="policy name paired differences are taken against"
+    )
+    backend: Literal["local", "ray"] = "local"
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    output_dir: str = Field(default="", description="where results go (default runs/<name>)")
+
+    @field_validator("objective_weights")
+    @classmethod
+    def _known_objectives(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and set(value) - set(OBJECTIVES):
+            unknown = sorted(set(value) - set(OBJECTIVES))
+            raise ValueError(f"unknown objectives {unknown}; allowed: {list(OBJECTIVES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        for field, names in (("policies", [p.name for p in self.policies]), ("variants", self.variant_names)):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{field}: names must be unique, {duplicates} repeat")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: must be unique, got {list(self.seeds)}")
+        policy_names = [p.name for p in self.policies]
+        if self.reference is not None and self.reference not in policy_names:
+            raise ValueError(f"reference: {self.reference!r} is not a policy; allowed: {policy_names}")
+        for policy in self.policies:
+            unknown = set(policy.variants or ()) - set(self.variant_names)
+            if unknown:
+                where = f"policies.{policy.name}.variants"
+                raise ValueError(f"{where}: {sorted(unknown)} unknown; allowed: {self.variant_names}")
+        return self
+
+    @property
+    def variant_names(self) -> list[str]:
+        """Names of the scenario variants, in order."""
+        return [v.name for v in self.variants]
+
+    @property
+    def reference_policy(self) -> str:
+        """The policy paired differences are taken against (default: the first)."""
+        return self.reference or self.policies[0].name
+
+    def cells(self) -> list[tuple[str, str, int]]:
+        """Every (variant, policy, seed) to train and evaluate, in a stable order."""
+        return [
+            (variant, policy.name, seed)
+            for variant in self.variant_names
+            for policy in self.policies
+            if policy.variants is None or variant in policy.variants
+            for seed in self.seeds
+        ]
+
+    def policy(self, name: str) -> PolicyConfig:
+        """A policy arm by name."""
+        return next(p for p in self.policies if p.name == name)
+
+    def variant(self, name: str) -> VariantConfig:
+        """A scenario variant by name."""
+        return next(v for v in self.variants if v.name == name)
+
+    def env_kwargs(self, variant: str) -> dict[str, Any]:
+        """``gymnasium.make`` keyword arguments of the environment for one variant."""
+        kwargs: dict[str, Any] = {
+            **self.env.kwargs,
+            "scenario": self.env.scenario,
+            "overrides": {**self.env.overrides, **self.variant(variant).overrides},
+        }
+        if self.objective_weights is not None:
+            kwargs["objective_weights"] = dict(self.objective_weights)
+        return kwargs
+
+    def output_path(self, out: str | Path | None = None) -> Path:
+        """The run directory: ``out`` if given, else ``output_dir``, else ``runs/<name>``."""
+        return Path(out or self.output_dir or f"runs/{self.name}")
+
+
+def _format(error: ValidationError, source: str) -> str:
+    lines = [f"invalid experiment config {source}:"]
+    for item in error.errors(include_url=False):
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {path}: unknown key (value {item['input']!r}); remove it or fix its spelling")
+        elif item["type"] == "missing":
+            lines.append(f"  {path}: required field is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {path}: got {item['input']!r}; {message}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<dict>", check: bool = True) -> ExperimentConfig:
+    """Validate a config mapping; with ``check``, also build its envs and policies (see module doc)."""
+    try:
+        # Strict JSON mode: YAML lists become tuples, ints become floats, nothing else is coerced.
+        config = ExperimentConfig.model_validate_json(json.dumps(dict(data), default=str))
+    except ValidationError as error:
+        raise ConfigError(_format(error, source)) from None
+    if check:
+        check_buildable(config, source)
+    return config
+
+
+def load_config(path: str | Path, check: bool = True) -> ExperimentConfig:
+    """Read and validate an experiment YAML; raises :class:`ConfigError` naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"experiment config {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"experiment config {path} must be a mapping, got {type(data).__name__}")
+    return config_from_dict(data, str(path), check)
+
+
+def check_buildable(config: ExperimentConfig, source: str) -> None:
+    """Build every variant's environment and every policy once, so bad values fail before work."""
+    import gymnasium as gym
+
+    from policies.base import env_spec
+    from policies.registry import RL_KINDS, make_policy
+
+    for variant in config.variant_names:
+        try:
+            env = gym.make(config.env.id, **config.env_kwargs(variant))
+        except ScenarioError as error:
+            raise ConfigError(
+                f"invalid experiment config {source}: env (variant {variant!r}): {error}"
+            ) from None
+        except (TypeError, ValueError) as error:
+            raise ConfigError(
+                f"invalid experiment config {source}: env.kwargs (variant {variant!r}): {error}"
+            ) from None
+        spec = env_spec(env, config.env.id)
+        for policy in config.policies:
+            where = f"invalid experiment config {source}: policies.{policy.name}.kwargs"
+            if policy.kind in RL_KINDS:
+                _check_rl_kwargs(policy.kind, policy.kwargs, where, env)
+                continue
+            try:
+                make_policy(policy.kind, spec, 0, **policy.kwargs)
+            except (TypeError, ValueError, KeyError) as error:
+                raise ConfigError(f"{where}: {error}") from None
+        env.close()
+
+
+def _check_rl_kwargs(kind: str, kwargs: Mapping[str, Any], where: str, env: Any) -> None:
+    """Reject hyperparameters the SB3 constructor does not take (without building a network)."""
+    from policies.rl import ALGORITHMS
+
+    ours = {"self", "env", "seed", "device", "verbose", "tensorboard_log"}  # set by the runner
+    parameters = inspect.signature(ALGORITHMS[kind].__init__).parameters
+    accepted = {name for name in parameters if not name.startswith("_")} - ours
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"{where}: {unknown} not accepted by {ALGORITHMS[kind].__name__}; allowed: {sorted(accepted)}"
+        )
+    if kind == "maskable_ppo" and not hasattr(env.unwrapped, "action_masks"):
+        raise ConfigError(f"{where}: maskable_ppo needs action masks, which {env.spec.id} does not provide")
+    if kind == "dqn" and len(env.action_space.shape or ()) > 0:
+        raise ConfigError(f"{where}: dqn needs a Discrete action space; {env.spec.id} has {env.action_space}")

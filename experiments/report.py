@@ -1,0 +1,312 @@
+"""Reports of a run: ``summary.md`` (means, 95% CIs, paired differences) and ``plots/*.png``.
+
+Statistics: the unit of replication is the experiment seed (each seed trains its own policy
+and evaluates it on its own episodes), so a policy's mean and 95% confidence interval come
+from the per-seed means (Student t with ``seeds - 1`` degrees of freedom). Paired differences
+against the reference policy are taken episode by episode, where both policies faced the same
+shoppers and draws (common random numbers), then averaged per seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from experiments.config import ExperimentConfig
+from sim.io import atomic_write_text
+
+#: Metrics reported when present, in order, with their labels.
+HEADLINE = {
+    "return": "return",
+    "ltv_mean": "mean LTV ($)",
+    "margin": "margin ($)",
+    "incentive_cost": "incentive cost ($)",
+    "orders": "orders",
+    "active_share": "active share",
+    "late_delivery_share": "late deliveries",
+    "peak_utilization": "peak utilization",
+    "overtime_orders": "overtime orders",
+}
+KEYS = ["variant", "policy"]
+
+
+def metrics_present(results: pd.DataFrame) -> list[str]:
+    """Headline metrics this run's environment reports."""
+    return [m for m in HEADLINE if m in results.columns]
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its ``level`` t confidence interval (NaN half-width for one value)."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    mean = float(values.mean()) if n else float("nan")
+    if n < 2:
+        return mean, float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    return mean, half
+
+
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, policy and metric: mean over seeds, 95% CI half-width, seeds."""
+    per_seed = results.groupby([*KEYS, "seed"], sort=False)[metrics_present(results)].mean()
+    rows = []
+    for (variant, policy), group in per_seed.groupby(level=[0, 1], sort=False):
+        for metric in group.columns:
+            mean, half = mean_ci(group[metric].to_numpy())
+            rows.append(
+                {
+                    "variant": variant,
+                    "policy": policy,
+                    "metric": metric,
+                    "mean": mean,
+                    "ci95": half,
+                    "seeds": len(group),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def paired_differences(results: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per variant, policy and metric: mean paired difference to ``reference`` with its 95% CI."""
+    metrics = metrics_present(results)
+    index = [*KEYS, "seed", "episode"]
+    table = results.set_index(index)[metrics].sort_index()
+    rows = []
+    for variant in table.index.get_level_values("variant").unique():
+        if reference not in table.loc[variant].index.get_level_values("policy"):
+            continue
+        base = table.loc[(variant, reference)]
+        for policy in table.loc[variant].index.get_level_values("policy").unique():
+            if policy == reference:
+                continue
+            diff = (table.loc[(variant, policy)] - base).dropna(how="all")
+            per_seed = diff.groupby(level="seed").mean()
+            for metric in metrics:
+                mean, half = mean_ci(per_seed[metric].dropna().to_numpy())
+                rows.append(
+                    {
+                        "variant": variant,
+                        "policy": policy,
+                        "metric": metric,
+                        "diff": mean,
+                        "ci95": half,
+                        "significant": bool(np.isfinite(half) and abs(mean) > half),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _fmt(mean: float, half: float) -> str:
+    scale = max(abs(mean), abs(half) if np.isfinite(half) else 0.0)
+    digits = 3 if scale < 10 else 1 if scale < 1000 else 0
+    if not np.isfinite(half):
+        return f"{mean:,.{digits}f}"
+    return f"{mean:,.{digits}f} ± {half:,.{digits}f}"
+
+
+def markdown_summary(
+    config: ExperimentConfig, results: pd.DataFrame, meta: dict[str, Any] | None = None
+) -> str:
+    """The run's ``summary.md``: one table of means and CIs, one of paired differences, per variant."""
+    summary = summary_table(results)
+    diffs = paired_differences(results, config.reference_policy)
+    metrics = metrics_present(results)
+    seeds = results["seed"].nunique()
+    episodes = results.groupby([*KEYS, "seed"]).size().max()
+    lines = [
+        f"# {config.name}",
+        "",
+        config.description.strip(),
+        "",
+        f"Environment `{config.env.id}`, scenario `{config.env.scenario}`; {seeds} seeds x {episodes} "
+        "evaluation episodes per policy, the same episode seeds for every policy (common random numbers). "
+        "Cells: mean over seeds ± 95% CI half-width (t over per-seed means).",
+    ]
+    if meta:
+        lines += ["", f"Scenario hash {meta.get('scenario_hash')}; git {meta.get('git_sha')}."]
+    for variant in summary["variant"].unique():
+        part = summary[summary["variant"] == variant]
+        if len(config.variants) > 1:
+            lines += ["", f"## Variant `{variant}`"]
+        lines += [
+            "",
+            "| policy | " + " | ".join(HEADLINE[m] for m in metrics) + " |",
+            "|---|" + "---:|" * len(metrics),
+        ]
+        for policy in part["policy"].unique():
+            cells = part[part["policy"] == policy].set_index("metric")
+            lines.append(
+                f"| {policy} | "
+                + " | ".join(_fmt(cells.at[m, "mean"], cells.at[m, "ci95"]) for m in metrics)
+                + " |"
+            )
+        dpart = diffs[diffs["variant"] == variant] if not diffs.empty else diffs
+        if not dpart.empty:
+            lines += [
+                "",
+                f"Paired differences against `{config.reference_policy}` (* : the 95% CI excludes 0):",
+                "",
+                "| policy | " + " | ".join(f"Δ {HEADLINE[m]}" for m in metrics) + " |",
+                "|---|" + "---:|" * len(metrics),
+            ]
+            for policy in dpart["policy"].unique():
+                cells = dpart[dpart["policy"] == policy].set_index("metric")
+                lines.append(
+                    f"| {policy} | "
+                    + " | ".join(
+                        _fmt(cells.at[m, "diff"], cells.at[m, "ci95"])
+                        + (" *" if cells.at[m, "significant"] else "")
+                        for m in metrics
+                    )
+                    + " |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+# ---- plots -----------------------------------------------------------------------------------------
+def plot_learning_curves(curves: pd.DataFrame, path: Path) -> bool:
+    """Training return against training steps (or episodes) per policy: mean over seeds ± 1 sd."""
+    if curves.empty:
+        return False
+    units = curves["x_unit"].unique()
+    fig, axes = plt.subplots(1, len(units), figsize=(6 * len(units), 4), squeeze=False)
+    for ax, unit in zip(axes[0], units, strict=True):
+        part = curves[curves["x_unit"] == unit]
+        edges = np.linspace(0, part["x"].max(), 21)
+        for (variant, policy), group in part.groupby(KEYS, sort=False):
+            bins = np.digitize(group["x"], edges[1:-1])
+            per_bin = group.assign(bin=bins).groupby(["bin", "seed"])["return"].mean().groupby("bin")
+            mean, sd = per_bin.mean(), per_bin.std().fillna(0.0)
+            centers = (edges[:-1] + edges[1:])[mean.index] / 2
+            label = policy if variant == "base" else f"{policy} ({variant})"
+            ax.plot(centers, mean.to_numpy(), label=label)
+            ax.fill_between(centers, (mean - sd).to_numpy(), (mean + sd).to_numpy(), alpha=0.2)
+        ax.set_xlabel(f"training {unit}")
+        ax.set_ylabel("episode return")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Learning curves (mean over seeds ± 1 sd)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_frontier(summary: pd.DataFrame, path: Path) -> bool:
+    """Mean LTV against margin per policy, with 95% CIs on both axes: the trade-off frontier."""
+    if not {"ltv_mean", "margin"} <= set(summary["metric"]):
+        return False
+    fig, ax = plt.subplots(figsize=(7, 5))
+    points: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    for row in summary.to_dict(orient="records"):
+        points.setdefault((row["variant"], row["policy"]), {})[row["metric"]] = (row["mean"], row["ci95"])
+    for (variant, policy), values in points.items():
+        label = policy if variant == "base" else f"{policy} ({variant})"
+        (x, dx), (y, dy) = values["ltv_mean"], values["margin"]
+        ax.errorbar(x, y, xerr=np.nan_to_num(dx), yerr=np.nan_to_num(dy), fmt="o", capsize=3, label=label)
+        ax.annotate(label, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("mean LTV per shopper ($)")
+    ax.set_ylabel("shop margin over the episode ($)")
+    ax.set_title("LTV vs margin (mean over seeds, 95% CI)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_fulfillment(daily: pd.DataFrame, path: Path) -> bool:
+    """Warehouse utilization and backlog per day per policy (mean over seeds and episodes)."""
+    if daily.empty or "units_used" not in daily:
+        return False
+    frame = daily.assign(utilization=daily["units_used"] / daily["capacity"].replace(0, np.nan))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for (variant, policy), group in frame.groupby(KEYS, sort=False):
+        per_day = group.groupby("day")[["utilization", "backlog_end", "late_deliveries"]].mean()
+        label = policy if variant == "base" else f"{policy} ({variant})"
+        top.plot(per_day.index, per_day["utilization"], label=label)
+        bottom.plot(per_day.index, per_day["backlog_end"], label=label)
+    top.axhline(1.0, color="k", lw=0.8, ls="--")
+    top.set_ylabel("pick capacity used / regular")
+    bottom.set_ylabel("orders waiting at day end")
+    bottom.set_xlabel("day")
+    top.legend(fontsize=8)
+    top.set_title("Fulfillment load over time (mean over seeds and episodes)")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_incentive_mix(mix: pd.DataFrame, path: Path) -> bool:
+    """Share of each incentive within each segment, one panel per policy."""
+    if mix.empty:
+        return False
+    arms: list[tuple[str, str]] = list(mix[KEYS].drop_duplicates().itertuples(index=False, name=None))
+    incentives = sorted(mix["incentive"].unique(), key=lambda n: (n != "none", n))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(incentives), 2)))
+    cols = min(len(arms), 3)
+    rows = int(np.ceil(len(arms) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, (variant, policy) in zip(axes.flat, arms, strict=False):
+        part = mix[(mix["variant"] == variant) & (mix["policy"] == policy)]
+        table = part.pivot_table(
+            index="segment", columns="incentive", values="count", aggfunc="sum", fill_value=0
+        )
+        shares = table.div(table.sum(axis=1), axis=0)
+        bottom = np.zeros(len(shares))
+        for colour, incentive in zip(colours, incentives, strict=False):
+            if incentive in shares:
+                ax.bar(shares.index, shares[incentive], bottom=bottom, color=colour, label=incentive)
+                bottom += shares[incentive].to_numpy()
+        ax.set_title(policy if variant == "base" else f"{policy} ({variant})", fontsize=10)
+        ax.tick_params(axis="x", rotation=30, labelsize=7)
+        ax.set_ylim(0, 1)
+    for ax in list(axes.flat)[len(arms) :]:
+        ax.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours[: len(incentives)]]
+    fig.legend(handles, incentives, loc="lower center", ncol=min(len(incentives), 7), fontsize=7)
+    fig.suptitle("Incentive mix per segment (share of decisions)")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(root: Path, config: ExperimentConfig, tables: dict[str, pd.DataFrame]) -> list[Path]:
+    """Write ``summary.md`` and the plots of a gathered run; return the files written."""
+    import json
+
+    results = tables["episodes"]
+    if results.empty:
+        return []
+    meta_path = root / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    written = [root / "summary.md"]
+    atomic_write_text(markdown_summary(config, results, meta), written[0])
+    plots = root / "plots"
+    plots.mkdir(exist_ok=True)
+    summary = summary_table(results)
+    for name, draw, data in (
+        ("learning_curves", plot_learning_curves, tables["curve"]),
+        ("frontier", plot_frontier, summary),
+        ("fulfillment_load", plot_fulfillment, tables["daily"]),
+        ("incentive_mix", plot_incentive_mix, tables["mix"]),
+    ):
+        target = plots / f"{name}.png"
+        tmp = plots / f".{name}.tmp.png"
+        if draw(data, tmp):
+            tmp.replace(target)
+            written.append(target)
+    return written

@@ -1,0 +1,313 @@
+"""``shopgym run``: train and evaluate every policy on every seed, resumably, then report.
+
+Reading order (cleanrl's): the config is validated completely first; the run directory gets
+the resolved config and the versions; then each cell (variant x policy x seed) trains its
+policy, saves it and evaluates it on the seed's evaluation episodes; a cell's files are
+written atomically and its ``done.json`` last, so a killed run keeps every finished cell and
+a re-run skips them. Finally the cells are gathered into ``results.parquet`` and
+:mod:`experiments.report` writes ``summary.md`` and ``plots/``.
+
+Common random numbers: evaluation episode ``k`` of seed ``s`` is reset with
+:func:`eval_seed` ``(s) + k`` for every policy, so policies face the same shoppers and draws,
+and paired differences cancel most of the noise. Training uses different seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import sim  # noqa: F401 (registers the environments in worker processes too)
+from experiments.config import ConfigError, ExperimentConfig
+from sim.io import atomic_write_json, atomic_write_parquet, atomic_write_text
+
+#: Packages whose versions are recorded with every run.
+RECORDED_PACKAGES = (
+    "shopgym",
+    "numpy",
+    "simpy",
+    "gymnasium",
+    "stable-baselines3",
+    "sb3-contrib",
+    "torch",
+    "pandas",
+)
+ProgressHook = Callable[[str, float], None]
+
+
+def eval_seed(seed: int) -> int:
+    """First evaluation-episode seed of an experiment seed (the same for every policy)."""
+    return 10_000 * (seed + 1)
+
+
+def train_seed(seed: int) -> int:
+    """First training-episode seed of an experiment seed (disjoint from evaluation seeds)."""
+    return 10_000 * (seed + 1) + 5_000
+
+
+def cell_dir(out: Path, variant: str, policy: str, seed: int) -> Path:
+    """Where one cell's results go."""
+    return out / "cells" / variant / policy / f"seed{seed}"
+
+
+def model_dir(out: Path, variant: str, policy: str, seed: int) -> Path:
+    """Where one cell's trained policy is saved (``policy.save``'s directory)."""
+    return out / "models" / variant / policy / f"seed{seed}"
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages results depend on."""
+    found = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def git_sha() -> str | None:
+    """The source tree's commit (with ``-dirty`` when it has local changes), if it is a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha
+
+
+# ---- one cell ------------------------------------------------------------------------------------
+def run_cell(
+    config_json: str,
+    variant: str,
+    policy_name: str,
+    seed: int,
+    out: str,
+    progress: ProgressHook | None = None,
+) -> dict[str, Any]:
+    """Train, save and evaluate one policy on one seed; write the cell's files; return its row count.
+
+    Top-level and argument-only (a JSON config), so process pools and Ray can run it.
+    """
+    from policies.base import env_spec
+    from policies.baselines import SEGMENTS, SegmentRules
+    from policies.evaluate import evaluate
+    from policies.registry import RL_KINDS, make_policy
+
+    config = ExperimentConfig.model_validate_json(config_json)
+    arm = config.policy(policy_name)
+    root = Path(out)
+    env = gym.make(config.env.id, **config.env_kwargs(variant))
+    spec = env_spec(env, config.env.id)
+    tensorboard = root / "tensorboard" / f"{variant}__{policy_name}__seed{seed}"
+    policy = make_policy(arm.kind, env, seed, tensorboard_log=tensorboard, **arm.kwargs)
+    report = progress or (lambda stage, fraction: None)
+
+    curve: list[dict[str, Any]] = []
+    if arm.kind in RL_KINDS and config.training.timesteps > 0:
+        from experiments.curves import LearningCurve
+
+        callback = LearningCurve(config.training.timesteps, lambda f: report("training", f))
+        policy.learn(config.training.timesteps, callback=callback)  # type: ignore[attr-defined]
+        curve = callback.rows
+    elif arm.kind not in RL_KINDS and config.training.episodes > 0:
+        for k in range(config.training.episodes):
+            record = evaluate(policy, env, 1, train_seed(seed) + k, learn=True)[0]
+            curve.append({"x": k + 1, "x_unit": "episodes", "return": record.row["return"]})
+            report("training", (k + 1) / config.training.episodes)
+    policy.save(model_dir(root, variant, policy_name, seed))
+
+    per_shopper = spec.heads == ("shopper",)
+    segmenter = SegmentRules(spec) if per_shopper else None
+
+    def segment_of(obs: Any) -> str:
+        assert segmenter is not None
+        return SEGMENTS[int(segmenter.segments(np.asarray(obs, dtype=np.float64)[None, :])[0])]
+
+    episodes = config.evaluation.episodes
+    records = []
+    for k in range(episodes):
+        records += evaluate(
+            policy,
+            env,
+            1,
+            eval_seed(seed) + k,
+            learn=config.evaluation.learn,
+            deterministic=config.evaluation.deterministic,
+            segment_of=segment_of if per_shopper else None,
+        )
+        records[-1].row["episode"] = k
+        report("evaluating", (k + 1) / episodes)
+    env.close()
+
+    keys = {"variant": variant, "policy": policy_name, "kind": arm.kind, "seed": seed}
+    episodes_frame = pd.DataFrame([{**keys, **r.row} for r in records])
+    dailies = [r.daily.assign(episode=k) for k, r in enumerate(records) if r.daily is not None]
+    mix = pd.DataFrame(
+        [
+            {**keys, "episode": k, "segment": segment, "incentive": incentive, "count": count}
+            for k, r in enumerate(records)
+            for (segment, incentive), count in r.incentive_mix.items()
+        ]
+    )
+    where = cell_dir(root, variant, policy_name, seed)
+    atomic_write_parquet(episodes_frame, where / "episodes.parquet")
+    if dailies:
+        daily = pd.concat(dailies).reset_index(names="day").assign(**keys)
+        atomic_write_parquet(daily, where / "daily.parquet")
+    atomic_write_parquet(mix, where / "mix.parquet")
+    atomic_write_parquet(pd.DataFrame([{**keys, **row} for row in curve]), where / "curve.parquet")
+    atomic_write_json({**keys, "episodes": len(records)}, where / "done.json")
+    return keys
+
+
+def cell_done(out: Path, variant: str, policy: str, seed: int) -> bool:
+    """Whether a cell finished (its ``done.json`` is written last)."""
+    return (cell_dir(out, variant, policy, seed) / "done.json").is_file()
+
+
+# ---- the whole run ---------------------------------------------------------------------------------
+def prepare_run_dir(config: ExperimentConfig, out: Path) -> None:
+    """Write the resolved config and run metadata; refuse a directory holding another config's results."""
+    resolved = config.model_dump(mode="json")
+    config_path = out / "config.resolved.yaml"
+    if config_path.is_file():
+        existing = yaml.safe_load(config_path.read_text())
+        if existing != resolved:
+            raise ConfigError(
+                f"{out} holds results of a different config ({config_path}); "
+                "use another --out, or delete that directory to start over"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), config_path)
+    from sim.envs.common import resolve_scenario
+
+    scenario_hashes = {
+        v.name: resolve_scenario(config.env.scenario, {**config.env.overrides, **v.overrides}).config_hash()
+        for v in config.variants
+    }
+    meta = {"scenario_hash": scenario_hashes, "versions": versions(), "git_sha": git_sha()}
+    atomic_write_json(meta, out / "meta.json")
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out: str | Path | None = None,
+    backend: str | None = None,
+    workers: int | None = None,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> Path:
+    """Run every unfinished cell of ``config`` and write the results and the report; return the run dir."""
+    from experiments.report import write_report
+
+    root = config.output_path(out)
+    backend = backend or config.backend
+    workers = workers or config.workers
+    prepare_run_dir(config, root)
+    todo = [cell for cell in config.cells() if not cell_done(root, *cell)]
+    console = console or Console(stderr=True)
+    skipped = len(config.cells()) - len(todo)
+    if skipped and not quiet:
+        console.print(f"resuming {root}: {skipped} of {len(config.cells())} cells already finished")
+    config_json = config.model_dump_json()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=quiet) as bars:
+        cells_task = bars.add_task("cells", total=len(config.cells()), completed=skipped)
+        if backend == "ray":
+            _run_ray(config_json, todo, root, workers, lambda: bars.advance(cells_task))
+        elif workers == 1 or len(todo) <= 1:
+            for variant, policy, seed in todo:
+                stage = bars.add_task(f"{policy} seed {seed} ({variant})", total=1.0)
+
+                def hook(
+                    name: str, fraction: float, stage: Any = stage, label: str = f"{policy} seed {seed}"
+                ) -> None:
+                    bars.update(stage, completed=fraction, description=f"{label}: {name}")
+
+                run_cell(config_json, variant, policy, seed, str(root), hook)
+                bars.remove_task(stage)
+                bars.advance(cells_task)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
+                for future in as_completed(futures):
+                    future.result()
+                    bars.advance(cells_task)
+    results = gather(root, config)
+    write_report(root, config, results)
+    return root
+
+
+def _run_ray(
+    config_json: str, todo: list[tuple[str, str, int]], root: Path, workers: int, done: Callable[[], None]
+) -> None:
+    """The same cells as Ray tasks (``pip install 'shopgym[ray]'``); a cluster if one is configured."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("backend 'ray' needs ray: pip install 'shopgym[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_cell)
+    pending = [remote.remote(config_json, *cell, str(root)) for cell in todo]
+    while pending:
+        finished, pending = ray.wait(pending, num_returns=1)
+        ray.get(finished)
+        done()
+
+
+def gather(root: Path, config: ExperimentConfig) -> dict[str, pd.DataFrame]:
+    """Concatenate the finished cells' files and write ``results.parquet`` (atomically)."""
+    frames: dict[str, list[pd.DataFrame]] = {"episodes": [], "daily": [], "mix": [], "curve": []}
+    for cell in config.cells():
+        where = cell_dir(root, *cell)
+        if not (where / "done.json").is_file():
+            continue
+        for name in frames:
+            path = where / f"{name}.parquet"
+            if path.is_file():
+                frames[name].append(pd.read_parquet(path))
+    tables = {
+        name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        for name, parts in frames.items()
+    }
+    atomic_write_parquet(tables["episodes"], root / "results.parquet")
+    return tables
+
+
+def load_results(root: Path) -> pd.DataFrame:
+    """A run's ``results.parquet``, or a clear error if the directory holds no finished run."""
+    path = root / "results.parquet"
+    if not path.is_file():
+        raise ConfigError(f"{root} has no results.parquet; run `shopgym run CONFIG --out {root}` first")
+    return pd.read_parquet(path)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content."""
+    return json.loads(path.read_text())

@@ -1,0 +1,168 @@
+"""``shopgym run``, ``compare`` and ``regress`` on a tiny shop: files, resumption, reproducibility."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from experiments import runner
+from experiments.cli import main
+from experiments.config import ConfigError, config_from_dict
+from experiments.runner import cell_dir, run_experiment
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "description": "A tiny shop for tests.",
+    "env": {
+        "id": "shopgym/IncentiveTargeting-v0",
+        "scenario": "configs/scenarios/default.yaml",
+        "overrides": {"population.shoppers": 200, "population.acquisition_days": 3.0},
+        "kwargs": {"horizon_days": 6},
+    },
+    "seeds": [0, 1],
+    "policies": [
+        {"name": "none", "kind": "none"},
+        {"name": "coupon_all", "kind": "blanket", "kwargs": {"incentive": "coupon_10"}},
+        {"name": "rules", "kind": "segment_rules"},
+        {"name": "ppo", "kind": "ppo", "kwargs": {"n_steps": 64, "batch_size": 32, "n_epochs": 1}},
+    ],
+    "training": {"timesteps": 128, "episodes": 1},
+    "evaluation": {"episodes": 2},
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_experiment(config_from_dict(TINY), tmp_path_factory.mktemp("run") / "tiny", quiet=True)
+
+
+def test_a_run_writes_config_results_summary_plots_models_and_tensorboard(run_dir: Path):
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert len(results) == 4 * 2 * 2  # policies x seeds x evaluation episodes
+    assert {
+        "variant",
+        "policy",
+        "seed",
+        "episode",
+        "return",
+        "ltv_mean",
+        "margin",
+        "late_delivery_share",
+    } <= set(results)
+    resolved = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
+    assert resolved["name"] == "tiny" and resolved["evaluation"]["deterministic"] is True
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["versions"]["gymnasium"] and "base" in meta["scenario_hash"]
+    summary = (run_dir / "summary.md").read_text()
+    for name in ("none", "coupon_all", "rules", "ppo", "±", "Paired differences against `none`"):
+        assert name in summary
+    for plot in ("learning_curves", "frontier", "fulfillment_load", "incentive_mix"):
+        data = (run_dir / "plots" / f"{plot}.png").read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+    assert (run_dir / "models" / "base" / "ppo" / "seed1" / "model.zip").is_file()
+    assert (run_dir / "models" / "base" / "rules" / "seed0" / "policy.json").is_file()
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_every_policy_faces_the_same_evaluation_episodes(run_dir: Path):
+    results = pd.read_parquet(run_dir / "results.parquet")
+    seeds = results.groupby("policy")["episode_seed"].apply(lambda s: sorted(s))
+    assert all(s == seeds.iloc[0] for s in seeds)
+    # The no-incentive arm's episodes are the shop without incentives: nothing spent.
+    assert (results.loc[results["policy"] == "none", "incentive_cost"] == 0).all()
+
+
+def test_rerun_skips_finished_cells_and_recomputes_only_missing_ones_identically(run_dir: Path):
+    before = pd.read_parquet(run_dir / "results.parquet")
+    kept = cell_dir(run_dir, "base", "rules", 0) / "episodes.parquet"
+    kept_mtime = kept.stat().st_mtime_ns
+    lost = cell_dir(run_dir, "base", "ppo", 1)
+    (lost / "done.json").unlink()
+    run_experiment(config_from_dict(TINY), run_dir, quiet=True)
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert (lost / "done.json").is_file()
+    after = pd.read_parquet(run_dir / "results.parquet")
+    pd.testing.assert_frame_equal(before, after)  # same seed, same machine: PPO retrains identically
+
+
+def test_an_interrupted_run_keeps_finished_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = config_from_dict(TINY | {"policies": TINY["policies"][:3], "seeds": [0]})
+    real = runner.run_cell
+    calls: list[str] = []
+
+    def dies_on_third(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_cell", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path / "run", quiet=True)
+    assert [
+        p.name for p in sorted((tmp_path / "run" / "cells" / "base").glob("*/seed0/done.json"), key=str)
+    ] == [
+        "done.json",
+        "done.json",
+    ]
+    monkeypatch.setattr(runner, "run_cell", real)
+    run_experiment(config, tmp_path / "run", quiet=True)
+    assert len(pd.read_parquet(tmp_path / "run" / "results.parquet")) == 3 * 2
+
+
+def test_a_run_directory_refuses_a_different_config(run_dir: Path):
+    changed = copy.deepcopy(TINY)
+    changed["evaluation"]["episodes"] = 3
+    with pytest.raises(ConfigError, match="different config"):
+        run_experiment(config_from_dict(changed), run_dir, quiet=True)
+
+
+def test_process_pool_gives_the_same_results_as_one_process(run_dir: Path, tmp_path: Path):
+    config = config_from_dict(TINY | {"policies": TINY["policies"][:3], "seeds": [1]})
+    pooled = run_experiment(config, tmp_path / "pooled", workers=2, quiet=True)
+    got = pd.read_parquet(pooled / "results.parquet").sort_values(["policy", "episode"], ignore_index=True)
+    full = pd.read_parquet(run_dir / "results.parquet")
+    expected = full[(full["seed"] == 1) & (full["policy"] != "ppo")].sort_values(
+        ["policy", "episode"], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_ray_backend_runs_the_same_cells(run_dir: Path, tmp_path: Path):
+    pytest.importorskip("ray", reason="ray is an optional extra: pip install 'shopgym[ray]'")
+    config = config_from_dict(TINY | {"policies": TINY["policies"][:2], "seeds": [0]})
+    root = run_experiment(config, tmp_path / "ray", backend="ray", workers=2, quiet=True)
+    got = pd.read_parquet(root / "results.parquet").sort_values(["policy", "episode"], ignore_index=True)
+    full = pd.read_parquet(run_dir / "results.parquet")
+    expected = full[(full["seed"] == 0) & full["policy"].isin(["none", "coupon_all"])]
+    pd.testing.assert_frame_equal(got, expected.sort_values(["policy", "episode"], ignore_index=True))
+
+
+def test_compare_prints_differences_between_two_runs(run_dir: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["compare", str(run_dir), str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "coupon_all" in out and "+0%" in out.replace("+0.0%", "+0%")
+
+
+def test_regress_passes_on_a_rerun_and_fails_when_a_behavioural_parameter_moves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    small = TINY | {"policies": TINY["policies"][:3], "seeds": [0], "evaluation": {"episodes": 1}}
+    config_path = tmp_path / "pinned.yaml"
+    config_path.write_text(yaml.safe_dump(small))
+    baseline = tmp_path / "baseline.json"
+    assert main(["regress", str(config_path), "--baseline", str(baseline), "--update", "--quiet"]) == 0
+    assert main(["regress", str(config_path), "--baseline", str(baseline), "--quiet"]) == 0
+    changed = copy.deepcopy(small)
+    changed["env"]["overrides"]["population.loss_aversion"] = {"mean": 1.5, "cv": 0.4}
+    config_path.write_text(yaml.safe_dump(changed))
+    capsys.readouterr()
+    assert main(["regress", str(config_path), "--baseline", str(baseline), "--quiet"]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
