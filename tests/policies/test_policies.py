@@ -26,6 +26,7 @@ RL_SETTINGS = {
     "a2c": {"n_steps": 8},
     "dqn": {"learning_starts": 16, "buffer_size": 1000, "train_freq": 4},
     "maskable_ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+    "thompson": {"likelihood": "gaussian"},  # margins, not conversions
 }
 
 
