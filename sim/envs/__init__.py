@@ -10,6 +10,7 @@ from __future__ import annotations
 import gymnasium
 
 _ENVS = {
+    "shopgym/ShopperJourney-v0": "sim.envs.journey:ShopperJourneyEnv",
     "shopgym/IncentiveTargeting-v0": "sim.envs.targeting:IncentiveTargetingEnv",
     "shopgym/CampaignPlanning-v0": "sim.envs.campaign:CampaignPlanningEnv",
 }

@@ -1,0 +1,1192 @@
+"""One shopper's life on a SimPy clock: the scalar simulation behind ``shopgym/ShopperJourney-v0``.
+
+Scenario: a shopper is acquired (with her first, "trial" order when the scenario says so) and
+lives until she churns or the horizon ends. Her traits are drawn exactly as the population
+engine draws them (:func:`sim.population.draw_shoppers` for one shopper), so episodes differ
+the way shoppers do. Each day she starts a session with her calibrated visit probability,
+moved by streaks, streak bonuses, seasonal peaks, the tier goal gradient and a coming tier
+downgrade; a session may fill a cart, whose checkout is the engine's logit with the reference
+price, loss aversion, the shipping fee and threshold, points and the active offer. Abandoned
+carts start a cart-abandonment timer after which she may come back and decide again. Orders
+are delivered (late or not), may be returned, and after each repeat order she may drop out
+(BG/NBD, moved by deliveries, streak frustration and tier perks); a late delivery can end her
+relationship at once. Decision points (login, cart abandoned, lapsing) hand control to a
+driver, which gives an incentive.
+
+Same model, scalar arithmetic: the population engine (:mod:`sim.engine`) updates arrays of
+shoppers per event; for one shopper numpy's per-call overhead would dominate, so this module
+uses Python floats and ``math`` with *scalar twins* of the mechanism functions of
+:mod:`sim.mechanisms`, :mod:`sim.behaviour` and :mod:`sim.economics` (the functions ending in
+``_scalar`` below). ``tests/sim/envs/test_journey.py`` checks each twin equals its vectorized
+original on random inputs. Randomness comes from one ``np.random.Generator``, read in blocks.
+
+Idle days are skipped: while her visit probability is constant (or only rising, as streak
+frustration fades) the next session day is drawn from the geometric distribution, with a
+thinning step for the rising case, so a step costs O(1) whatever the gap between sessions.
+The days between two changes of her state are independent Bernoulli trials, so draws made
+ahead are exact; when another process changes her state (a recovered cart's order, a churn
+at delivery) the shopper process is interrupted and plans again from the next day.
+
+A one-shopper world differs from the population engine where other shoppers matter; each
+difference is documented on :class:`Journey` (no warehouse queue, a constant neighbour signal,
+no tier inflation, referred friends not simulated, no session batches).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+from scipy import special
+
+from sim.behaviour import checkout_probability, expected_orders_per_cart, logit, shipping_fee
+from sim.economics import daily_discount_rate
+from sim.incentives import KIND_CODES, IncentiveCatalog
+from sim.mechanisms.affinity import TYPE_COLUMN
+from sim.params import DecisionKind, LogNormalTrait, Scenario
+from sim.population import DAYS_PER_WEEK, HOURS_PER_DAY, basket_quantiles
+
+_BLOCK = 256
+_NO_OFFER = 0
+_K = KIND_CODES
+
+
+# ---- scalar twins of the vectorized mechanisms (each tested against its original) ------------
+def prospect_value_scalar(x: float, loss_aversion: float, alpha: float, beta: float) -> float:
+    """Twin of :func:`sim.mechanisms.prospect.prospect_value` for one outcome."""
+    if x >= 0.0:
+        return float(x**alpha)
+    return -loss_aversion * (-x) ** beta
+
+
+def framed_offer_pull_scalar(
+    value_dollars: float, loss_framed: bool, loss_aversion: float, alpha: float, beta: float
+) -> float:
+    """Twin of :func:`sim.mechanisms.prospect.framed_offer_pull` for one offer."""
+    if loss_framed:
+        return -prospect_value_scalar(-value_dollars, loss_aversion, alpha, beta)
+    return prospect_value_scalar(value_dollars, 1.0, alpha, beta)
+
+
+def loss_weight_scalar(
+    length: float, cap_days: float, min_days: int, loss_aversion: float, alpha: float, beta: float
+) -> float:
+    """Twin of :func:`sim.mechanisms.streaks.loss_weight` for one streak."""
+    counted = min(length, cap_days) if length >= min_days else 0.0
+    return -prospect_value_scalar(-counted / cap_days, loss_aversion, alpha, beta)
+
+
+def visit_hazard_multiplier_scalar(
+    streak: int,
+    frustration: float,
+    streak_sensitivity: float,
+    loss_aversion: float,
+    weight: float,
+    cap_days: float,
+    min_days: int,
+    alpha: float,
+    beta: float,
+) -> float:
+    """Twin of :func:`sim.mechanisms.streaks.visit_hazard_multiplier` for one shopper."""
+    exponent = -frustration
+    if weight > 0 and streak >= min_days:
+        pull = loss_weight_scalar(float(streak), cap_days, min_days, loss_aversion, alpha, beta)
+        exponent += weight * streak_sensitivity * pull
+    return math.exp(exponent)
+
+
+def visit_probability_scalar(base_visit_prob: float, multiplier: float) -> float:
+    """Today's session probability: the base daily probability's hazard times ``multiplier``.
+
+    Twin of the last line of :meth:`sim.engine.Simulation._visit_probability`.
+    """
+    return -math.expm1(multiplier * math.log1p(-min(base_visit_prob, 1.0 - 1e-12)))
+
+
+def tier_of_scalar(spend: float, thresholds: Sequence[float]) -> int:
+    """Twin of :func:`sim.mechanisms.tiers.tier_of` for one spend."""
+    return bisect_right(thresholds, spend) - 1
+
+
+def tier_progress_scalar(spend: float, tier: int, thresholds: Sequence[float]) -> float:
+    """Twin of :func:`sim.mechanisms.tiers.tier_progress` for one shopper."""
+    top = len(thresholds) - 1
+    if tier >= top:
+        return 0.0
+    lower, upper = thresholds[tier], thresholds[tier + 1]
+    return min(max((spend - lower) / (upper - lower), 0.0), 1.0)
+
+
+def downgrade_threat_scalar(
+    tier: int, qualifying_tier: int, loss_aversion: float, top_tier: int, weight: float, beta: float
+) -> float:
+    """Twin of :func:`sim.mechanisms.tiers.downgrade_threat_multiplier` inside the warning window."""
+    levels_lost = max(tier - qualifying_tier, 0) / max(top_tier, 1)
+    return math.exp(weight * loss_aversion * levels_lost**beta)
+
+
+def perk_dropout_relief_scalar(
+    tier: int, share_at_or_above: Sequence[float], top_tier: int, relief: float, inflation: float
+) -> float:
+    """Twin of :func:`sim.mechanisms.tiers.perk_dropout_relief` for one shopper."""
+    if top_tier == 0:
+        return 0.0
+    worth = min(max(1.0 - inflation * share_at_or_above[tier], 0.0), 1.0)
+    return relief * tier / top_tier * worth
+
+
+def dropout_probability_scalar(
+    base: float,
+    last_delivery_late: bool,
+    delivered_before: bool,
+    frustration: float,
+    late_multiplier: float,
+    on_time_relief: float,
+    frustration_weight: float,
+) -> float:
+    """Twin of :func:`sim.mechanisms.churn.dropout_probability` for one shopper."""
+    on_time = delivered_before and not last_delivery_late
+    factor = (1.0 + late_multiplier * last_delivery_late) * (1.0 - on_time_relief * on_time)
+    return min(1.0, base * factor * (1.0 + frustration_weight * frustration))
+
+
+def checkout_probability_scalar(
+    base_logit: float, price_sensitivity: float, pay: float, reference: float, loss_aversion: float
+) -> float:
+    """Twin of :func:`sim.behaviour.checkout_probability` for one cart."""
+    gap = (pay - reference) / reference
+    weighted = loss_aversion * gap if gap > 0.0 else gap
+    z = price_sensitivity * weighted - base_logit
+    return 0.0 if z > 700.0 else 1.0 / (1.0 + math.exp(z))
+
+
+def social_logit_lift_scalar(
+    signal: float,
+    susceptibility: float,
+    badge: bool,
+    mean_susceptibility: float,
+    proof_weight: float,
+    saturation: float,
+    bestseller_lift: float,
+) -> float:
+    """Twin of :func:`sim.mechanisms.social.social_logit_lift` for one cart."""
+    proof = proof_weight * susceptibility * -math.expm1(-signal / saturation)
+    return proof + bestseller_lift * badge * susceptibility / mean_susceptibility
+
+
+def topped_up_basket_scalar(
+    basket: float,
+    u: float,
+    fee: float,
+    threshold: float,
+    topup_prob: float,
+    max_gap_fee_multiple: float,
+    overshoot_max: float,
+) -> float:
+    """Twin of :func:`sim.mechanisms.shipping_threshold.topped_up_basket` for one cart."""
+    gap = threshold - basket
+    if fee > 0.0 and 0.0 < gap <= max_gap_fee_multiple * fee and u < topup_prob:
+        return threshold + u / topup_prob * overshoot_max
+    return basket
+
+
+def hour_from_uniform_scalar(u: float, hour_cdf: Sequence[float]) -> float:
+    """Twin of :func:`sim.behaviour.hours_from_uniform` for one uniform."""
+    hour = min(max(bisect_right(hour_cdf, u) - 1, 0), 23)
+    width = hour_cdf[hour + 1] - hour_cdf[hour]
+    frac = (u - hour_cdf[hour]) / width if width > 0 else 0.0
+    return hour + min(max(frac, 0.0), math.nextafter(1.0, 0.0))
+
+
+def affinity_factor_scalar(affinity: Sequence[float], type_column: int, weight: float) -> float:
+    """Twin of :func:`sim.mechanisms.affinity.affinity_factor` for one offer."""
+    if type_column < 0:
+        return 1.0
+    return 1.0 + weight * (4.0 * float(affinity[type_column]) - 1.0)
+
+
+def residual_value_scalar(
+    purchase_rate_per_day: float,
+    dropout_prob: float,
+    order_margin: float,
+    delta_per_day: float,
+    age_days: float,
+) -> float:
+    """Twin of :func:`sim.economics.residual_value` for one alive shopper."""
+    orders = purchase_rate_per_day / (delta_per_day + purchase_rate_per_day * dropout_prob)
+    return orders * order_margin * math.exp(-delta_per_day * age_days)
+
+
+@dataclass(frozen=True)
+class OfferTerms:
+    """What one active offer changes at checkout (twin of one row of :class:`sim.incentives.Terms`)."""
+
+    discount: float
+    free_shipping: bool
+    points_multiplier: float
+    bonus_points: int
+    loss_framed: bool
+    hedonic_value: float
+    type_column: int
+    applies: bool
+
+
+def offer_terms_scalar(catalog: IncentiveCatalog, offer: int, basket: float) -> OfferTerms:
+    """Twin of :meth:`sim.incentives.IncentiveCatalog.terms` for one cart."""
+    kind, value = int(catalog.kind[offer]), float(catalog.value[offer])
+    eligible = basket >= float(catalog.min_basket[offer])
+    discount = 0.0
+    if eligible and kind == _K["coupon_pct"]:
+        discount = value * basket
+    elif eligible and kind == _K["coupon_fixed"]:
+        discount = min(value, basket)
+    points_offer = eligible and kind in (_K["points_bonus"], _K["expiring_points"])
+    return OfferTerms(
+        discount=discount,
+        free_shipping=eligible and kind == _K["free_shipping"],
+        points_multiplier=value if eligible and kind == _K["points_multiplier"] else 1.0,
+        bonus_points=int(value) if points_offer else 0,
+        loss_framed=eligible and kind == _K["expiring_points"],
+        hedonic_value=value if eligible and kind in (_K["tier_perk"], _K["surprise_box"]) else 0.0,
+        type_column=int(catalog.type_column[offer]) if eligible else -1,
+        applies=eligible and kind not in (_K["none"], _K["streak_bonus"]),
+    )
+
+
+_NO_TERMS = OfferTerms(0.0, False, 1.0, 0, False, 0.0, -1, False)
+
+
+# ---- the scenario's constants and one shopper's traits ----------------------------------------
+class JourneyModel:
+    """A scenario's constants as Python values, computed once and shared by every journey."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        sc = self.scenario = scenario
+        self.catalog = IncentiveCatalog(scenario)
+        self.kind = [int(k) for k in self.catalog.kind]
+        self.value = [float(v) for v in self.catalog.value]
+        self.valid_hours = [float(v) for v in self.catalog.valid_hours]
+        self.min_basket = [float(v) for v in self.catalog.min_basket]
+        self.type_column = [int(t) for t in self.catalog.type_column]
+        self.base_logit = logit(sc.sessions.checkout_conversion_at_reference)
+        cumulative = np.cumsum(sc.sessions.hour_weights) / sum(sc.sessions.hour_weights)
+        self.hour_cdf = [0.0, *(float(c) for c in cumulative)]
+        cats = sc.catalog.categories
+        self.category_cdf = [float(c) for c in np.cumsum([c.share for c in cats])]
+        self.cogs_ratio = [c.cogs_ratio for c in cats]
+        self.return_rate = [c.return_rate for c in cats]
+        self.thresholds = [float(t) for t in sc.loyalty.tier_thresholds]
+        self.top_tier = len(self.thresholds) - 1
+        # No other shoppers: tier 0 holds everyone, no one fills the tiers above (no inflation).
+        self.tier_share = [1.0] + [0.0] * self.top_tier
+        self.delta_per_day = daily_discount_rate(sc.economics.annual_discount_rate)
+        self.frustration_decay = 0.5 ** (1.0 / sc.mechanisms.streaks.frustration_half_life_days)
+        susceptibility = sc.population.social_susceptibility
+        self.mean_susceptibility = susceptibility.a / (susceptibility.a + susceptibility.b)
+        peaks = sc.sessions.peaks
+        self.season_changes = sorted({p.start_day for p in peaks} | {p.start_day + p.days for p in peaks})
+        self.basket_quantiles = basket_quantiles(sc.population.spend.p)
+        share = np.array([c.share for c in cats])
+        self.mean_cogs = float(share @ np.array([c.cogs_ratio for c in cats]))
+        self.mean_return = float(share @ np.array([c.return_rate for c in cats]))
+        self.mean_return_cogs = float(share @ np.array([c.return_rate * c.cogs_ratio for c in cats]))
+
+
+@dataclass(frozen=True)
+class ShopperTraits:
+    """One shopper's latent traits, as :func:`sim.population.draw_shoppers` draws them."""
+
+    purchase_rate_per_day: float
+    dropout_prob: float
+    spend_nu: float
+    loss_aversion: float
+    price_sensitivity: float
+    streak_sensitivity: float
+    social_susceptibility: float
+    referral_propensity: float
+    affinity: tuple[float, float, float, float]
+    abuser: bool
+    visit_prob: float
+    cart_prob: float
+
+
+def _lognormal_one(trait: LogNormalTrait, rng: np.random.Generator) -> float:
+    if trait.cv == 0.0:
+        return trait.mean
+    sigma2 = math.log1p(trait.cv**2)
+    return float(rng.lognormal(math.log(trait.mean) - sigma2 / 2.0, math.sqrt(sigma2), 1)[0])
+
+
+def draw_traits(model: JourneyModel, rng: np.random.Generator) -> ShopperTraits:
+    """One shopper's traits: the same draws, in the same order, as ``draw_shoppers`` for one shopper.
+
+    Faster than calling it for one row (the basket quadrature is computed once per scenario);
+    a test checks both give the same traits from the same generator state.
+    """
+    pop = model.scenario.population
+    rate_per_week = float(rng.gamma(pop.purchase.r, 1.0 / pop.purchase.alpha_weeks, 1)[0])
+    dropout = float(rng.beta(pop.purchase.a, pop.purchase.b, 1)[0])
+    nu = float(rng.gamma(pop.spend.q, 1.0 / pop.spend.gamma, 1)[0])
+    loss_aversion = _lognormal_one(pop.loss_aversion, rng)
+    price_sensitivity = _lognormal_one(pop.price_sensitivity, rng)
+    streak_sensitivity = _lognormal_one(pop.streak_sensitivity, rng)
+    susceptibility = float(rng.beta(pop.social_susceptibility.a, pop.social_susceptibility.b, 1)[0])
+    referral = float(rng.beta(pop.referral_propensity.a, pop.referral_propensity.b, 1)[0])
+    a = pop.affinity
+    drawn = rng.dirichlet([a.hedonic, a.utilitarian, a.social, a.surprise], 1).astype(np.float32)[0]
+    affinity = (float(drawn[0]), float(drawn[1]), float(drawn[2]), float(drawn[3]))
+    abuser = bool(rng.random(1)[0] < pop.abuser_share)
+    rate_per_day = rate_per_week / DAYS_PER_WEEK
+    visit_prob, cart_prob = calibrate_one(model, rate_per_day, nu, price_sensitivity, loss_aversion)
+    return ShopperTraits(
+        rate_per_day,
+        dropout,
+        nu,
+        loss_aversion,
+        price_sensitivity,
+        streak_sensitivity,
+        susceptibility,
+        referral,
+        affinity,
+        abuser,
+        visit_prob,
+        cart_prob,
+    )
+
+
+def calibrate_one(
+    model: JourneyModel, rate_per_day: float, nu: float, price_sensitivity: float, loss_aversion: float
+) -> tuple[float, float]:
+    """Twin of :func:`sim.population.calibrate_session_rates` for one shopper."""
+    sc = model.scenario
+    s = sc.sessions
+    baskets = model.basket_quantiles / nu
+    pay = baskets + shipping_fee(baskets, sc.shipping.fee, sc.shipping.free_threshold)
+    checkout = checkout_probability(
+        model.base_logit, np.array(price_sensitivity), pay, baskets, loss_aversion
+    )
+    carts_per_day = rate_per_day / float(expected_orders_per_cart(checkout.mean(), s.cart_return_rate))
+    visit_prob = -math.expm1(-carts_per_day / s.add_to_cart_rate)
+    return visit_prob, min(1.0, carts_per_day / max(visit_prob, 1e-300))
+
+
+def expected_order_margin_scalar(model: JourneyModel, spend_nu: float) -> float:
+    """Twin of :func:`sim.economics.expected_order_margin` for one shopper."""
+    sc = model.scenario
+    ship, loyalty, returns = sc.shipping, sc.loyalty, sc.returns
+    p = sc.population.spend.p
+    spend = p / spend_nu
+    p_below = float(special.gammainc(p, ship.free_threshold * spend_nu))
+    points_cost = loyalty.points_per_dollar * loyalty.point_value
+    return (
+        spend * (1.0 - model.mean_cogs - points_cost)
+        + ship.fee * p_below
+        - ship.carrier_cost_per_order
+        - model.mean_return * (spend + returns.handling_cost)
+        + returns.restock_share * model.mean_return_cogs * spend
+    )
+
+
+# ---- the simulation -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Decision:
+    """The shopper at a decision point, awaiting an incentive."""
+
+    kind: DecisionKind
+    time_hours: float
+
+
+class Journey:
+    """One shopper's life from acquisition to churn or the horizon, on its own SimPy clock.
+
+    Drive it like the engine: ``while (d := journey.next_decision()) is not None:
+    journey.submit(incentive_id)``. Where the one-shopper world differs from the population
+    engine:
+
+    * **Deliveries without a warehouse queue.** An order follows the scenario's delivery
+      schedule as if the warehouse never backed up: it reaches the warehouse at the end of its
+      session batch (``engine.session_batch_hours``; recovered carts at once), is picked by
+      the next wave, leaves at the next carrier cut-off and arrives after the base transit and
+      jitter days at the delivery hour. It is late when that is after the promise. This is the
+      scenario's queue-free lateness (about 5% of orders in the default shop; the population
+      engine adds the load's delays on top).
+    * **Social proof from a constant neighbour signal** (``neighbour_signal`` recent neighbour
+      purchases; the population engine's default shop averages about 1). The bestseller badge
+      is scaled by the population mean of social susceptibility (the Beta mean).
+    * **No tier inflation**: no other shoppers fill the tiers, so a perk keeps its full worth.
+    * **Referred friends are not simulated.** A referral bonus makes her invite friends as in
+      :mod:`sim.mechanisms.referral`; each friend's first order is drawn (Gamma-Gamma, topped
+      up), and the bonus cost is booked on her ledger the day after, when that order reaches
+      the anti-fraud floor (abusers' fake accounts too). The friends' own margin is not hers,
+      so here a referral shows only its cost.
+    * **No session batches**: decisions happen at the session's own time.
+    * **Churn and win-back**: a churned shopper still reaches her lapsing decision, where an
+      incentive brings her back with ``mechanisms.churn.winback_rate`` (as in the engine).
+      The journey ends at churn unless such a win-back point lies ahead within the horizon;
+      it then ends there if she is not won back.
+    """
+
+    def __init__(
+        self,
+        model: JourneyModel,
+        rng: np.random.Generator,
+        horizon_days: int,
+        decision_kinds: frozenset[str],
+        neighbour_signal: float,
+    ) -> None:
+        if horizon_days < 1:
+            raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
+        self.model = model
+        self.scenario = sc = model.scenario
+        self.catalog = model.catalog
+        self.rng = rng
+        self.horizon_days = horizon_days
+        self.horizon_hours = horizon_days * HOURS_PER_DAY
+        self.decision_kinds = decision_kinds
+        self._u: list[float] = []
+        self._ui = _BLOCK
+        self._gammas: list[float] = []
+        mech = self._mech = sc.mechanisms
+        self._kind, self._value = model.kind, model.value
+
+        # --- the shopper: traits drawn as the population engine draws them -----------------
+        acquired_at = float(rng.random()) * HOURS_PER_DAY if sc.population.acquisition_days > 0 else 0.0
+        traits = self.traits = draw_traits(model, rng)  # the simulator's truth, never observed
+        self.acquired_at = acquired_at
+        self.spend_p = sc.population.spend.p
+        self.spend_nu = traits.spend_nu
+        self.loss_aversion = traits.loss_aversion
+        self.price_sensitivity = traits.price_sensitivity
+        self.streak_sensitivity = traits.streak_sensitivity
+        self.affinity = traits.affinity
+        self.cart_prob = traits.cart_prob
+        self.order_margin = expected_order_margin_scalar(model, traits.spend_nu)
+        self._rate_per_hour = model.delta_per_day / HOURS_PER_DAY
+        social = mech.social
+        self._proof = social_logit_lift_scalar(
+            neighbour_signal,
+            traits.social_susceptibility,
+            False,
+            model.mean_susceptibility,
+            social.proof_weight,
+            social.saturation,
+            social.bestseller_lift,
+        )
+        self._badge_lift = (
+            social_logit_lift_scalar(
+                neighbour_signal,
+                traits.social_susceptibility,
+                True,
+                model.mean_susceptibility,
+                social.proof_weight,
+                social.saturation,
+                social.bestseller_lift,
+            )
+            - self._proof
+        )
+
+        # --- observable state -------------------------------------------------------------------
+        self.alive = True
+        self.churned_at = math.nan
+        self.last_order_at = acquired_at
+        self.last_visit_day = -10
+        self.orders = 0
+        self.monetary = 0.0
+        self.points = 0
+        self.tier = 0
+        self.streak_days = 0
+        self.streak_freezes = 0
+        self.cart_value = 0.0
+        self._cart_id = -1
+        self.deliveries = 0
+        self.late_deliveries = 0
+        self.last_delivery_late = False
+        self.incentives_received = 0
+        self.ineligible_offers = 0
+        self.offer = _NO_OFFER
+        self.offer_expires_at = -math.inf
+        self.lapsing_flagged = False
+        self.reference_ratio = 1.0
+        self.promo_share = 0.0
+        self.qualifying_spend = 0.0
+        self.qualifying_tier = 0
+        self.requalify_at = acquired_at + mech.tiers.membership_days * HOURS_PER_DAY
+        self._frustration = 0.0  # as of the start of day _frustration_day
+        self._frustration_day = 0
+        # --- ledger (int cents, as sim.economics.Ledger) and counters ----------------------------
+        self.revenue_cents = self.cogs_cents = self.incentive_cents = 0
+        self.shipping_cents = self.returns_cents = 0
+        self.margin_pv = 0.0
+        self.referral_cost_cents = 0
+        self.visits = self.carts = self.abandoned = self.recovered = self.returns = 0
+        self.friends_referred = 0
+
+        # --- the clock ----------------------------------------------------------------------------
+        self.env = simpy.Environment()
+        self.done = False
+        self.terminated = False  # ended by churn (else by the horizon)
+        self.end_hours = math.nan
+        self._pending: Decision | None = None
+        self._answer: simpy.Event | None = None
+        self._sleeping_until_day = -1  # the day the shopper process sleeps towards (-1: awake)
+        self._replan_day = 0  # where to plan from after an interrupt
+        self._process = self.env.process(self._life())
+
+    # ---- driving ------------------------------------------------------------------------------
+    def next_decision(self) -> Decision | None:
+        """Run the clock to the next decision point; ``None`` once the journey has ended."""
+        if self._pending is not None:
+            return self._pending
+        step = self.env.step
+        while self._pending is None and not self.done:
+            step()
+        return self._pending
+
+    def submit(self, incentive_id: int) -> None:
+        """Give ``incentive_id`` (0 = none) at the pending decision point and resume the clock."""
+        if self._pending is None or self._answer is None:
+            raise RuntimeError("no decision is pending: call next_decision() first")
+        if not 0 <= incentive_id < len(self._kind):
+            raise ValueError(f"incentive id must be in [0, {len(self._kind) - 1}], got {incentive_id}")
+        self._pending = None
+        self._answer.succeed(incentive_id)
+
+    @property
+    def now_hours(self) -> float:
+        """Current time in hours since the start of day 0 (the end time once the journey ended)."""
+        return self.end_hours if self.done else float(self.env.now)
+
+    def margin_cents(self) -> int:
+        """Net margin so far, in cents (revenue minus the cost lines)."""
+        return (
+            self.revenue_cents
+            - self.cogs_cents
+            - self.incentive_cents
+            - self.shipping_cents
+            - self.returns_cents
+        )
+
+    def residual_value(self) -> float:
+        """Expected discounted margin of her future orders from her true traits (0 once churned)."""
+        if not self.alive:
+            return 0.0
+        age_days = (self.now_hours - self.acquired_at) / HOURS_PER_DAY
+        return residual_value_scalar(
+            self.traits.purchase_rate_per_day,
+            self.traits.dropout_prob,
+            self.order_margin,
+            self.model.delta_per_day,
+            age_days,
+        )
+
+    def tier_progress(self) -> float:
+        """Share of the way to the next tier (on the membership period's spend)."""
+        return tier_progress_scalar(self.qualifying_spend, self.tier, self.model.thresholds)
+
+    def frustration_on(self, day: int) -> float:
+        """Streak frustration after the start of ``day``'s fading."""
+        return self._frustration * self.model.frustration_decay ** (day - self._frustration_day)
+
+    def offer_active(self, now: float) -> bool:
+        """Whether she holds an unexpired offer."""
+        return self.offer != _NO_OFFER and self.offer_expires_at >= now
+
+    # ---- random numbers ---------------------------------------------------------------------
+    def _uniform(self) -> float:
+        i = self._ui
+        if i == _BLOCK:
+            self._u = self.rng.random(_BLOCK).tolist()
+            i = 0
+        self._ui = i + 1
+        return self._u[i]
+
+    def _standard_gamma(self) -> float:
+        if not self._gammas:
+            self._gammas = self.rng.standard_gamma(self.spend_p, 64).tolist()
+        return self._gammas.pop()
+
+    # ---- the shopper process ----------------------------------------------------------------
+    def _life(self) -> Generator[simpy.Event, Any, None]:
+        env, sc = self.env, self.scenario
+        if self.acquired_at > 0:
+            yield env.timeout(self.acquired_at)
+        if sc.population.first_order_at_acquisition:
+            basket = self._basket(self._standard_gamma() / self.spend_nu)
+            self._place_order(self.acquired_at, basket, self._category(), _NO_OFFER, 0, _NO_TERMS, True)
+        day = int(self.acquired_at // HOURS_PER_DAY)
+        lapse_hours = sc.sessions.lapse_after_days * HOURS_PER_DAY
+        while not self.done:
+            if day >= self.horizon_days:
+                yield env.timeout(self.horizon_hours - env.now)
+                self._finish(self.horizon_hours, terminated=False)
+                return
+            start = day * HOURS_PER_DAY
+            if self.requalify_at <= start:  # a boundary day: wait for it, then requalify
+                woke = yield from self._sleep_until(start, day)
+                if not woke:
+                    day = self._replan_day
+                    continue
+                self._requalify(start)
+            self._settle_streak(day)
+            lapse_day = self._lapse_day(lapse_hours)
+            if lapse_day <= day:
+                day = yield from self._lapsing_day(day)
+                continue
+            if not self.alive:  # churned, a win-back point ahead: go there
+                day = lapse_day
+                continue
+            limit = self._window_end(day, lapse_day)
+            session_day = self._draw_session_day(day, limit)
+            if session_day is None:
+                day = limit
+                continue
+            t = session_day * HOURS_PER_DAY + hour_from_uniform_scalar(self._uniform(), self.model.hour_cdf)
+            if t <= self.acquired_at:  # the acquisition day: only sessions after acquisition count
+                day = session_day + 1
+                continue
+            woke = yield from self._sleep_until(t, session_day)
+            if not woke:
+                day = self._replan_day
+                continue
+            if self.alive:
+                self._settle_streak(session_day)
+                yield from self._session(t)
+            day = session_day + 1
+
+    def _sleep_until(self, t: float, day: int) -> Generator[simpy.Event, Any, bool]:
+        """Sleep until ``t`` (in ``day``); False if woken early because her state changed."""
+        self._sleeping_until_day = day
+        try:
+            yield self.env.timeout(t - self.env.now)
+        except simpy.Interrupt:
+            return False
+        finally:
+            self._sleeping_until_day = -1
+        return True
+
+    def _state_changed(self, now: float) -> None:
+        """Another process changed what her visits depend on: plan again from tomorrow."""
+        day = int(now // HOURS_PER_DAY)
+        if self._sleeping_until_day > day and not self.done:
+            self._replan_day = day + 1
+            self._sleeping_until_day = -1  # one interrupt per sleep
+            self._process.interrupt()
+
+    def _lapse_day(self, lapse_hours: float) -> int:
+        """The day whose start finds her lapsing (recency past the threshold); horizon if none."""
+        if self.lapsing_flagged:
+            return self.horizon_days
+        return min(math.ceil((self.last_order_at + lapse_hours) / HOURS_PER_DAY), self.horizon_days)
+
+    def _lapsing_day(self, day: int) -> Generator[simpy.Event, Any, int]:
+        """The lapsing decision at the day's start; the day's visit is drawn before it, as in the engine."""
+        start = day * HOURS_PER_DAY
+        visit = self.alive and self._uniform() < self._visit_probability(day)
+        woke = yield from self._sleep_until(start, day)
+        if not woke:
+            return self._replan_day
+        self.lapsing_flagged = True
+        if "lapsing" in self.decision_kinds:
+            action = yield from self._decide("lapsing", start)
+            self._give(action, start)
+            if action > 0 and not self.alive and self._uniform() < self._mech.churn.winback_rate:
+                self.alive = True
+                self.churned_at = math.nan
+        if not self.alive:
+            self._finish(start, terminated=True)
+            return day
+        if visit:
+            t = start + hour_from_uniform_scalar(self._uniform(), self.model.hour_cdf)
+            woke = yield from self._sleep_until(t, day)
+            if not woke:
+                return self._replan_day
+            if self.alive:
+                yield from self._session(t)
+        return day + 1
+
+    def _window_end(self, day: int, lapse_day: int) -> int:
+        """The first day after ``day`` on which her visit probability may change by itself."""
+        limit = lapse_day
+        if self.streak_days > 0 and self.scenario.mechanisms.streaks.missed_day_rule != "freeze":
+            limit = min(limit, self.last_visit_day + 2 + self.streak_freezes)
+        for change in self.model.season_changes:
+            if change > day:
+                limit = min(limit, change)
+                break
+        tiers = self._mech.tiers
+        if tiers.downgrade_weight > 0:
+            warning_day = math.ceil(
+                (self.requalify_at - tiers.downgrade_warning_days * HOURS_PER_DAY) / HOURS_PER_DAY
+            )
+            if warning_day > day:
+                limit = min(limit, warning_day)
+        limit = min(limit, math.ceil(self.requalify_at / HOURS_PER_DAY))
+        if self._kind[self.offer] == _K["streak_bonus"] and self.offer_expires_at >= day * HOURS_PER_DAY:
+            limit = min(limit, int(self.offer_expires_at // HOURS_PER_DAY) + 1)
+        if self._frustration > 1e-3:  # frustration fades: keep the thinning bound tight
+            limit = min(limit, day + 7)
+        return max(limit, day + 1)
+
+    def _draw_session_day(self, day: int, limit: int) -> int | None:
+        """The next session day in ``[day, limit)`` (None if none), by geometric skips and thinning.
+
+        Within the window only frustration changes, and it only fades: the probability with the
+        window's last frustration bounds every day's, and a candidate day is kept with the ratio.
+        """
+        rest = self._visit_multiplier_rest(day)
+        bound = self._visit_probability(limit - 1, rest)
+        if bound <= 0.0:
+            return None
+        exact = self.frustration_on(day) == self.frustration_on(limit - 1)
+        log_miss = math.log1p(-bound) if bound < 1.0 else -math.inf
+        d = day
+        while True:
+            if log_miss != -math.inf:
+                d += int(math.log(1.0 - self._uniform()) / log_miss)
+            if d >= limit:
+                return None
+            if exact or self._uniform() * bound < self._visit_probability(d, rest):
+                return d
+            d += 1
+
+    def _visit_probability(self, day: int, rest: float | None = None) -> float:
+        """Her session probability on ``day``; ``rest`` is :meth:`_visit_multiplier_rest` if known."""
+        streaks, prospect = self._mech.streaks, self._mech.prospect
+        multiplier = visit_hazard_multiplier_scalar(
+            self.streak_days,
+            self.frustration_on(day),
+            self.streak_sensitivity,
+            self.loss_aversion,
+            streaks.weight,
+            streaks.cap_days,
+            streaks.min_days,
+            prospect.alpha,
+            prospect.beta,
+        )
+        if rest is None:
+            rest = self._visit_multiplier_rest(day)
+        return visit_probability_scalar(self.traits.visit_prob, multiplier * rest)
+
+    def _visit_multiplier_rest(self, day: int) -> float:
+        """The visit-hazard factors other than streak and frustration: bonus, season, tiers."""
+        mech = self._mech
+        prospect = mech.prospect
+        multiplier = 1.0
+        start = day * HOURS_PER_DAY
+        offer = self.offer
+        if self._kind[offer] == _K["streak_bonus"] and self.offer_expires_at >= start:
+            types = mech.incentive_types
+            appeal = affinity_factor_scalar(
+                self.affinity, self.model.type_column[offer], types.affinity_weight
+            )
+            value = self._value[offer] * self.scenario.loyalty.point_value
+            pull = mech.streaks.weight * self.streak_sensitivity * appeal
+            multiplier *= math.exp(pull * (value / types.streak_bonus_reference) ** prospect.alpha)
+        for peak in self.scenario.sessions.peaks:
+            if peak.start_day <= day < peak.start_day + peak.days:
+                multiplier *= peak.visit_multiplier
+        tiers = mech.tiers
+        if tiers.goal_gradient > 0 and self.qualifying_spend > 0:
+            progress = tier_progress_scalar(
+                self.qualifying_spend, self.qualifying_tier, self.model.thresholds
+            )
+            multiplier *= 1.0 + tiers.goal_gradient * progress**2
+        if tiers.downgrade_weight > 0 and self.requalify_at - start <= tiers.downgrade_warning_days * 24.0:
+            multiplier *= downgrade_threat_scalar(
+                self.tier,
+                self.qualifying_tier,
+                self.loss_aversion,
+                self.model.top_tier,
+                tiers.downgrade_weight,
+                prospect.beta,
+            )
+        return multiplier
+
+    def _settle_streak(self, day: int) -> None:
+        """Apply the missed-day rule for every day up to ``day`` she missed (engine: day start)."""
+        streaks = self._mech.streaks
+        while self.streak_days > 0 and self.last_visit_day < day - 1:
+            missed_on = self.last_visit_day + 2  # the day whose start finds yesterday missed
+            if self.streak_freezes > 0:
+                self.streak_freezes -= 1
+            elif streaks.missed_day_rule == "freeze":
+                self.last_visit_day = day - 1  # nothing changes on any later missed day either
+                return
+            else:
+                before = self.streak_days
+                keep = 0.0 if streaks.missed_day_rule == "reset" else streaks.decay_keep
+                after = math.floor(before * keep)
+                self.streak_days = after
+                lost = before - after if before >= streaks.min_days else 0
+                if lost and streaks.break_penalty > 0:
+                    prospect = self._mech.prospect
+                    added = (
+                        streaks.break_penalty
+                        * self.streak_sensitivity
+                        * loss_weight_scalar(
+                            float(lost),
+                            streaks.cap_days,
+                            1,
+                            self.loss_aversion,
+                            prospect.alpha,
+                            prospect.beta,
+                        )
+                    )
+                    self._frustration = self.frustration_on(missed_on) + added
+                    self._frustration_day = missed_on
+            self.last_visit_day = missed_on - 1
+
+    def _requalify(self, start: float) -> None:
+        """Her membership period ended: she keeps the tier its spend earned."""
+        while self.requalify_at <= start:
+            self.tier = tier_of_scalar(self.qualifying_spend, self.model.thresholds)
+            self.qualifying_spend = 0.0
+            self.qualifying_tier = 0
+            self.requalify_at += self._mech.tiers.membership_days * HOURS_PER_DAY
+
+    # ---- sessions, carts, checkout ------------------------------------------------------------
+    def _session(self, t: float) -> Generator[simpy.Event, Any, None]:
+        """A session: streak, login decision, maybe a cart, its checkout or abandonment."""
+        day = int(t // HOURS_PER_DAY)
+        continued = self.last_visit_day == day - 1
+        self.streak_days = self.streak_days + 1 if continued else 1
+        self.last_visit_day = day
+        self.visits += 1
+        streaks = self._mech.streaks
+        offer = self.offer
+        if (
+            self._kind[offer] == _K["streak_bonus"]
+            and continued
+            and self.streak_days >= streaks.min_days
+            and self.offer_expires_at >= t
+        ):  # the streak held: the bonus points are credited
+            self.points += int(self._value[offer])
+            self.offer, self.offer_expires_at = _NO_OFFER, -math.inf
+        if "login" in self.decision_kinds:
+            action = yield from self._decide("login", t)
+            self._give(action, t)
+        if self._uniform() >= self.cart_prob:
+            return
+        self.carts += 1
+        basket = self._basket(self._standard_gamma() / self.spend_nu)
+        category = self._category()
+        badge = self._uniform() < self._mech.social.bestseller_share
+        self._cart_id += 1
+        cart_id = self._cart_id
+        self.cart_value = basket
+        if self._checkout(t, basket, category, badge):
+            return
+        self.abandoned += 1
+        if "cart_abandoned" in self.decision_kinds:
+            action = yield from self._decide("cart_abandoned", t)
+            self._give(action, t)
+        batch = self.scenario.engine.session_batch_hours
+        wake = (math.floor(t / batch) + 1) * batch + self.scenario.sessions.cart_recovery_hours
+        self.env.process(self._cart_timer(cart_id, basket, category, badge, wake))
+
+    def _decide(self, kind: DecisionKind, t: float) -> Generator[simpy.Event, Any, int]:
+        self._answer = self.env.event()
+        self._pending = Decision(kind, t)
+        action: int = yield self._answer
+        return action
+
+    def _basket(self, drawn: float) -> float:
+        ship, topup = self.scenario.shipping, self._mech.shipping_threshold
+        return topped_up_basket_scalar(
+            drawn,
+            self._uniform(),
+            ship.fee,
+            ship.free_threshold,
+            topup.topup_prob,
+            topup.max_gap_fee_multiple,
+            topup.overshoot_max,
+        )
+
+    def _category(self) -> int:
+        return min(bisect_right(self.model.category_cdf, self._uniform()), len(self.model.category_cdf) - 1)
+
+    def _cart_timer(
+        self, cart_id: int, basket: float, category: int, badge: bool, wake: float
+    ) -> Generator[simpy.Event, Any, None]:
+        """The cart-abandonment timer: she may come back and decide again; otherwise the cart is lost."""
+        yield self.env.timeout(wake - self.env.now)
+        if self.done or self._cart_id != cart_id or self.cart_value == 0.0:
+            return  # replaced by a newer cart, or already bought
+        now = self.env.now
+        back = self.alive and self._uniform() < self.scenario.sessions.cart_return_rate
+        if back and self._checkout(now, basket, category, badge, recovered=True):
+            self.recovered += 1
+            self._state_changed(now)
+            return
+        self.cart_value = 0.0
+
+    def _checkout(self, t: float, basket: float, category: int, badge: bool, recovered: bool = False) -> bool:
+        """She sees what she would pay (offer, shipping, points) and decides; an order if she buys."""
+        sc = self.scenario
+        loyalty, ship, mech = sc.loyalty, sc.shipping, self._mech
+        offer = self.offer if self.offer_expires_at >= t else _NO_OFFER
+        terms = offer_terms_scalar(self.catalog, offer, basket) if offer != _NO_OFFER else _NO_TERMS
+        fee = 0.0 if terms.free_shipping or basket >= ship.free_threshold else ship.fee
+        redeem_points = 0
+        if self.points >= loyalty.min_redeem_points:
+            redeem_points = min(self.points, math.floor((basket - terms.discount) / loyalty.point_value))
+        pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
+        pull = self._offer_pull(terms, basket) if terms.applies else 0.0
+        sensitivity = self.price_sensitivity * (
+            1.0 + mech.reference_price.promo_sensitivity * self.promo_share
+        )
+        lift = self._proof + (self._badge_lift if badge else 0.0)
+        prob = checkout_probability_scalar(
+            self.model.base_logit + lift,
+            sensitivity,
+            pay - pull,
+            basket * self.reference_ratio,
+            self.loss_aversion,
+        )
+        if self._uniform() >= prob:
+            return False
+        self._place_order(t, basket, category, offer, redeem_points, terms, not recovered)
+        return True
+
+    def _offer_pull(self, terms: OfferTerms, basket: float) -> float:
+        """Dollar-equivalent pull of points, perks and surprises (twin of the engine's ``_offer_pull``)."""
+        loyalty, mech = self.scenario.loyalty, self._mech
+        prospect, types = mech.prospect, mech.incentive_types
+        extra_points = (
+            terms.points_multiplier - 1.0
+        ) * basket * loyalty.points_per_dollar + terms.bonus_points
+        appeal = affinity_factor_scalar(self.affinity, terms.type_column, types.affinity_weight)
+        perk = terms.hedonic_value
+        if terms.type_column == TYPE_COLUMN["surprise"]:
+            perk *= 1.0 + types.uncertainty_premium
+        if terms.type_column == TYPE_COLUMN["hedonic"]:
+            perk *= min(max(1.0 - mech.tiers.inflation * self.model.tier_share[self.tier], 0.0), 1.0)
+        framed = framed_offer_pull_scalar(
+            extra_points * loyalty.point_value,
+            terms.loss_framed,
+            self.loss_aversion,
+            prospect.alpha,
+            prospect.beta,
+        )
+        return appeal * (framed + prospect_value_scalar(perk, 1.0, prospect.alpha, prospect.beta))
+
+    def _book(self, t: float, revenue: int, cogs: int, incentive: int, shipping: int, returns: int) -> None:
+        self.revenue_cents += revenue
+        self.cogs_cents += cogs
+        self.incentive_cents += incentive
+        self.shipping_cents += shipping
+        self.returns_cents += returns
+        net = revenue - cogs - incentive - shipping - returns
+        self.margin_pv += net / 100.0 * math.exp(-self._rate_per_hour * (t - self.acquired_at))
+
+    def _place_order(
+        self,
+        t: float,
+        basket: float,
+        category: int,
+        offer: int,
+        redeem_points: int,
+        terms: OfferTerms,
+        via_batch: bool,
+    ) -> None:
+        """Book an order: ledger, points, offer redeemed, state, BG/NBD dropout, delivery."""
+        sc, mech = self.scenario, self._mech
+        loyalty, ship = sc.loyalty, sc.shipping
+        list_cents = round(basket * 100.0)
+        fee = ship.fee if basket < ship.free_threshold else 0.0
+        fee_cents = round(fee * 100.0)
+        coupon_cents = round(terms.discount * 100.0)
+        redeem_cents = round(redeem_points * loyalty.point_value * 100.0)
+        cogs_cents = round(list_cents * self.model.cogs_ratio[category])
+        earned = math.floor(basket * loyalty.points_per_dollar * terms.points_multiplier) + terms.bonus_points
+        perk_cents = 0
+        if terms.hedonic_value:
+            types = mech.incentive_types
+            if terms.type_column == TYPE_COLUMN["surprise"]:
+                cost = terms.hedonic_value * (0.5 + self._uniform()) * types.surprise_cost_ratio
+            else:
+                cost = terms.hedonic_value * types.perk_cost_ratio
+            perk_cents = round(cost * 100.0)
+        incentive = coupon_cents + redeem_cents + (fee_cents if terms.free_shipping else 0) + perk_cents
+        self._book(
+            t, list_cents + fee_cents, cogs_cents, incentive, round(ship.carrier_cost_per_order * 100.0), 0
+        )
+        self.points += earned - redeem_points
+        if offer != _NO_OFFER and terms.applies:
+            self.offer, self.offer_expires_at = _NO_OFFER, -math.inf
+        smoothing = mech.reference_price.smoothing
+        paid_ratio = (list_cents - coupon_cents - redeem_cents) / max(list_cents, 1)
+        self.reference_ratio = (1.0 - smoothing) * self.reference_ratio + smoothing * paid_ratio
+        self.promo_share = (1.0 - smoothing) * self.promo_share + smoothing * (coupon_cents > 0)
+        repeat = self.orders > 0
+        self.orders += 1
+        self.monetary += basket
+        self.last_order_at = t
+        self.lapsing_flagged = False
+        self.cart_value = 0.0
+        self.qualifying_spend += basket
+        self.qualifying_tier = tier_of_scalar(self.qualifying_spend, self.model.thresholds)
+        self.tier = max(self.tier, self.qualifying_tier)
+        self.env.process(
+            self._delivery(
+                t, category, list_cents, coupon_cents + redeem_cents, cogs_cents, earned, via_batch
+            )
+        )
+        if not repeat:
+            return
+        churn, tiers = mech.churn, mech.tiers
+        relief = perk_dropout_relief_scalar(
+            self.tier, self.model.tier_share, self.model.top_tier, tiers.perk_dropout_relief, tiers.inflation
+        )
+        dropout = (1.0 - relief) * dropout_probability_scalar(
+            self.traits.dropout_prob,
+            self.last_delivery_late,
+            self.deliveries > 0,
+            self.frustration_on(int(t // HOURS_PER_DAY)),
+            churn.late_dropout_multiplier,
+            churn.on_time_relief,
+            churn.frustration_weight,
+        )
+        if self._uniform() < dropout:
+            self._churn(t)
+
+    def delivery_due_hours(self, placed_at: float, via_batch: bool, u_transit: float) -> float:
+        """When an order arrives on the queue-free schedule (batch end, wave, cut-off, transit)."""
+        sc = self.scenario
+        ship, waves = sc.shipping, sc.warehouse.wave_hours
+        batch = sc.engine.session_batch_hours
+        at_warehouse = (math.floor(placed_at / batch) + 1) * batch if via_batch else placed_at
+        day = math.floor(at_warehouse / HOURS_PER_DAY)
+        hour = at_warehouse - day * HOURS_PER_DAY
+        wave = next((w for w in waves if w >= hour), None)
+        if wave is None:
+            day, wave = day + 1, waves[0]
+        if wave > ship.carrier_cutoff_hour:  # picked after today's cut-off: leaves tomorrow
+            day += 1
+        shipped_at = day * HOURS_PER_DAY + ship.carrier_cutoff_hour
+        transit = ship.base_transit_days + math.floor(u_transit * (ship.transit_jitter_days + 1))
+        due = (day + transit) * HOURS_PER_DAY + ship.delivery_hour
+        return due + HOURS_PER_DAY if due <= shipped_at else due
+
+    def _delivery(
+        self,
+        placed_at: float,
+        category: int,
+        list_cents: int,
+        discount_cents: int,
+        cogs_cents: int,
+        points_earned: int,
+        via_batch: bool,
+    ) -> Generator[simpy.Event, Any, None]:
+        """The parcel's journey: delivery (late or not, maybe churn), then maybe a return."""
+        sc = self.scenario
+        due = self.delivery_due_hours(placed_at, via_batch, self._uniform())
+        yield self.env.timeout(due - self.env.now)
+        if self.done:
+            return
+        late = due > placed_at + sc.shipping.promised_days * HOURS_PER_DAY
+        self.deliveries += 1
+        self.late_deliveries += late
+        self.last_delivery_late = late
+        if late and self.alive and self._uniform() < self._mech.churn.late_delivery_churn:
+            self._churn(due)
+            if self.done:
+                return
+        rate = self.model.return_rate[category] * (2.0 if self.traits.abuser else 1.0)
+        if self._uniform() >= min(rate, 1.0):
+            return
+        # Back after the delay; booked at the next daily returns round (12:00), as in the engine.
+        back = due + sc.returns.delay_days * HOURS_PER_DAY
+        booked = math.ceil((back - 12.0) / HOURS_PER_DAY) * HOURS_PER_DAY + 12.0
+        yield self.env.timeout(booked - self.env.now)
+        if self.done:
+            return
+        params = sc.returns
+        restock = round(params.restock_share * cogs_cents)
+        cost = list_cents - discount_cents + round(params.handling_cost * 100.0) - restock
+        self._book(booked, 0, 0, 0, 0, cost)
+        self.points = max(self.points - points_earned, 0)
+        self.returns += 1
+
+    def _churn(self, t: float) -> None:
+        """She quits. The journey ends here unless a win-back point (her lapsing decision) lies ahead."""
+        self.alive = False
+        self.churned_at = t
+        lapse_at = self.last_order_at + self.scenario.sessions.lapse_after_days * HOURS_PER_DAY
+        winnable = (
+            "lapsing" in self.decision_kinds
+            and self._mech.churn.winback_rate > 0
+            and not self.lapsing_flagged
+            and math.ceil(lapse_at / HOURS_PER_DAY) < self.horizon_days
+        )
+        if not winnable:
+            self._finish(t, terminated=True)
+        else:
+            self._state_changed(t)
+
+    def _finish(self, t: float, terminated: bool) -> None:
+        self.done = True
+        self.terminated = terminated
+        self.end_hours = t
+
+    # ---- incentives -----------------------------------------------------------------------------
+    def eligible_flags(self) -> tuple[bool, bool]:
+        """(shown streak, tier >= 1): all that :meth:`IncentiveCatalog.eligible` depends on."""
+        return self.streak_days >= self._mech.streaks.min_days, self.tier >= 1
+
+    def _give(self, incentive_id: int, t: float) -> None:
+        """Make a non-``none`` incentive her active offer, or act on it at once (freeze, referral)."""
+        if incentive_id == _NO_OFFER:
+            return
+        kind = self._kind[incentive_id]
+        streak_ok, tier_ok = self.eligible_flags()
+        if (kind in (_K["streak_freeze"], _K["streak_bonus"]) and not streak_ok) or (
+            kind == _K["tier_perk"] and not tier_ok
+        ):
+            self.ineligible_offers += 1  # not given (the environment masks these)
+            return
+        self.incentives_received += 1
+        if kind == _K["streak_freeze"]:
+            self.streak_freezes += 1
+        elif kind == _K["referral_bonus"]:
+            self._invite(incentive_id, t)
+        else:
+            self.offer = incentive_id
+            self.offer_expires_at = t + self.model.valid_hours[incentive_id]
+
+    def _invite(self, incentive_id: int, t: float) -> None:
+        """She invites friends (and an abuser opens fake accounts where the floor lets them through)."""
+        params = self._mech.referral
+        invites = int(self.rng.binomial(params.max_invites, self.traits.referral_propensity))
+        friends = int(self.rng.binomial(invites, params.accept_rate))
+        floor = self.model.min_basket[incentive_id]
+        fakes = params.abuser_fake_accounts if self.traits.abuser and floor <= params.fake_order_value else 0
+        if friends + fakes == 0:
+            return
+        self.friends_referred += friends
+        tomorrow = (math.floor(t / HOURS_PER_DAY) + 1) * HOURS_PER_DAY
+        joins = sorted(tomorrow + self._uniform() * HOURS_PER_DAY for _ in range(friends + fakes))
+        q, gamma = self.scenario.population.spend.q, self.scenario.population.spend.gamma
+        baskets = [
+            self._basket(self._standard_gamma() / float(self.rng.gamma(q, 1.0 / gamma)))
+            for _ in range(friends)
+        ] + [params.fake_order_value] * fakes
+        self.env.process(self._referral_payouts(incentive_id, joins, baskets))
+
+    def _referral_payouts(
+        self, incentive_id: int, joins: list[float], baskets: list[float]
+    ) -> Generator[simpy.Event, Any, None]:
+        """Pay her bonus for each friend whose first order reaches the anti-fraud floor."""
+        cents = round(self._value[incentive_id] * 100.0)
+        for at, basket in zip(joins, baskets, strict=True):
+            yield self.env.timeout(at - self.env.now)
+            if self.done:
+                return
+            if basket >= self.model.min_basket[incentive_id]:
+                self._book(at, 0, 0, cents, 0, 0)
+                self.referral_cost_cents += cents
