@@ -1,0 +1,489 @@
+"""Serve an exported incentive policy in production with numpy and onnxruntime only.
+
+``shopgym export`` writes a directory holding ``policy_card.json`` and one model file:
+``policy.onnx`` (a stable-baselines3 network, run by onnxruntime) or ``policy.json`` (a
+baseline's or bandit's decision rule, run by :mod:`policies.rules` in numpy). This module
+loads that directory and decides, without torch, stable-baselines3, SimPy or gymnasium, so a
+serving process stays small and starts fast.
+
+Features are the raw business values of the environment's observation fields, by name
+(``recency=12.0`` days, ``monetary=240.0`` dollars, ``incentives_received=2`` ...). The
+runtime normalizes them exactly as the environment does (``clip(raw / scale, low, high)`` in
+float64, then float32, with the card's constants), so the model sees what it saw in training.
+Decisions are deterministic: the argmax of the network's logits or Q-values, or the rule's
+choice, over the incentives the caller allows.
+
+Example:
+    >>> policy = load_policy("artifacts/ppo")  # doctest: +SKIP
+    >>> policy.decide({"recency": 12.0, ...}, allowed={"none", "coupon_10"})  # doctest: +SKIP
+    'coupon_10'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from policies.rules import Rule, compile_rule, masked_argmax
+
+#: The card's file name inside an artifact directory.
+CARD_FILE = "policy_card.json"
+#: Card layout version; bump when the card's JSON layout changes.
+CARD_FORMAT = 1
+#: The model file of each artifact format (nothing else is ever read, and never a pickle).
+MODEL_FILES = {"onnx": "policy.onnx", "json": "policy.json"}
+#: Name of the observation input of every exported ONNX graph, and of MaskablePPO's mask input.
+OBS_INPUT, MASK_INPUT = "obs", "action_mask"
+
+Ids = NDArray[np.int64]
+Masks = NDArray[np.bool_]
+
+
+class ArtifactError(ValueError):
+    """An artifact directory is incomplete, inconsistent or tampered with; the message says which."""
+
+
+class FeatureError(ValueError):
+    """Features given to a policy are missing, extra, not numbers or not finite; the message names them."""
+
+
+@dataclass(frozen=True)
+class CardLayout:
+    """The environment layout a card records (feature names and scales, incentives, heads)."""
+
+    obs_fields: tuple[str, ...]
+    obs_scales: tuple[float, ...]
+    obs_clip: tuple[float, float]
+    action_names: tuple[str, ...]
+    action_kinds: tuple[str, ...]
+    action_values: tuple[float, ...]
+    heads: tuple[str, ...]
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any]) -> CardLayout:
+        """Read and check the layout of a policy card."""
+        try:
+            features = card["features"]
+            normalization = card["normalization"]
+            actions = card["actions"]
+            layout = cls(
+                obs_fields=tuple(str(f["name"]) for f in features),
+                obs_scales=tuple(float(f["scale"]) for f in features),
+                obs_clip=(float(normalization["clip"][0]), float(normalization["clip"][1])),
+                action_names=tuple(str(a) for a in actions["names"]),
+                action_kinds=tuple(str(a) for a in actions["kinds"]),
+                action_values=tuple(float(a) for a in actions["values"]),
+                heads=tuple(str(h) for h in actions["heads"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ArtifactError(f"policy card lacks or garbles its layout: {error!r}") from error
+        if len(set(layout.obs_fields)) != len(layout.obs_fields) or not layout.obs_fields:
+            raise ArtifactError(
+                f"policy card features must be unique and non-empty: {list(layout.obs_fields)}"
+            )
+        if not all(np.isfinite(s) and s > 0 for s in layout.obs_scales):
+            raise ArtifactError(f"policy card scales must be finite and > 0: {list(layout.obs_scales)}")
+        low, high = layout.obs_clip
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ArtifactError(f"policy card clip {[low, high]} must be two finite numbers, low < high")
+        n = len(layout.action_names)
+        if (
+            n == 0
+            or len(set(layout.action_names)) != n
+            or len(layout.action_kinds) != n
+            or len(layout.action_values) != n
+        ):
+            raise ArtifactError("policy card actions need unique names, with one kind and one value each")
+        if not layout.heads:
+            raise ArtifactError("policy card names no action heads")
+        return layout
+
+
+class _Model(Protocol):
+    """A loaded decision model: normalized float32 observations and masks in, ids ``(n, heads)`` out."""
+
+    def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids: ...
+
+
+class _OnnxModel:
+    """An SB3 network exported to ONNX: logits or Q-values per head, argmax over allowed incentives."""
+
+    def __init__(self, model: bytes, layout: CardLayout, spec: Mapping[str, Any], threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ArtifactError(f"onnxruntime cannot load policy.onnx: {error}") from error
+        self.n_heads, self.n_actions = len(layout.heads), len(layout.action_names)
+        self.masked_input = spec.get("mask") == "input"
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        expected = [OBS_INPUT, MASK_INPUT] if self.masked_input else [OBS_INPUT]
+        if sorted(inputs) != sorted(expected):
+            raise ArtifactError(f"policy.onnx inputs {sorted(inputs)} differ from the card's {expected}")
+        if inputs[OBS_INPUT][-1] != len(layout.obs_fields):
+            raise ArtifactError(
+                f"policy.onnx reads {inputs[OBS_INPUT][-1]} features, the card lists {len(layout.obs_fields)}"
+            )
+        output = self.session.get_outputs()[0]
+        if output.shape[-1] != self.n_heads * self.n_actions:
+            raise ArtifactError(
+                f"policy.onnx outputs {output.shape[-1]} scores; the card has {self.n_heads} head(s) "
+                f"x {self.n_actions} incentives"
+            )
+        self.output = output.name
+        self._all_allowed = np.ones((1, self.n_heads * self.n_actions), dtype=np.bool_)
+
+    def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids:
+        feeds: dict[str, NDArray[Any]] = {OBS_INPUT: obs}
+        if self.masked_input:
+            flat = (
+                np.broadcast_to(self._all_allowed, (obs.shape[0], self._all_allowed.shape[1]))
+                if masks is None
+                else masks.reshape(obs.shape[0], -1)
+            )
+            feeds[MASK_INPUT] = np.ascontiguousarray(flat)
+        scores = self.session.run([self.output], feeds)[0].reshape(obs.shape[0], self.n_heads, self.n_actions)
+        if masks is None:
+            return np.argmax(scores, axis=2).astype(np.int64)
+        return masked_argmax(scores, masks)
+
+
+class _RuleModel:
+    """A baseline's or bandit's decision rule, evaluated by :mod:`policies.rules` in numpy."""
+
+    def __init__(self, rule: Rule, layout: CardLayout) -> None:
+        self.rule = rule
+        self.shape = (len(layout.heads), len(layout.action_names))
+
+    def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids:
+        if masks is None:
+            masks = np.ones((obs.shape[0], *self.shape), dtype=np.bool_)
+        # The rules read the float64 view of the float32 observation, as the in-process policies do.
+        return self.rule.decide(obs.astype(np.float64), masks)
+
+
+class RuntimePolicy:
+    """An exported policy, ready to decide: raw features by name in, incentive names out.
+
+    Build it with :func:`load_policy`. ``decide`` serves one decision; ``decide_batch`` many
+    (a DataFrame, a mapping of columns, a list of mappings, or an array in card order).
+    """
+
+    def __init__(self, card: Mapping[str, Any], layout: CardLayout, model: _Model, directory: Path) -> None:
+        self.card = card
+        self.layout = layout
+        self.directory = directory
+        self._model = model
+        self._names = layout.obs_fields
+        self._n = len(layout.obs_fields)
+        self._scales = np.asarray(layout.obs_scales, dtype=np.float64)
+        self._low, self._high = layout.obs_clip
+        self._actions = np.asarray(layout.action_names)
+        self._action_index = {name: i for i, name in enumerate(layout.action_names)}
+        self._single_head = len(layout.heads) == 1
+
+    # ---- what it is -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The policy's name (its kind, or its name in the experiment it came from)."""
+        return str(self.card["policy"]["name"])
+
+    @property
+    def kind(self) -> str:
+        """The policy kind (``ppo``, ``segment_rules``, ``lin_ucb`` ...)."""
+        return str(self.card["policy"]["kind"])
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The features ``decide`` requires, in the order an array given to ``decide_batch`` uses."""
+        return self._names
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """The incentives, by id (0 is ``none``)."""
+        return self.layout.action_names
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """One name per decision: ``("shopper",)``, or the segments of a per-segment policy."""
+        return self.layout.heads
+
+    # ---- deciding ---------------------------------------------------------------------------
+    def decide(
+        self,
+        features: Mapping[str, float],
+        allowed: Collection[str] | Mapping[str, Collection[str]] | None = None,
+    ) -> str | dict[str, str]:
+        """The incentive for one decision (per head, a dict head -> incentive, for per-segment policies).
+
+        ``allowed`` names the incentives this shopper may receive (eligibility); default all.
+        For a per-segment policy it may map each head to its own allowed set.
+        """
+        if len(features) != self._n:
+            raise FeatureError(self._mismatch(features.keys()))
+        try:
+            values = [features[name] for name in self._names]
+        except KeyError:
+            raise FeatureError(self._mismatch(features.keys())) from None
+        try:
+            raw = np.array(values)
+        except (TypeError, ValueError):
+            raise FeatureError(self._bad_values(None, values)) from None
+        if raw.dtype.kind not in "biuf" or raw.ndim != 1:
+            raise FeatureError(self._bad_values(None, values))
+        if not np.isfinite(raw).all():
+            raise FeatureError(self._bad_values(raw.reshape(1, -1), None))
+        obs = self._normalize(raw.reshape(1, -1))
+        masks = None if allowed is None else self._mask_one(allowed)
+        ids = self._model.ids(obs, masks)[0]
+        if self._single_head:
+            return str(self.layout.action_names[ids[0]])
+        return {head: self.layout.action_names[i] for head, i in zip(self.layout.heads, ids, strict=True)}
+
+    def decide_batch(self, features: Any, allowed: Any = None) -> NDArray[np.str_]:
+        """Incentive names for many decisions: shape ``(n,)``, or ``(n, heads)`` for per-segment policies.
+
+        ``features``: a DataFrame or a mapping with one column per feature, a list of mappings,
+        or an array ``(n, n_features)`` in :attr:`feature_names` order. ``allowed``: one set of
+        incentive names for every row, one set per row, or a boolean array ``(n, n_actions)``.
+        """
+        return self._actions[self.action_ids(features, allowed)]
+
+    def action_ids(self, features: Any, allowed: Any = None) -> Ids:
+        """Like :meth:`decide_batch`, as incentive ids (indices into :attr:`action_names`)."""
+        raw = self.features_array(features)
+        masks = None if allowed is None else self._mask_batch(allowed, raw.shape[0])
+        ids = self._model.ids(self._normalize(raw), masks)
+        return ids[:, 0] if self._single_head else ids
+
+    def normalize(self, features: Any) -> NDArray[np.float32]:
+        """The observations the model sees: ``clip(raw / scale, low, high)`` as float32, per row."""
+        return self._normalize(self.features_array(features))
+
+    def features_array(self, features: Any) -> NDArray[np.float64]:
+        """Checked raw features ``(n, n_features)`` in card order from any accepted batch form."""
+        if hasattr(features, "columns") and hasattr(features, "to_numpy"):  # a DataFrame
+            columns = [str(c) for c in features.columns]
+            if sorted(columns) != sorted(self._names) or len(set(columns)) != len(columns):
+                raise FeatureError(self._mismatch(columns))
+            values: Any = features[list(self._names)].to_numpy()
+        elif isinstance(features, Mapping):
+            if set(features) != set(self._names):
+                raise FeatureError(self._mismatch(features.keys()))
+            values = [np.asarray(features[name]).reshape(-1) for name in self._names]
+            if len({v.shape[0] for v in values}) > 1:
+                raise FeatureError("feature columns have different lengths; give one value per row in each")
+            values = np.stack(values, axis=1) if values else np.zeros((0, self._n))
+        elif isinstance(features, Sequence) and features and isinstance(features[0], Mapping):
+            for row, item in enumerate(features):
+                if (
+                    not isinstance(item, Mapping)
+                    or len(item) != self._n
+                    or not all(n in item for n in self._names)
+                ):
+                    keys = item.keys() if isinstance(item, Mapping) else ()
+                    raise FeatureError(f"row {row}: " + self._mismatch(keys))
+            values = [[item[name] for name in self._names] for item in features]
+        else:
+            values = features
+        try:
+            raw = np.asarray(values)
+        except (TypeError, ValueError) as error:
+            raise FeatureError(f"features are not an array of numbers: {error}") from error
+        if raw.ndim == 1 and raw.shape[0] == self._n:
+            raw = raw.reshape(1, -1)
+        if raw.ndim != 2 or raw.shape[1] != self._n:
+            raise FeatureError(
+                f"features of shape {raw.shape} given; expected (n, {self._n}) "
+                f"in the order {list(self._names)}"
+            )
+        if raw.dtype.kind not in "biuf":
+            try:
+                raw = raw.astype(np.float64)
+            except (TypeError, ValueError):
+                raise FeatureError(self._bad_values(None, raw)) from None
+            if raw.dtype.kind == "O":  # pragma: no cover - astype to float64 never returns object
+                raise FeatureError(self._bad_values(None, raw))
+        raw = raw.astype(np.float64, copy=False)
+        if not np.isfinite(raw).all():
+            raise FeatureError(self._bad_values(raw, None))
+        return raw
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _normalize(self, raw: NDArray[Any]) -> NDArray[np.float32]:
+        # float64 division and clip, then float32: the environment's own arithmetic.
+        return np.clip(raw.astype(np.float64, copy=False) / self._scales, self._low, self._high).astype(
+            np.float32
+        )
+
+    def _mismatch(self, given: Collection[Any]) -> str:
+        names = [str(g) for g in given]
+        missing = [n for n in self._names if n not in names]
+        extra = sorted(n for n in set(names) if n not in self._names)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        parts = []
+        if missing:
+            parts.append(f"missing features {missing}")
+        if extra:
+            parts.append(f"unknown features {extra}")
+        if repeated:
+            parts.append(f"repeated features {repeated}")
+        return (
+            f"{'; '.join(parts) or 'features do not match'}: policy {self.name!r} needs exactly "
+            f"{list(self._names)} (raw values: days, dollars, counts; see policy_card.json)"
+        )
+
+    def _bad_values(self, raw: NDArray[np.float64] | None, values: Any) -> str:
+        if raw is None:  # not numbers
+            array = np.asarray(values, dtype=object).reshape(-1, self._n)
+            for row, column in np.ndindex(array.shape):
+                value = array[row, column]
+                if isinstance(value, str | bytes) or not isinstance(value, int | float | np.number):
+                    return (
+                        f"feature {self._names[column]!r} (row {row}) is {value!r}, not a number; "
+                        "give finite numbers (raw business values)"
+                    )
+            return "features are not all numbers; give finite numbers (raw business values)"
+        bad = ~np.isfinite(raw)
+        rows, columns = np.nonzero(bad)
+        row, column = int(rows[0]), int(columns[0])
+        return (
+            f"feature {self._names[column]!r} is {raw[row, column]!r} (row {row}; "
+            f"{int(bad.sum())} non-finite value(s) in all); every feature must be a finite number"
+        )
+
+    def _ids_of(self, names: Collection[str], where: str) -> list[int]:
+        if isinstance(names, str | bytes):
+            raise FeatureError(
+                f"allowed{where} must be a collection of incentive names, got the string {names!r}"
+            )
+        unknown = sorted(str(n) for n in names if n not in self._action_index)
+        if unknown:
+            raise FeatureError(
+                f"allowed{where} names unknown incentives {unknown}; allowed: {list(self.action_names)}"
+            )
+        if not names:
+            raise FeatureError(
+                f"allowed{where} is empty; allow at least one incentive ('none' for no incentive)"
+            )
+        return [self._action_index[n] for n in names]
+
+    def _mask_one(self, allowed: Collection[str] | Mapping[str, Collection[str]]) -> Masks:
+        masks = np.zeros((1, len(self.heads), len(self.action_names)), dtype=np.bool_)
+        if isinstance(allowed, Mapping):
+            if set(allowed) != set(self.heads):
+                raise FeatureError(
+                    f"allowed per head must name exactly the heads {list(self.heads)}; got {sorted(allowed)}"
+                )
+            for h, head in enumerate(self.heads):
+                masks[0, h, self._ids_of(allowed[head], f"[{head!r}]")] = True
+        else:
+            masks[0, :, self._ids_of(allowed, "")] = True
+        return masks
+
+    def _mask_batch(self, allowed: Any, n: int) -> Masks:
+        shape = (n, len(self.heads), len(self.action_names))
+        if isinstance(allowed, np.ndarray) and allowed.dtype == np.bool_:
+            if allowed.size != int(np.prod(shape)):
+                raise FeatureError(
+                    f"allowed mask of shape {allowed.shape} given; "
+                    f"expected {shape[::2] if shape[1] == 1 else shape} "
+                    f"(rows x incentives {list(self.action_names)})"
+                )
+            masks = allowed.reshape(shape)
+            if not masks.any(axis=2).all():
+                raise FeatureError(
+                    "every row of the allowed mask must allow at least one incentive ('none' is id 0)"
+                )
+            return masks
+        if (
+            isinstance(allowed, Collection)
+            and not isinstance(allowed, str)
+            and all(isinstance(a, str) for a in allowed)
+        ):
+            return np.broadcast_to(self._mask_one(allowed), shape)
+        rows = list(allowed)
+        if len(rows) != n:
+            raise FeatureError(
+                f"allowed has {len(rows)} rows for {n} decisions; give one set per row or one for all"
+            )
+        masks = np.zeros(shape, dtype=np.bool_)
+        for row, names in enumerate(rows):
+            masks[row, :, self._ids_of(names, f"[{row}]")] = True
+        return masks
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The policy card of an artifact directory (or of the card file itself), format-checked."""
+    card_path = Path(path)
+    if card_path.is_dir():
+        card_path = card_path / CARD_FILE
+    if not card_path.is_file():
+        raise ArtifactError(
+            f"{card_path} not found; export the policy first: shopgym export SOURCE --out DIR"
+        )
+    try:
+        card: dict[str, Any] = json.loads(card_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{card_path} is not valid JSON: {error}") from error
+    if card.get("format") != CARD_FORMAT:
+        raise ArtifactError(
+            f"{card_path}: card format {card.get('format')!r} unsupported; this runtime reads {CARD_FORMAT}"
+        )
+    return card
+
+
+def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
+    """Load an exported policy directory, checking its card against its model file (SHA-256).
+
+    ``threads`` is onnxruntime's intra-op thread count (1: one core per decision, the lowest
+    single-decision latency for these small networks).
+    """
+    card = read_card(path)
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    layout = CardLayout.from_card(card)
+    spec = card.get("model", {})
+    fmt = spec.get("format")
+    if fmt not in MODEL_FILES or spec.get("file") != MODEL_FILES[fmt]:
+        raise ArtifactError(
+            f"{directory}: card model {fmt!r}/{spec.get('file')!r} unsupported; expected one of "
+            f"{[f'{k}/{v}' for k, v in MODEL_FILES.items()]}"
+        )
+    model_path = directory / MODEL_FILES[fmt]
+    if not model_path.is_file():
+        raise ArtifactError(f"{model_path} is missing; the card {directory / CARD_FILE} describes it")
+    data = model_path.read_bytes()  # hashed and loaded from the same bytes: no swap in between
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.get("sha256"):
+        raise ArtifactError(
+            f"{model_path} does not match its card: sha256 {digest[:16]}... but the card records "
+            f"{str(spec.get('sha256'))[:16]}...; the file was changed or belongs to another export. "
+            "Re-export it."
+        )
+    if fmt == "onnx":
+        return RuntimePolicy(card, layout, _OnnxModel(data, layout, spec, threads), directory)
+    try:
+        document = json.loads(data)
+        rule = compile_rule(document["decision"], layout)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{model_path}: not a decision model this runtime reads: {error}") from error
+    return RuntimePolicy(card, layout, _RuleModel(rule, layout), directory)
