@@ -86,6 +86,10 @@ def _simulate(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from experiments.bench import bench_envs, bench_sim, format_env_table, format_sim_table
 
+    if args.target == "export":
+        from experiments.export_cli import run_bench_export
+
+        return run_bench_export(args)
     if args.target == "envs":
         env_records = bench_envs(ppo_steps=args.ppo_steps, quiet=args.json)
         if args.json:
@@ -150,13 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
             "sim: shopper-days per second at several population sizes, beside a bare numpy loop "
             "making the same random draws (the limit), each size in a fresh process for peak memory. "
             "envs: raw steps per second of each environment beside CartPole-v1 in the same run, and "
-            "the share of SB3 PPO wall time spent inside the environment."
+            "the share of SB3 PPO wall time spent inside the environment. "
+            "export: p50/p99 latency of one decision and batch throughput of exported policies "
+            "(onnxruntime and numpy paths) on one core, against the 50 ms budget and a 100 us p99 target."
         ),
     )
     bench.add_argument(
         "target",
-        choices=["sim", "envs"],
-        help="sim: shopper-days/s by population size; envs: environment steps/s beside CartPole-v1",
+        choices=["sim", "envs", "export"],
+        help="sim: shopper-days/s by population size; envs: environment steps/s beside CartPole-v1; "
+        "export: decision latency of exported policies",
     )
     bench.add_argument("--ppo-steps", type=int, default=4096, help="envs: PPO timesteps for the env share")
     bench.add_argument("--scenario", default="configs/scenarios/default.yaml", help="scenario YAML")
@@ -179,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="print a JSON list of records instead of a table")
     bench.set_defaults(func=_bench)
+    from experiments.export_cli import add_bench_arguments, add_export_parser
+
+    add_bench_arguments(bench)
+    add_export_parser(sub)
 
     from experiments.run_cli import add_parsers
 
