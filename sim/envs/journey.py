@@ -128,7 +128,9 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     horizon, where an incentive wins her back with ``mechanisms.churn.winback_rate``; the
     episode then terminates there if she is not won back. Truncated at ``horizon_days``
     after the start of her acquisition day. A shopper who would reach no decision point
-    before the horizon is redrawn. ``info["episode"]`` holds the episode's totals at the end.
+    before the horizon is redrawn. ``info["episode_metrics"]`` holds the episode's return ``r``,
+    length ``l`` and her business totals at the end (not ``info["episode"]``, which gymnasium's
+    ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write).
 
     ## Arguments
     ``scenario`` (YAML path or Scenario; default ``configs/scenarios/default.yaml``),
@@ -253,7 +255,8 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         terminated = journey.done and journey.terminated
         truncated = journey.done and not journey.terminated
         if journey.done:
-            info["episode"] = {"r": self._episode_reward, "l": self._episode_steps, **self.summary()}
+            totals = {"r": self._episode_reward, "l": self._episode_steps}
+            info["episode_metrics"] = {**totals, **self.summary()}
         return self._observe(), reward, terminated, truncated, info
 
     def action_masks(self) -> NDArray[np.bool_]:
@@ -294,10 +297,13 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             "incentive_cost": j.incentive_cents / 100.0,
             "margin": j.margin_cents() / 100.0,
             "ltv": self._state[1],
+            "ltv_mean": self._state[1],  # the population envs' name: here a population of one
+            "active_share": float(j.alive),
             "ltv_realized": j.margin_pv,
             "points_liability": j.points * self.scenario.loyalty.point_value,
             "deliveries": j.deliveries,
             "late_deliveries": j.late_deliveries,
+            "late_delivery_share": j.late_deliveries / j.deliveries if j.deliveries else 0.0,
             "returns": j.returns,
             "incentives_offered": j.incentives_received,
             "ineligible_offers": j.ineligible_offers,
@@ -373,5 +379,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             "alive": j.alive,
             "margin": self._state[0],
             "ltv": self._state[1],
+            "ltv_mean": self._state[1],  # the population envs' name: here a population of one
+            "active_share": float(j.alive),
             "incentive_cost": self._state[3],
         }

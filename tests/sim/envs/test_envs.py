@@ -110,3 +110,16 @@ def test_ansi_render_shows_kpis(env_id: str):
     env.step(_noop(env.action_space))
     text = env.render()
     assert isinstance(text, str) and "margin" in text
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_episode_totals_survive_record_episode_statistics(env_id: str):
+    env = gym.wrappers.RecordEpisodeStatistics(_make(env_id, horizon_days=3))
+    env.reset(seed=0)
+    done, info = False, {}
+    while not done:
+        _, _, terminated, truncated, info = env.step(_noop(env.action_space))
+        done = terminated or truncated
+    assert {"r", "l", "t"} <= set(info["episode"])  # the wrapper's
+    assert {"r", "l", "margin", "incentive_cost"} <= set(info["episode_metrics"])  # the env's
+    assert info["episode_metrics"]["l"] == info["episode"]["l"]

@@ -314,7 +314,7 @@ def test_masks_follow_eligibility_and_the_budget_and_over_budget_actions_are_not
         else:
             _, _, terminated, truncated, info = env.step(coupon)
         if terminated or truncated:
-            assert info["episode"]["incentive_cost"] <= 15.0 + 25.0  # one redemption may overshoot
+            assert info["episode_metrics"]["incentive_cost"] <= 15.0 + 25.0  # one redemption may overshoot
             seed += 1
             env.reset(seed=seed)
     assert spent_out
@@ -328,7 +328,7 @@ def test_episode_terminates_at_churn_with_the_residual_value_gone():
         terminated = truncated = False
         while not (terminated or truncated):
             _, _, terminated, truncated, info = env.step(0)
-        episode = info["episode"]
+        episode = info["episode_metrics"]
         journey = env.unwrapped._journey
         if terminated:
             churned += 1
