@@ -43,7 +43,7 @@ def _regress(args: argparse.Namespace) -> int:
         config, Path(args.baseline), update=args.update, quiet=args.quiet, verbose=args.verbose
     )
     console = Console()
-    console.print(table)
+    console.print(table if table.row_count else table.caption)
     for line in moved:
         print(line)
     if moved:
