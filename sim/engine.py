@@ -315,9 +315,11 @@ class Simulation:
     def _invite(self, referrers: I64, offers: NDArray[np.int16]) -> None:
         """Referrers given a bonus invite friends; abusers open fake accounts where that pays."""
         pop, params = self.pop, self.scenario.mechanisms.referral
-        friends = accepted_invitations(
-            pop.referral_propensity[referrers], params.max_invites, params.accept_rate, self.streams.referred
+        invites_left = params.max_invites - pop.invites_sent[referrers].astype(np.int64)
+        invited, friends = accepted_invitations(
+            pop.referral_propensity[referrers], invites_left, params.accept_rate, self.streams.referred
         )
+        pop.invites_sent[referrers] += invited.astype(np.int8)  # referrers are unique in a batch
         fakes = fake_accounts(
             pop.abuser[referrers],
             self.catalog.min_basket[offers],

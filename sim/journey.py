@@ -525,6 +525,7 @@ class Journey:
         self.referral_cost_cents = 0
         self.visits = self.carts = self.abandoned = self.recovered = self.returns = 0
         self.friends_referred = 0
+        self.invites_sent = 0
 
         # --- the clock ----------------------------------------------------------------------------
         self.env = simpy.Environment()
@@ -1162,7 +1163,9 @@ class Journey:
     def _invite(self, incentive_id: int, t: float) -> None:
         """She invites friends (and an abuser opens fake accounts where the floor lets them through)."""
         params = self._mech.referral
-        invites = int(self.rng.binomial(params.max_invites, self.traits.referral_propensity))
+        invites_left = params.max_invites - self.invites_sent  # her friends are finite
+        invites = int(self.rng.binomial(invites_left, self.traits.referral_propensity))
+        self.invites_sent += invites
         friends = int(self.rng.binomial(invites, params.accept_rate))
         floor = self.model.min_basket[incentive_id]
         fakes = params.abuser_fake_accounts if self.traits.abuser and floor <= params.fake_order_value else 0

@@ -475,7 +475,9 @@ class ReferralParams(_Model):
     Neutral: ``accept_rate: 0``, ``abuser_fake_accounts: 0``.
     """
 
-    max_invites: Annotated[int, Field(ge=0)] = 5
+    max_invites: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=5, description="friends a shopper can invite over her whole life (assumption)"
+    )
     accept_rate: Probability = Field(default=0.15, description="share of invitations accepted (assumption)")
     referred_churn_reduction: Probability = 0.18
     abuser_fake_accounts: Annotated[int, Field(ge=0)] = 5

@@ -1,7 +1,10 @@
 """Referral: bonuses send invitations through the social graph and acquire new shoppers.
 
-A shopper given a referral bonus invites up to ``max_invites`` friends, each with her
-referral propensity; each invitation is accepted with ``accept_rate``. Accepted friends
+A shopper given a referral bonus invites each friend she has not invited yet with her referral
+propensity; each invitation is accepted with ``accept_rate``. Her friends are finite:
+``max_invites`` over her whole life, so repeating the bonus reaches fewer and fewer new
+friends instead of an endless supply (without the cap, a bonus at every login doubled a
+20,000-customer shop in 90 days). Accepted friends
 join the next day as new shoppers, marked as referred and placed in the referrer's community
 (their first neighbour is the referrer), with a first order. Schmitt, Skiera & Van den Bulte
 (2011) find referred customers about 18% less likely to churn and worth about 16% more, so
@@ -23,11 +26,11 @@ I64 = NDArray[np.int64]
 
 
 def accepted_invitations(
-    propensity: F64, max_invites: int, accept_rate: float, rng: np.random.Generator
-) -> I64:
-    """Friends each referrer brings: Binomial(max_invites, propensity) invites accepted at ``accept_rate``."""
-    invites = rng.binomial(max_invites, propensity)
-    return rng.binomial(invites, accept_rate).astype(np.int64)
+    propensity: F64, invites_left: I64, accept_rate: float, rng: np.random.Generator
+) -> tuple[I64, I64]:
+    """Invitations sent, Binomial(friends not yet invited, propensity), and how many are accepted."""
+    invites = rng.binomial(invites_left, propensity).astype(np.int64)
+    return invites, rng.binomial(invites, accept_rate).astype(np.int64)
 
 
 def fake_accounts(abuser: NDArray[np.bool_], floor: F64, fake_order_value: float, per_abuser: int) -> I64:

@@ -69,3 +69,15 @@ def test_without_the_fraud_floor_abusers_take_a_larger_share_of_referral_cost():
     assert with_floor["fake_accounts"] == 0 and without_floor["fake_accounts"] > 50
     assert without_floor["referral_cost_abuser_share"] > with_floor["referral_cost_abuser_share"] + 0.2
     assert without_floor["referral_cost"] > with_floor["referral_cost"]
+
+
+def test_repeated_referral_bonuses_saturate_at_each_shoppers_finite_friends():
+    sim = _referral_run(25.0)  # a bonus at every login for 60 days
+    pop = sim.pop
+    max_invites = sim.scenario.mechanisms.referral.max_invites
+    referred = pop.channel == CHANNEL_REFERRED
+    real_friends = np.bincount(pop.referred_by[referred & ~pop.fake_account], minlength=pop.size)
+    assert pop.invites_sent.max() <= max_invites
+    assert (real_friends <= pop.invites_sent).all()  # every friend who joined was invited once
+    # Bonuses at every login exhaust the friend pool of frequent visitors rather than growing forever.
+    assert (pop.invites_sent[: pop.planned] == max_invites).mean() > 0.05
