@@ -129,3 +129,16 @@ def test_per_segment_environment_gets_one_incentive_per_segment():
         "low_value",
         "cart_abandoners",
     }
+
+
+def test_training_logs_ltv_margin_and_fulfillment_metrics_to_tensorboard(tmp_path: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    env = gym.make("shopgym/ShopperJourney-v0", horizon_days=120)
+    policy = make_policy("ppo", env, seed=0, tensorboard_log=tmp_path, n_steps=256, batch_size=64, n_epochs=1)
+    policy.learn(512)  # type: ignore[attr-defined]
+    (events,) = tmp_path.rglob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    assert {"shop/ltv_mean", "shop/margin", "shop/incentive_cost", "shop/late_delivery_share"} <= tags
