@@ -252,12 +252,12 @@ def format_export_table(records: Sequence[dict[str, Any]]) -> Table:
         "policy",
         "p50 us",
         "p99 us",
-        "p99 us, with eligibility",
+        "p99 us, eligible",
         "batch",
-        "batch p50 ms",
-        "decisions/s (batched)",
+        "batch ms",
+        "batched/s",
         "p99 target",
-        "p99 share of budget",
+        "p99 / budget",
     ):
         table.add_column(column, justify="left" if column in ("path", "policy") else "right")
     for r in records:

@@ -13,7 +13,7 @@ stable-baselines3, SimPy or gymnasium.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -138,17 +138,31 @@ class SegmentRule:
     at_risk_days: float
     high_value: float
     low_value: float
+    escalated: Ids = field(init=False, repr=False)
+    """``(segments, steps, width)``: each row started at its ``step``-th entry, padded with its last."""
+
+    def __post_init__(self) -> None:
+        width = self.table.shape[1]
+        shift = np.minimum(np.arange(width)[:, None] + np.arange(width)[None, :], width - 1)
+        object.__setattr__(self, "escalated", self.table[:, shift])
 
     def segments(self, obs: Floats) -> Ids:
         """Segment index (``SEGMENTS`` order) of each observed shopper."""
-        tenure, monetary, recency, _, cart = (obs[:, list(self.columns)] * self.scales).T
-        segment = np.full(obs.shape[0], SEGMENTS.index("active_mid"))
-        segment[monetary < self.low_value] = SEGMENTS.index("low_value")
-        segment[(monetary >= self.high_value) & (recency >= self.at_risk_days)] = SEGMENTS.index(
-            "high_value_at_risk"
+        return self._segments(obs[:, list(self.columns)] * self.scales)
+
+    def _segments(self, values: Floats) -> Ids:
+        tenure, monetary, recency, cart = values[:, 0], values[:, 1], values[:, 2], values[:, 4]
+        # Precedence: new, then cart abandoners, then high value at risk, then low value.
+        at_risk = (monetary >= self.high_value) & (recency >= self.at_risk_days)
+        segment = np.where(
+            tenure < self.new_days,
+            _NEW,
+            np.where(
+                cart > 0.5,
+                _CART,
+                np.where(at_risk, _AT_RISK, np.where(monetary < self.low_value, _LOW, _MID)),
+            ),
         )
-        segment[cart > 0.5] = SEGMENTS.index("cart_abandoners")
-        segment[tenure < self.new_days] = SEGMENTS.index("new")
         return segment.astype(np.int64)
 
     def decide(self, obs: Floats, masks: Masks) -> Ids:
@@ -157,17 +171,16 @@ class SegmentRule:
         if not self.per_shopper:
             rows = np.repeat(self.table[None, :, :], obs.shape[0], axis=0)  # (n, heads, width)
             return np.stack([first_allowed(rows[:, h], masks[:, h]) for h in range(len(SEGMENTS))], 1)
-        segment = self.segments(obs)
-        preferences = self.table[segment]
-        cart = segment == SEGMENTS.index("cart_abandoners")
-        received = np.round(obs[:, self.columns[3]] * self.scales[3]).astype(np.int64)
-        step = np.clip(received, 0, width - 1)
-        # Escalation: start the cart row at the k-th entry; later entries stay as fallbacks.
-        shifted = np.take_along_axis(
-            preferences, np.minimum(np.arange(width)[None, :] + step[:, None], width - 1), 1
-        )
-        preferences = np.where(cart[:, None], shifted, preferences)
-        return first_allowed(preferences, masks[:, 0])[:, None]
+        values = obs[:, list(self.columns)] * self.scales
+        segment = self._segments(values)
+        # Escalation: a cart abandoner who already received k incentives starts her row at the
+        # k-th entry (later entries stay as fallbacks); everyone else starts at the first.
+        received = np.minimum(np.maximum(np.round(values[:, 3]), 0.0), width - 1).astype(np.int64)
+        step = np.where(segment == _CART, received, 0)
+        return first_allowed(self.escalated[segment, step], masks[:, 0])[:, None]
+
+
+_NEW, _MID, _AT_RISK, _LOW, _CART = (SEGMENTS.index(s) for s in SEGMENTS)
 
 
 def ltv_coupon_dollars(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,7 @@ class RuntimePolicy:
         self._low, self._high = layout.obs_clip
         self._actions = np.asarray(layout.action_names)
         self._action_index = {name: i for i, name in enumerate(layout.action_names)}
+        self._action_set = frozenset(layout.action_names)
         self._single_head = len(layout.heads) == 1
 
     # ---- what it is -------------------------------------------------------------------------
@@ -240,12 +242,14 @@ class RuntimePolicy:
         except KeyError:
             raise FeatureError(self._mismatch(features.keys())) from None
         try:
-            raw = np.array(values)
+            # sum() screens cheaply: a TypeError for non-numbers, non-finite if any value is.
+            total = sum(values)
+            raw = np.array(values, dtype=np.float64)
         except (TypeError, ValueError):
             raise FeatureError(self._bad_values(None, values)) from None
-        if raw.dtype.kind not in "biuf" or raw.ndim != 1:
+        if raw.shape != (self._n,):
             raise FeatureError(self._bad_values(None, values))
-        if not np.isfinite(raw).all():
+        if not math.isfinite(total) and not np.isfinite(raw).all():
             raise FeatureError(self._bad_values(raw.reshape(1, -1), None))
         obs = self._normalize(raw.reshape(1, -1))
         masks = None if allowed is None else self._mask_one(allowed)
@@ -326,9 +330,10 @@ class RuntimePolicy:
     # ---- helpers ----------------------------------------------------------------------------
     def _normalize(self, raw: NDArray[Any]) -> NDArray[np.float32]:
         # float64 division and clip, then float32: the environment's own arithmetic.
-        return np.clip(raw.astype(np.float64, copy=False) / self._scales, self._low, self._high).astype(
-            np.float32
-        )
+        obs = raw.astype(np.float64, copy=False) / self._scales
+        np.minimum(obs, self._high, out=obs)
+        np.maximum(obs, self._low, out=obs)
+        return obs.astype(np.float32)
 
     def _mismatch(self, given: Collection[Any]) -> str:
         names = [str(g) for g in given]
@@ -391,9 +396,15 @@ class RuntimePolicy:
                 )
             for h, head in enumerate(self.heads):
                 masks[0, h, self._ids_of(allowed[head], f"[{head!r}]")] = True
-        else:
-            masks[0, :, self._ids_of(allowed, "")] = True
-        return masks
+            return masks
+        names = allowed if isinstance(allowed, set | frozenset) else None
+        if names is None or not names or not names <= self._action_set:
+            masks[0, :, self._ids_of(allowed, "")] = True  # checks and names what is wrong
+            return masks
+        row = np.fromiter(
+            (a in names for a in self.layout.action_names), dtype=np.bool_, count=masks.shape[2]
+        )
+        return np.broadcast_to(row, masks.shape)
 
     def _mask_batch(self, allowed: Any, n: int) -> Masks:
         shape = (n, len(self.heads), len(self.action_names))
