@@ -388,7 +388,12 @@ class RuntimePolicy:
         return [self._action_index[n] for n in names]
 
     def _mask_one(self, allowed: Collection[str] | Mapping[str, Collection[str]]) -> Masks:
-        masks = np.zeros((1, len(self.heads), len(self.action_names)), dtype=np.bool_)
+        shape = (1, len(self.heads), len(self.action_names))
+        names = allowed if isinstance(allowed, set | frozenset) else None
+        if names and names <= self._action_set:  # the fast path: a set of known names
+            row = np.fromiter((a in names for a in self.layout.action_names), dtype=np.bool_, count=shape[2])
+            return row.reshape(1, 1, -1) if shape[1] == 1 else np.repeat(row[None, None, :], shape[1], axis=1)
+        masks = np.zeros(shape, dtype=np.bool_)
         if isinstance(allowed, Mapping):
             if set(allowed) != set(self.heads):
                 raise FeatureError(
@@ -397,14 +402,8 @@ class RuntimePolicy:
             for h, head in enumerate(self.heads):
                 masks[0, h, self._ids_of(allowed[head], f"[{head!r}]")] = True
             return masks
-        names = allowed if isinstance(allowed, set | frozenset) else None
-        if names is None or not names or not names <= self._action_set:
-            masks[0, :, self._ids_of(allowed, "")] = True  # checks and names what is wrong
-            return masks
-        row = np.fromiter(
-            (a in names for a in self.layout.action_names), dtype=np.bool_, count=masks.shape[2]
-        )
-        return np.broadcast_to(row, masks.shape)
+        masks[0, :, self._ids_of(allowed, "")] = True  # checks the names, and names what is wrong
+        return masks
 
     def _mask_batch(self, allowed: Any, n: int) -> Masks:
         shape = (n, len(self.heads), len(self.action_names))
