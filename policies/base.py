@@ -247,13 +247,6 @@ class JsonPolicy:
             raise ValueError("every action mask must allow at least one incentive (0 is 'none')")
         return masks
 
-    def _first_allowed(self, preferences: NDArray[np.int64], masks: NDArray[np.bool_]) -> Actions:
-        """Per row, the first incentive of ``preferences`` (n, k) the mask allows, else ``none``."""
-        allowed = np.take_along_axis(masks, preferences, axis=1)
-        first = np.argmax(allowed, axis=1)
-        chosen = preferences[np.arange(preferences.shape[0]), first]
-        return np.where(allowed.any(axis=1), chosen, 0).astype(np.int64)
-
 
 def check_choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
     """Reject a value outside ``allowed`` with the argument's name."""

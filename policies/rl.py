@@ -89,9 +89,40 @@ class SB3Policy:
             actions, state = self.model.predict(
                 obs, state, episode_start, deterministic, action_masks=action_masks
             )
+        elif action_masks is not None and isinstance(self.model.action_space, gym.spaces.Discrete):
+            actions = self._masked(obs, np.asarray(action_masks, dtype=np.bool_), deterministic)
         else:
             actions, state = self.model.predict(obs, state, episode_start, deterministic)
         return np.asarray(actions, dtype=np.int64), state
+
+    def _masked(self, obs: NDArray[np.float32], masks: NDArray[np.bool_], deterministic: bool) -> Actions:
+        """An unmasked network's choice among allowed incentives: what the exported runtime does too.
+
+        PPO and A2C sample from (or take the mode of) their action distribution renormalized over
+        the allowed incentives; DQN takes its best allowed Q-value (exploring uniformly over the
+        allowed ones with its final exploration rate when not deterministic).
+        """
+        single = obs.ndim == 1
+        batch, allowed = obs.reshape(1, -1) if single else obs, masks.reshape(-1, masks.shape[-1])
+        with torch.no_grad():
+            tensor = torch.as_tensor(batch)
+            if isinstance(self.model, DQN):
+                scores = self.model.q_net(tensor)
+            else:
+                distribution = self.model.policy.get_distribution(tensor)  # type: ignore[operator]
+                scores = distribution.distribution.logits
+            scores = scores.masked_fill(~torch.as_tensor(allowed), -torch.inf)
+            if deterministic:
+                chosen = scores.argmax(dim=1)
+            elif isinstance(self.model, DQN):
+                greedy = scores.argmax(dim=1)
+                uniform = torch.multinomial(torch.as_tensor(allowed, dtype=torch.float32), 1)[:, 0]
+                explore = torch.rand(len(batch)) < self.model.exploration_rate
+                chosen = torch.where(explore, uniform, greedy)
+            else:
+                chosen = torch.distributions.Categorical(logits=scores).sample()
+        actions = chosen.numpy().astype(np.int64)
+        return actions[0] if single else actions
 
     def update(
         self,

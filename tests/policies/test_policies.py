@@ -142,3 +142,15 @@ def test_training_logs_ltv_margin_and_fulfillment_metrics_to_tensorboard(tmp_pat
     accumulator.Reload()
     tags = set(accumulator.Tags()["scalars"])
     assert {"shop/ltv_mean", "shop/margin", "shop/incentive_cost", "shop/late_delivery_share"} <= tags
+
+
+@pytest.mark.parametrize("kind", ["ppo", "a2c", "dqn"])
+def test_unmasked_sb3_models_choose_only_allowed_incentives_when_given_masks(kind: str):
+    obs, masks = observations(targeting())
+    policy = trained(kind, targeting())
+    for deterministic in (True, False):
+        actions, _ = policy.predict(obs, deterministic=deterministic, action_masks=masks)
+        assert masks[np.arange(len(actions)), actions].all()
+    free, _ = policy.predict(obs, deterministic=True)
+    masked, _ = policy.predict(obs, deterministic=True, action_masks=np.ones_like(masks))
+    np.testing.assert_array_equal(free, masked)  # all allowed: the model's own greedy choice
