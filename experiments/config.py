@@ -91,7 +91,7 @@ class TrainingConfig(_Model):
 
     timesteps: Annotated[int, Field(ge=0)] = Field(default=0, description="RL environment steps")
     episodes: Annotated[int, Field(ge=0)] = Field(
-        default=0, description="episodes online learners (bandits) learn in before evaluation"
+        default=0, description="episodes bandits learn in before evaluation (fixed policies skip it)"
     )
     eval_points: Annotated[int, Field(ge=1, le=100)] = Field(
         default=10, description="points on each learning curve"

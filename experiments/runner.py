@@ -111,7 +111,7 @@ def run_cell(
     from policies.base import env_spec
     from policies.baselines import SEGMENTS, SegmentRules
     from policies.evaluate import evaluate
-    from policies.registry import RL_KINDS, make_policy
+    from policies.registry import ONLINE_KINDS, RL_KINDS, make_policy
 
     config = ExperimentConfig.model_validate_json(config_json)
     arm = config.policy(policy_name)
@@ -129,7 +129,7 @@ def run_cell(
         callback = LearningCurve(config.training.timesteps, lambda f: report("training", f))
         policy.learn(config.training.timesteps, callback=callback)  # type: ignore[attr-defined]
         curve = callback.rows
-    elif arm.kind not in RL_KINDS and config.training.episodes > 0:
+    elif arm.kind in ONLINE_KINDS and config.training.episodes > 0:
         for k in range(config.training.episodes):
             record = evaluate(policy, env, 1, train_seed(seed) + k, learn=True)[0]
             curve.append({"x": k + 1, "x_unit": "episodes", "return": record.row["return"]})

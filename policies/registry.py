@@ -27,6 +27,8 @@ JSON_POLICIES: dict[str, str] = {
     "lin_ucb": "policies.bandits:LinUCB",
     "lin_thompson": "policies.bandits:LinearThompson",
 }
+#: Policies that learn online from ``update`` (trained over episodes before evaluation).
+ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson")
 #: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
 RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo")
 POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS)
