@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sim.envs import ENV_IDS
 from sim.envs.common import OBJECTIVES
-from sim.params import ScenarioError
+from sim.params import ScenarioError, format_validation_errors
 
 
 class ConfigError(ValueError):
@@ -197,27 +197,13 @@ class ExperimentConfig(_Model):
         return Path(out or self.output_dir or f"runs/{self.name}")
 
 
-def _format(error: ValidationError, source: str) -> str:
-    lines = [f"invalid experiment config {source}:"]
-    for item in error.errors(include_url=False):
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            lines.append(f"  {path}: unknown key (value {item['input']!r}); remove it or fix its spelling")
-        elif item["type"] == "missing":
-            lines.append(f"  {path}: required field is missing")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"  {path}: got {item['input']!r}; {message}")
-    return "\n".join(lines)
-
-
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>", check: bool = True) -> ExperimentConfig:
     """Validate a config mapping; with ``check``, also build its envs and policies (see module doc)."""
     try:
         # Strict JSON mode: YAML lists become tuples, ints become floats, nothing else is coerced.
         config = ExperimentConfig.model_validate_json(json.dumps(dict(data), default=str))
     except ValidationError as error:
-        raise ConfigError(_format(error, source)) from None
+        raise ConfigError(format_validation_errors(error, f"invalid experiment config {source}")) from None
     if check:
         check_buildable(config, source)
     return config

@@ -597,8 +597,9 @@ class Scenario(_Model):
         return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def _format_errors(error: ValidationError, source: str) -> str:
-    lines = [f"invalid scenario {source}:"]
+def format_validation_errors(error: ValidationError, heading: str) -> str:
+    """One line per problem under ``heading``: the field path, the value and what is allowed."""
+    lines = [f"{heading}:"]
     for item in error.errors(include_url=False):
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
@@ -606,7 +607,8 @@ def _format_errors(error: ValidationError, source: str) -> str:
         elif item["type"] == "missing":
             lines.append(f"  {path}: required field is missing")
         else:
-            lines.append(f"  {path}: got {item['input']!r}; {item['msg']}")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {path}: got {item['input']!r}; {message}")
     return "\n".join(lines)
 
 
@@ -632,7 +634,7 @@ def scenario_from_dict(
         # Strict JSON mode: arrays become tuples and ints become floats, nothing else is coerced.
         return Scenario.model_validate_json(json.dumps(resolved))
     except ValidationError as error:
-        raise ScenarioError(_format_errors(error, source)) from None
+        raise ScenarioError(format_validation_errors(error, f"invalid scenario {source}")) from None
 
 
 def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
