@@ -93,9 +93,6 @@ class TrainingConfig(_Model):
     episodes: Annotated[int, Field(ge=0)] = Field(
         default=0, description="episodes bandits learn in before evaluation (fixed policies skip it)"
     )
-    eval_points: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=10, description="points on each learning curve"
-    )
 
 
 class EvaluationConfig(_Model):

@@ -14,7 +14,6 @@ and paired differences cancel most of the noise. Training uses different seeds.
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from collections.abc import Callable
@@ -306,8 +305,3 @@ def load_results(root: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ConfigError(f"{root} has no results.parquet; run `shopgym run CONFIG --out {root}` first")
     return pd.read_parquet(path)
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file's content."""
-    return json.loads(path.read_text())

@@ -22,9 +22,6 @@ from numpy.typing import NDArray
 
 from policies.base import Policy
 
-#: Columns every episode row has, whatever the environment.
-EPISODE_COLUMNS = ("episode", "episode_seed", "return", "length")
-
 
 @dataclass
 class EpisodeRecord:
