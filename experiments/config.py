@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.envs import ENV_IDS
 from sim.envs.common import OBJECTIVES
-from sim.params import ScenarioError, format_validation_errors
+from sim.params import ScenarioError, format_validation_errors, read_yaml_mapping
 
 
 class ConfigError(ValueError):
@@ -208,15 +207,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>", check: boo
 
 def load_config(path: str | Path, check: bool = True) -> ExperimentConfig:
     """Read and validate an experiment YAML; raises :class:`ConfigError` naming what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"experiment config {path} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"experiment config {path} must be a mapping, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "experiment config", ConfigError)
     return config_from_dict(data, str(path), check)
 
 

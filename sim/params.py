@@ -637,15 +637,21 @@ def scenario_from_dict(
         raise ScenarioError(format_validation_errors(error, f"invalid scenario {source}")) from None
 
 
-def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
-    """Read and validate a scenario YAML file; raises :class:`ScenarioError` on any problem."""
+def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError]) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a missing file, bad YAML or a non-mapping raise ``error``."""
     path = Path(path)
     if not path.is_file():
-        raise ScenarioError(f"scenario file not found: {path}")
+        raise error(f"{what} file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ScenarioError(f"scenario {path} is not valid YAML: {error}") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{what} {path} is not valid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise ScenarioError(f"scenario {path} must be a mapping at the top level, got {type(data).__name__}")
+        raise error(f"{what} {path} must be a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
+    """Read and validate a scenario YAML file; raises :class:`ScenarioError` on any problem."""
+    data = read_yaml_mapping(path, "scenario", ScenarioError)
     return scenario_from_dict(data, overrides, source=str(path))

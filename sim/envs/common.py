@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.engine import Simulation
-from sim.params import Scenario, load_scenario, scenario_from_dict
+from sim.params import DECISION_KINDS, Scenario, load_scenario, scenario_from_dict
 
 #: The objective vector, in order: margin ($), LTV ($), load (late deliveries, overtime), incentive cost ($).
 OBJECTIVES = ("margin", "ltv", "load", "budget")
@@ -39,6 +39,22 @@ def check_common_arguments(horizon_days: int, incentive_budget: float, render_mo
         )
     if render_mode not in (None, "ansi"):
         raise ValueError(f"render_mode {render_mode!r} unsupported; allowed: 'ansi' or None")
+
+
+def with_decision_points(
+    overrides: Mapping[str, Any] | None, decision_points: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """Scenario overrides with ``engine.decision_points`` set, after checking the kinds asked for."""
+    merged = dict(overrides or {})
+    if decision_points is not None:
+        unknown = set(decision_points) - set(DECISION_KINDS)
+        if unknown or not decision_points:
+            raise ValueError(
+                f"decision_points {sorted(unknown) or '()'} invalid; use a non-empty subset of "
+                f"{list(DECISION_KINDS)}"
+            )
+        merged["engine.decision_points"] = list(decision_points)
+    return merged
 
 
 def weights_over_objectives(

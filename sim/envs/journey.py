@@ -17,6 +17,7 @@ from sim.envs.common import (
     check_common_arguments,
     resolve_scenario,
     weights_over_objectives,
+    with_decision_points,
 )
 from sim.journey import Decision, Journey, JourneyModel
 from sim.params import DECISION_KINDS, Scenario
@@ -158,15 +159,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         reward_scale: float = 0.01,
         render_mode: str | None = None,
     ) -> None:
-        overrides = dict(overrides or {})
-        if decision_points is not None:
-            unknown = set(decision_points) - set(DECISION_KINDS)
-            if unknown or not decision_points:
-                raise ValueError(
-                    f"decision_points {sorted(unknown) or '()'} invalid; use a non-empty subset of "
-                    f"{list(DECISION_KINDS)}"
-                )
-            overrides["engine.decision_points"] = list(decision_points)
+        overrides = with_decision_points(overrides, decision_points)
         check_common_arguments(horizon_days, incentive_budget, render_mode)
         if not neighbour_signal >= 0.0:
             raise ValueError(

@@ -20,6 +20,7 @@ from sim.envs.common import (
     new_simulation,
     resolve_scenario,
     weights_over_objectives,
+    with_decision_points,
 )
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
@@ -141,14 +142,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         objective_weights: dict[str, float] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        overrides = dict(overrides or {})
-        if decision_points is not None:
-            unknown = set(decision_points) - set(DECISION_KINDS)
-            if unknown:
-                raise ValueError(
-                    f"decision_points {sorted(unknown)} unknown; allowed: {list(DECISION_KINDS)}"
-                )
-            overrides["engine.decision_points"] = list(decision_points)
+        overrides = with_decision_points(overrides, decision_points)
         check_common_arguments(horizon_days, incentive_budget, render_mode)
         if attribution_days <= 0:
             raise ValueError(f"attribution_days must be > 0, got {attribution_days}")
