@@ -16,6 +16,7 @@ import gc
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -268,6 +269,8 @@ ENV_BENCH: tuple[tuple[str, dict[str, Any], int], ...] = (
 
 #: ShopperJourney-v0's performance targets: raw steps/s (one core) and its share of PPO's wall time.
 JOURNEY_TARGETS = {"steps_per_s": 20_000.0, "ppo_env_share": 0.10}
+#: PPO runs whose median env share ShopperJourney-v0 reports.
+JOURNEY_PPO_RUNS = 3
 
 
 def bench_envs(ppo_steps: int = 4096, quiet: bool = False) -> list[dict[str, Any]]:
@@ -290,9 +293,12 @@ def bench_envs(ppo_steps: int = 4096, quiet: bool = False) -> list[dict[str, Any
             "ratio_to_cartpole": rate / reference if reference else None,
         }
         if env_id == "shopgym/ShopperJourney-v0":  # the headline: PPO with its defaults (n_steps 2048)
-            record["ppo_env_share"] = ppo_env_share(
-                env_id, kwargs, ppo_steps, n_steps=2048, batch_size=64, n_epochs=10
-            )
+            runs = [
+                ppo_env_share(env_id, kwargs, ppo_steps, n_steps=2048, batch_size=64, n_epochs=10)
+                for _ in range(JOURNEY_PPO_RUNS)
+            ]
+            record["ppo_env_share"] = statistics.median(runs)  # one run varies by ~0.5 points
+            record["ppo_env_share_runs"] = runs
             record["target_steps_per_s"] = JOURNEY_TARGETS["steps_per_s"]
             record["target_ppo_env_share"] = JOURNEY_TARGETS["ppo_env_share"]
         if env_id == "shopgym/IncentiveTargeting-v0" and shoppers == 10_000:
@@ -307,7 +313,8 @@ def format_env_table(records: list[dict[str, Any]]) -> Table:
         title="shopgym bench envs: one core, random (masked) actions",
         caption=(
             f"targets for ShopperJourney-v0: >= {JOURNEY_TARGETS['steps_per_s']:,.0f} steps/s, "
-            f"<= {JOURNEY_TARGETS['ppo_env_share']:.0%} of SB3 PPO wall time (defaults, n_steps 2048); "
+            f"<= {JOURNEY_TARGETS['ppo_env_share']:.0%} of SB3 PPO wall time (defaults, n_steps 2048; "
+            f"median of {JOURNEY_PPO_RUNS} runs); "
             "IncentiveTargeting's PPO share: n_steps 1024, batch 256, 4 epochs"
         ),
     )

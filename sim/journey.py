@@ -24,8 +24,15 @@ Idle days are skipped: while her visit probability is constant (or only rising, 
 frustration fades) the next session day is drawn from the geometric distribution, with a
 thinning step for the rising case, so a step costs O(1) whatever the gap between sessions.
 The days between two changes of her state are independent Bernoulli trials, so draws made
-ahead are exact; when another process changes her state (a recovered cart's order, a churn
+ahead are exact; when another event changes her state (a recovered cart's order, a churn
 at delivery) the shopper process is interrupted and plans again from the next day.
+
+Her life is one SimPy process and referral payouts another; one-shot timers (a cart's
+abandonment timer, a parcel's delivery and return) are ``Timeout`` events with a callback,
+which costs one event each instead of a process's three (start, timeout, end). The step
+path is written for a training loop, where it runs cache-cold between policy updates:
+``__slots__``, scenario constants read once into :class:`JourneyModel`, few calls per step
+(``shopgym bench envs`` measures the share of PPO's wall time).
 
 A one-shopper world differs from the population engine where other shoppers matter; each
 difference is documented on :class:`Journey` (no warehouse queue, a constant neighbour signal,
@@ -38,7 +45,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import simpy
@@ -54,6 +61,7 @@ from sim.population import DAYS_PER_WEEK, HOURS_PER_DAY, basket_quantiles
 _BLOCK = 256
 _NO_OFFER = 0
 _K = KIND_CODES
+_STREAK_BONUS = KIND_CODES["streak_bonus"]
 
 
 # ---- scalar twins of the vectorized mechanisms (each tested against its original) ------------
@@ -222,8 +230,7 @@ def residual_value_scalar(
     return orders * order_margin * math.exp(-delta_per_day * age_days)
 
 
-@dataclass(frozen=True)
-class OfferTerms:
+class OfferTerms(NamedTuple):
     """What one active offer changes at checkout (twin of one row of :class:`sim.incentives.Terms`)."""
 
     discount: float
@@ -236,10 +243,10 @@ class OfferTerms:
     applies: bool
 
 
-def offer_terms_scalar(catalog: IncentiveCatalog, offer: int, basket: float) -> OfferTerms:
-    """Twin of :meth:`sim.incentives.IncentiveCatalog.terms` for one cart."""
-    kind, value = int(catalog.kind[offer]), float(catalog.value[offer])
-    eligible = basket >= float(catalog.min_basket[offer])
+def offer_terms_scalar(model: JourneyModel, offer: int, basket: float) -> OfferTerms:
+    """Twin of :meth:`sim.incentives.IncentiveCatalog.terms` for one cart (the model's catalogue)."""
+    kind, value = model.kind[offer], model.value[offer]
+    eligible = basket >= model.min_basket[offer]
     discount = 0.0
     if eligible and kind == _K["coupon_pct"]:
         discount = value * basket
@@ -253,7 +260,7 @@ def offer_terms_scalar(catalog: IncentiveCatalog, offer: int, basket: float) -> 
         bonus_points=int(value) if points_offer else 0,
         loss_framed=eligible and kind == _K["expiring_points"],
         hedonic_value=value if eligible and kind in (_K["tier_perk"], _K["surprise_box"]) else 0.0,
-        type_column=int(catalog.type_column[offer]) if eligible else -1,
+        type_column=model.type_column[offer] if eligible else -1,
         applies=eligible and kind not in (_K["none"], _K["streak_bonus"]),
     )
 
@@ -290,6 +297,16 @@ class JourneyModel:
         self.mean_susceptibility = susceptibility.a / (susceptibility.a + susceptibility.b)
         peaks = sc.sessions.peaks
         self.season_changes = sorted({p.start_day for p in peaks} | {p.start_day + p.days for p in peaks})
+        #: (first day, end day, visit multiplier) of each peak.
+        self.peaks = tuple((p.start_day, p.start_day + p.days, p.visit_multiplier) for p in peaks)
+        # Hot-path constants as plain values (read once per step; see Journey._life).
+        streaks, tiers = sc.mechanisms.streaks, sc.mechanisms.tiers
+        self.streaks_break = streaks.missed_day_rule != "freeze"
+        self.streak_min_days = streaks.min_days
+        self.goal_gradient = tiers.goal_gradient
+        self.downgrade_weight = tiers.downgrade_weight
+        self.downgrade_warning_hours = tiers.downgrade_warning_days * HOURS_PER_DAY
+        self.lapse_hours = sc.sessions.lapse_after_days * HOURS_PER_DAY
         self.basket_quantiles = basket_quantiles(sc.population.spend.p)
         share = np.array([c.share for c in cats])
         self.mean_cogs = float(share @ np.array([c.cogs_ratio for c in cats]))
@@ -393,8 +410,19 @@ def expected_order_margin_scalar(model: JourneyModel, spend_nu: float) -> float:
 
 
 # ---- the simulation -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Decision:
+class Parcel(NamedTuple):
+    """An order on its way: what its delivery and a possible return need to know."""
+
+    placed_at: float
+    due: float
+    category: int
+    list_cents: int
+    discount_cents: int
+    cogs_cents: int
+    points_earned: int
+
+
+class Decision(NamedTuple):
     """The shopper at a decision point, awaiting an incentive."""
 
     kind: DecisionKind
@@ -431,6 +459,88 @@ class Journey:
       it then ends there if she is not won back.
     """
 
+    __slots__ = (
+        "_answer",
+        "_badge_lift",
+        "_cart_id",
+        "_decides_at_abandonment",
+        "_decides_at_login",
+        "_frustration",
+        "_frustration_day",
+        "_gammas",
+        "_kind",
+        "_mech",
+        "_pending",
+        "_process",
+        "_proof",
+        "_rate_per_hour",
+        "_replan_day",
+        "_residual_at_acquisition",
+        "_sleeping_until_day",
+        "_streak_args",
+        "_u",
+        "_value",
+        "abandoned",
+        "acquired_at",
+        "affinity",
+        "alive",
+        "cart_prob",
+        "cart_value",
+        "carts",
+        "catalog",
+        "churned_at",
+        "cogs_cents",
+        "decision_kinds",
+        "deliveries",
+        "done",
+        "end_hours",
+        "env",
+        "friends_referred",
+        "horizon_days",
+        "horizon_hours",
+        "incentive_cents",
+        "incentives_received",
+        "ineligible_offers",
+        "invites_sent",
+        "lapsing_flagged",
+        "last_delivery_late",
+        "last_order_at",
+        "last_visit_day",
+        "late_deliveries",
+        "loss_aversion",
+        "margin_pv",
+        "model",
+        "monetary",
+        "offer",
+        "offer_expires_at",
+        "order_margin",
+        "orders",
+        "points",
+        "price_sensitivity",
+        "promo_share",
+        "qualifying_spend",
+        "qualifying_tier",
+        "recovered",
+        "reference_ratio",
+        "referral_cost_cents",
+        "requalify_at",
+        "returns",
+        "returns_cents",
+        "revenue_cents",
+        "rng",
+        "scenario",
+        "shipping_cents",
+        "spend_nu",
+        "spend_p",
+        "streak_days",
+        "streak_freezes",
+        "streak_sensitivity",
+        "terminated",
+        "tier",
+        "traits",
+        "visits",
+    )
+
     def __init__(
         self,
         model: JourneyModel,
@@ -449,7 +559,6 @@ class Journey:
         self.horizon_hours = horizon_days * HOURS_PER_DAY
         self.decision_kinds = decision_kinds
         self._u: list[float] = []
-        self._ui = _BLOCK
         self._gammas: list[float] = []
         mech = self._mech = sc.mechanisms
         self._kind, self._value = model.kind, model.value
@@ -466,7 +575,23 @@ class Journey:
         self.affinity = traits.affinity
         self.cart_prob = traits.cart_prob
         self.order_margin = expected_order_margin_scalar(model, traits.spend_nu)
+        self._residual_at_acquisition = residual_value_scalar(
+            traits.purchase_rate_per_day, traits.dropout_prob, self.order_margin, model.delta_per_day, 0.0
+        )
         self._rate_per_hour = model.delta_per_day / HOURS_PER_DAY
+        streaks, prospect = mech.streaks, mech.prospect
+        #: visit_hazard_multiplier_scalar's arguments after (streak, frustration): hers and the scenario's.
+        self._streak_args = (
+            traits.streak_sensitivity,
+            traits.loss_aversion,
+            streaks.weight,
+            streaks.cap_days,
+            streaks.min_days,
+            prospect.alpha,
+            prospect.beta,
+        )
+        self._decides_at_login = "login" in decision_kinds
+        self._decides_at_abandonment = "cart_abandoned" in decision_kinds
         social = mech.social
         self._proof = social_logit_lift_scalar(
             neighbour_signal,
@@ -577,13 +702,8 @@ class Journey:
         if not self.alive:
             return 0.0
         age_days = (self.now_hours - self.acquired_at) / HOURS_PER_DAY
-        return residual_value_scalar(
-            self.traits.purchase_rate_per_day,
-            self.traits.dropout_prob,
-            self.order_margin,
-            self.model.delta_per_day,
-            age_days,
-        )
+        # residual_value_scalar at this age: its value at age 0, discounted (the same arithmetic)
+        return self._residual_at_acquisition * math.exp(-self.model.delta_per_day * age_days)
 
     def tier_progress(self) -> float:
         """Share of the way to the next tier (on the membership period's spend)."""
@@ -591,6 +711,8 @@ class Journey:
 
     def frustration_on(self, day: int) -> float:
         """Streak frustration after the start of ``day``'s fading."""
+        if not self._frustration:  # the usual case: no broken streak to resent
+            return 0.0
         return self._frustration * self.model.frustration_decay ** (day - self._frustration_day)
 
     def offer_active(self, now: float) -> bool:
@@ -599,12 +721,9 @@ class Journey:
 
     # ---- random numbers ---------------------------------------------------------------------
     def _uniform(self) -> float:
-        i = self._ui
-        if i == _BLOCK:
-            self._u = self.rng.random(_BLOCK).tolist()
-            i = 0
-        self._ui = i + 1
-        return self._u[i]
+        if not self._u:  # the next block, reversed: pop() then reads it in the generator's order
+            self._u = self.rng.random(_BLOCK)[::-1].tolist()
+        return self._u.pop()
 
     def _standard_gamma(self) -> float:
         if not self._gammas:
@@ -620,7 +739,7 @@ class Journey:
             basket = self._basket(self._standard_gamma() / self.spend_nu)
             self._place_order(self.acquired_at, basket, self._category(), _NO_OFFER, 0, _NO_TERMS, True)
         day = int(self.acquired_at // HOURS_PER_DAY)
-        lapse_hours = sc.sessions.lapse_after_days * HOURS_PER_DAY
+        hour_cdf = self.model.hour_cdf
         while not self.done:
             if day >= self.horizon_days:
                 yield env.timeout(self.horizon_hours - env.now)
@@ -633,8 +752,9 @@ class Journey:
                     day = self._replan_day
                     continue
                 self._requalify(start)
-            self._settle_streak(day)
-            lapse_day = self._lapse_day(lapse_hours)
+            if self.streak_days > 0 and self.last_visit_day < day - 1:
+                self._settle_streak(day)
+            lapse_day = self._lapse_day()
             if lapse_day <= day:
                 day = yield from self._lapsing_day(day)
                 continue
@@ -646,7 +766,7 @@ class Journey:
             if session_day is None:
                 day = limit
                 continue
-            t = session_day * HOURS_PER_DAY + hour_from_uniform_scalar(self._uniform(), self.model.hour_cdf)
+            t = session_day * HOURS_PER_DAY + hour_from_uniform_scalar(self._uniform(), hour_cdf)
             if t <= self.acquired_at:  # the acquisition day: only sessions after acquisition count
                 day = session_day + 1
                 continue
@@ -655,7 +775,8 @@ class Journey:
                 day = self._replan_day
                 continue
             if self.alive:
-                self._settle_streak(session_day)
+                if self.streak_days > 0 and self.last_visit_day < session_day - 1:
+                    self._settle_streak(session_day)
                 yield from self._session(t)
             day = session_day + 1
 
@@ -671,18 +792,20 @@ class Journey:
         return True
 
     def _state_changed(self, now: float) -> None:
-        """Another process changed what her visits depend on: plan again from tomorrow."""
+        """Another event changed what her visits depend on: plan again from tomorrow."""
         day = int(now // HOURS_PER_DAY)
         if self._sleeping_until_day > day and not self.done:
             self._replan_day = day + 1
             self._sleeping_until_day = -1  # one interrupt per sleep
             self._process.interrupt()
 
-    def _lapse_day(self, lapse_hours: float) -> int:
+    def _lapse_day(self) -> int:
         """The day whose start finds her lapsing (recency past the threshold); horizon if none."""
         if self.lapsing_flagged:
             return self.horizon_days
-        return min(math.ceil((self.last_order_at + lapse_hours) / HOURS_PER_DAY), self.horizon_days)
+        return min(
+            math.ceil((self.last_order_at + self.model.lapse_hours) / HOURS_PER_DAY), self.horizon_days
+        )
 
     def _lapsing_day(self, day: int) -> Generator[simpy.Event, Any, int]:
         """The lapsing decision at the day's start; the day's visit is drawn before it, as in the engine."""
@@ -693,7 +816,7 @@ class Journey:
             return self._replan_day
         self.lapsing_flagged = True
         if "lapsing" in self.decision_kinds:
-            action = yield from self._decide("lapsing", start)
+            action = yield self._decision_point("lapsing", start)
             self._give(action, start)
             if action > 0 and not self.alive and self._uniform() < self._mech.churn.winback_rate:
                 self.alive = True
@@ -712,22 +835,21 @@ class Journey:
 
     def _window_end(self, day: int, lapse_day: int) -> int:
         """The first day after ``day`` on which her visit probability may change by itself."""
+        model = self.model
         limit = lapse_day
-        if self.streak_days > 0 and self.scenario.mechanisms.streaks.missed_day_rule != "freeze":
+        if self.streak_days > 0 and model.streaks_break:
             limit = min(limit, self.last_visit_day + 2 + self.streak_freezes)
-        for change in self.model.season_changes:
+        for change in model.season_changes:
             if change > day:
                 limit = min(limit, change)
                 break
-        tiers = self._mech.tiers
-        if tiers.downgrade_weight > 0:
-            warning_day = math.ceil(
-                (self.requalify_at - tiers.downgrade_warning_days * HOURS_PER_DAY) / HOURS_PER_DAY
-            )
+        if model.downgrade_weight > 0:
+            warning_day = math.ceil((self.requalify_at - model.downgrade_warning_hours) / HOURS_PER_DAY)
             if warning_day > day:
                 limit = min(limit, warning_day)
         limit = min(limit, math.ceil(self.requalify_at / HOURS_PER_DAY))
-        if self._kind[self.offer] == _K["streak_bonus"] and self.offer_expires_at >= day * HOURS_PER_DAY:
+        offer = self.offer
+        if offer and self._kind[offer] == _STREAK_BONUS and self.offer_expires_at >= day * HOURS_PER_DAY:
             limit = min(limit, int(self.offer_expires_at // HOURS_PER_DAY) + 1)
         if self._frustration > 1e-3:  # frustration fades: keep the thinning bound tight
             limit = min(limit, day + 7)
@@ -743,7 +865,7 @@ class Journey:
         bound = self._visit_probability(limit - 1, rest)
         if bound <= 0.0:
             return None
-        exact = self.frustration_on(day) == self.frustration_on(limit - 1)
+        exact = not self._frustration or self.frustration_on(day) == self.frustration_on(limit - 1)
         log_miss = math.log1p(-bound) if bound < 1.0 else -math.inf
         d = day
         while True:
@@ -757,17 +879,8 @@ class Journey:
 
     def _visit_probability(self, day: int, rest: float | None = None) -> float:
         """Her session probability on ``day``; ``rest`` is :meth:`_visit_multiplier_rest` if known."""
-        streaks, prospect = self._mech.streaks, self._mech.prospect
         multiplier = visit_hazard_multiplier_scalar(
-            self.streak_days,
-            self.frustration_on(day),
-            self.streak_sensitivity,
-            self.loss_aversion,
-            streaks.weight,
-            streaks.cap_days,
-            streaks.min_days,
-            prospect.alpha,
-            prospect.beta,
+            self.streak_days, self.frustration_on(day), *self._streak_args
         )
         if rest is None:
             rest = self._visit_multiplier_rest(day)
@@ -775,36 +888,31 @@ class Journey:
 
     def _visit_multiplier_rest(self, day: int) -> float:
         """The visit-hazard factors other than streak and frustration: bonus, season, tiers."""
-        mech = self._mech
-        prospect = mech.prospect
+        model = self.model
         multiplier = 1.0
         start = day * HOURS_PER_DAY
         offer = self.offer
-        if self._kind[offer] == _K["streak_bonus"] and self.offer_expires_at >= start:
+        if offer and self._kind[offer] == _STREAK_BONUS and self.offer_expires_at >= start:
+            mech = self._mech
             types = mech.incentive_types
-            appeal = affinity_factor_scalar(
-                self.affinity, self.model.type_column[offer], types.affinity_weight
-            )
+            appeal = affinity_factor_scalar(self.affinity, model.type_column[offer], types.affinity_weight)
             value = self._value[offer] * self.scenario.loyalty.point_value
             pull = mech.streaks.weight * self.streak_sensitivity * appeal
-            multiplier *= math.exp(pull * (value / types.streak_bonus_reference) ** prospect.alpha)
-        for peak in self.scenario.sessions.peaks:
-            if peak.start_day <= day < peak.start_day + peak.days:
-                multiplier *= peak.visit_multiplier
-        tiers = mech.tiers
-        if tiers.goal_gradient > 0 and self.qualifying_spend > 0:
-            progress = tier_progress_scalar(
-                self.qualifying_spend, self.qualifying_tier, self.model.thresholds
-            )
-            multiplier *= 1.0 + tiers.goal_gradient * progress**2
-        if tiers.downgrade_weight > 0 and self.requalify_at - start <= tiers.downgrade_warning_days * 24.0:
+            multiplier *= math.exp(pull * (value / types.streak_bonus_reference) ** mech.prospect.alpha)
+        for first, end, factor in model.peaks:
+            if first <= day < end:
+                multiplier *= factor
+        if model.goal_gradient > 0 and self.qualifying_spend > 0:
+            progress = tier_progress_scalar(self.qualifying_spend, self.qualifying_tier, model.thresholds)
+            multiplier *= 1.0 + model.goal_gradient * progress**2
+        if model.downgrade_weight > 0 and self.requalify_at - start <= model.downgrade_warning_hours:
             multiplier *= downgrade_threat_scalar(
                 self.tier,
                 self.qualifying_tier,
                 self.loss_aversion,
-                self.model.top_tier,
-                tiers.downgrade_weight,
-                prospect.beta,
+                model.top_tier,
+                model.downgrade_weight,
+                self._mech.prospect.beta,
             )
         return multiplier
 
@@ -868,8 +976,8 @@ class Journey:
         ):  # the streak held: the bonus points are credited
             self.points += int(self._value[offer])
             self.offer, self.offer_expires_at = _NO_OFFER, -math.inf
-        if "login" in self.decision_kinds:
-            action = yield from self._decide("login", t)
+        if self._decides_at_login:
+            action = yield self._decision_point("login", t)
             self._give(action, t)
         if self._uniform() >= self.cart_prob:
             return
@@ -883,18 +991,19 @@ class Journey:
         if self._checkout(t, basket, category, badge):
             return
         self.abandoned += 1
-        if "cart_abandoned" in self.decision_kinds:
-            action = yield from self._decide("cart_abandoned", t)
+        if self._decides_at_abandonment:
+            action = yield self._decision_point("cart_abandoned", t)
             self._give(action, t)
         batch = self.scenario.engine.session_batch_hours
         wake = (math.floor(t / batch) + 1) * batch + self.scenario.sessions.cart_recovery_hours
-        self.env.process(self._cart_timer(cart_id, basket, category, badge, wake))
+        timer = self.env.timeout(wake - self.env.now, (cart_id, basket, category, badge))
+        timer.callbacks.append(self._cart_timer)  # a callback, not a process: one event, no generator
 
-    def _decide(self, kind: DecisionKind, t: float) -> Generator[simpy.Event, Any, int]:
+    def _decision_point(self, kind: DecisionKind, t: float) -> simpy.Event:
+        """Pose a decision to the driver; the process yields the event, whose value is the incentive."""
         self._answer = self.env.event()
         self._pending = Decision(kind, t)
-        action: int = yield self._answer
-        return action
+        return self._answer
 
     def _basket(self, drawn: float) -> float:
         ship, topup = self.scenario.shipping, self._mech.shipping_threshold
@@ -911,11 +1020,9 @@ class Journey:
     def _category(self) -> int:
         return min(bisect_right(self.model.category_cdf, self._uniform()), len(self.model.category_cdf) - 1)
 
-    def _cart_timer(
-        self, cart_id: int, basket: float, category: int, badge: bool, wake: float
-    ) -> Generator[simpy.Event, Any, None]:
+    def _cart_timer(self, timer: simpy.Event) -> None:
         """The cart-abandonment timer: she may come back and decide again; otherwise the cart is lost."""
-        yield self.env.timeout(wake - self.env.now)
+        cart_id, basket, category, badge = cast(tuple[int, float, int, bool], timer.value)
         if self.done or self._cart_id != cart_id or self.cart_value == 0.0:
             return  # replaced by a newer cart, or already bought
         now = self.env.now
@@ -931,7 +1038,7 @@ class Journey:
         sc = self.scenario
         loyalty, ship, mech = sc.loyalty, sc.shipping, self._mech
         offer = self.offer if self.offer_expires_at >= t else _NO_OFFER
-        terms = offer_terms_scalar(self.catalog, offer, basket) if offer != _NO_OFFER else _NO_TERMS
+        terms = offer_terms_scalar(self.model, offer, basket) if offer != _NO_OFFER else _NO_TERMS
         fee = 0.0 if terms.free_shipping or basket >= ship.free_threshold else ship.fee
         redeem_points = 0
         if self.points >= loyalty.min_redeem_points:
@@ -1033,11 +1140,9 @@ class Journey:
         self.qualifying_spend += basket
         self.qualifying_tier = tier_of_scalar(self.qualifying_spend, self.model.thresholds)
         self.tier = max(self.tier, self.qualifying_tier)
-        self.env.process(
-            self._delivery(
-                t, category, list_cents, coupon_cents + redeem_cents, cogs_cents, earned, via_batch
-            )
-        )
+        due = self.delivery_due_hours(t, via_batch, self._uniform())
+        parcel = Parcel(t, due, category, list_cents, coupon_cents + redeem_cents, cogs_cents, earned)
+        self.env.timeout(due - self.env.now, parcel).callbacks.append(self._delivered)
         if not repeat:
             return
         churn, tiers = mech.churn, mech.tiers
@@ -1074,44 +1179,38 @@ class Journey:
         due = (day + transit) * HOURS_PER_DAY + ship.delivery_hour
         return due + HOURS_PER_DAY if due <= shipped_at else due
 
-    def _delivery(
-        self,
-        placed_at: float,
-        category: int,
-        list_cents: int,
-        discount_cents: int,
-        cogs_cents: int,
-        points_earned: int,
-        via_batch: bool,
-    ) -> Generator[simpy.Event, Any, None]:
-        """The parcel's journey: delivery (late or not, maybe churn), then maybe a return."""
-        sc = self.scenario
-        due = self.delivery_due_hours(placed_at, via_batch, self._uniform())
-        yield self.env.timeout(due - self.env.now)
+    def _delivered(self, arrival: simpy.Event) -> None:
+        """The parcel arrives, late or not (she may churn); it may come back as a return."""
         if self.done:
             return
-        late = due > placed_at + sc.shipping.promised_days * HOURS_PER_DAY
+        parcel = cast(Parcel, arrival.value)
+        sc = self.scenario
+        late = parcel.due > parcel.placed_at + sc.shipping.promised_days * HOURS_PER_DAY
         self.deliveries += 1
         self.late_deliveries += late
         self.last_delivery_late = late
         if late and self.alive and self._uniform() < self._mech.churn.late_delivery_churn:
-            self._churn(due)
+            self._churn(parcel.due)
             if self.done:
                 return
-        rate = self.model.return_rate[category] * (2.0 if self.traits.abuser else 1.0)
+        rate = self.model.return_rate[parcel.category] * (2.0 if self.traits.abuser else 1.0)
         if self._uniform() >= min(rate, 1.0):
             return
         # Back after the delay; booked at the next daily returns round (12:00), as in the engine.
-        back = due + sc.returns.delay_days * HOURS_PER_DAY
+        back = parcel.due + sc.returns.delay_days * HOURS_PER_DAY
         booked = math.ceil((back - 12.0) / HOURS_PER_DAY) * HOURS_PER_DAY + 12.0
-        yield self.env.timeout(booked - self.env.now)
+        self.env.timeout(booked - self.env.now, (parcel, booked)).callbacks.append(self._returned)
+
+    def _returned(self, returned: simpy.Event) -> None:
+        """A returned parcel is booked: refund net of restocking, handling cost, points taken back."""
         if self.done:
             return
-        params = sc.returns
-        restock = round(params.restock_share * cogs_cents)
-        cost = list_cents - discount_cents + round(params.handling_cost * 100.0) - restock
+        parcel, booked = cast(tuple[Parcel, float], returned.value)
+        params = self.scenario.returns
+        restock = round(params.restock_share * parcel.cogs_cents)
+        cost = parcel.list_cents - parcel.discount_cents + round(params.handling_cost * 100.0) - restock
         self._book(booked, 0, 0, 0, 0, cost)
-        self.points = max(self.points - points_earned, 0)
+        self.points = max(self.points - parcel.points_earned, 0)
         self.returns += 1
 
     def _churn(self, t: float) -> None:
@@ -1138,7 +1237,7 @@ class Journey:
     # ---- incentives -----------------------------------------------------------------------------
     def eligible_flags(self) -> tuple[bool, bool]:
         """(shown streak, tier >= 1): all that :meth:`IncentiveCatalog.eligible` depends on."""
-        return self.streak_days >= self._mech.streaks.min_days, self.tier >= 1
+        return self.streak_days >= self.model.streak_min_days, self.tier >= 1
 
     def _give(self, incentive_id: int, t: float) -> None:
         """Make a non-``none`` incentive her active offer, or act on it at once (freeze, referral)."""

@@ -176,7 +176,7 @@ def test_scalar_offer_terms_twin_equals_catalog_terms(model: JourneyModel):
     basket = rng.uniform(5, 120, N)
     terms = catalog.terms(offer, basket)
     for i in range(N):
-        got = offer_terms_scalar(catalog, int(offer[i]), float(basket[i]))
+        got = offer_terms_scalar(model, int(offer[i]), float(basket[i]))
         assert got.discount == pytest.approx(terms.discount[i], abs=1e-12)
         assert got.free_shipping == terms.free_shipping[i]
         assert got.points_multiplier == terms.points_multiplier[i]
