@@ -257,7 +257,8 @@ def test_none_policy_journeys_match_the_population_engine_on_orders_abandonment_
     warehouse gets capacity far above demand (so both deliver on the queue-free schedule) and
     social proof and tier inflation are off on both sides. Tolerances (about 3 standard errors
     of the difference, which shopper heterogeneity makes large): orders and visits per shopper
-    within 10%, cart abandonment within 0.03, share still active at day 180 within 0.04.
+    within 10%, cart abandonment within 0.03, share still active at day 180 within 0.04, late
+    deliveries within 0.015 and returns per delivery within 0.02.
     """
     scenario = load_scenario(SCENARIO, CONSISTENCY)
     days = 180
@@ -273,8 +274,11 @@ def test_none_policy_journeys_match_the_population_engine_on_orders_abandonment_
     assert 1.0 - converted / carts == pytest.approx(engine["cart_abandonment_rate"], abs=0.03)
     assert sum(j.alive for j in journeys) / n == pytest.approx(engine["active_share"], abs=0.04)
     assert sum(j.terminated for j in journeys) == n - sum(j.alive for j in journeys)  # ended = churned
-    late = sum(j.late_deliveries for j in journeys) / sum(j.deliveries for j in journeys)
+    deliveries = sum(j.deliveries for j in journeys)
+    late = sum(j.late_deliveries for j in journeys) / deliveries
     assert late == pytest.approx(engine["late_delivery_share"], abs=0.015)  # the same queue-free schedule
+    returned = sum(j.returns for j in journeys) / deliveries
+    assert returned == pytest.approx(engine["returns_share"], abs=0.02)
 
 
 def test_coupon_at_an_abandoned_cart_raises_its_recovery_by_more_than_a_third():
