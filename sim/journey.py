@@ -705,10 +705,6 @@ class Journey:
         # residual_value_scalar at this age: its value at age 0, discounted (the same arithmetic)
         return self._residual_at_acquisition * math.exp(-self.model.delta_per_day * age_days)
 
-    def tier_progress(self) -> float:
-        """Share of the way to the next tier (on the membership period's spend)."""
-        return tier_progress_scalar(self.qualifying_spend, self.tier, self.model.thresholds)
-
     def frustration_on(self, day: int) -> float:
         """Streak frustration after the start of ``day``'s fading."""
         if not self._frustration:  # the usual case: no broken streak to resent
