@@ -44,7 +44,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "checkout_abandonment_rate": _ratio(daily["abandoned"].sum(), carts),
         "carts_recovered": int(daily["recovered"].sum()),
         "orders": orders.size,
-        "repeat_orders": orders.size - n,
+        "repeat_orders": orders.size - int(np.unique(orders.column("shopper")).size),
         "mean_order_value": _ratio(orders.column("list_cents").sum() / 100.0, orders.size),
     }
     for line in LEDGER_LINES:
