@@ -31,7 +31,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$", min_length=1, max_length=64)]
+# At least one non-dot character: "." and ".." would resolve outside the run directory.
+_NAME_PATTERN = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+Name = Annotated[str, Field(pattern=_NAME_PATTERN, min_length=1, max_length=64)]
 
 
 class EnvConfig(_Model):
