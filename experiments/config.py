@@ -74,7 +74,7 @@ class PolicyConfig(_Model):
     kind: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     variants: tuple[str, ...] | None = Field(
-        default=None, description="run only on these variants (default: every variant)"
+        default=None, min_length=1, description="run only on these variants (default: every variant)"
     )
 
     @field_validator("kind")
@@ -110,11 +110,12 @@ class ExperimentConfig(_Model):
     name: Name
     description: str = ""
     env: EnvConfig
-    objective_weights: dict[str, float] | None = Field(
+    objective_weights: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
         default=None, description=f"weights over {list(OBJECTIVES)} (default: the environment's)"
     )
-    variants: tuple[VariantConfig, ...] = Field(default=(VariantConfig(name="base"),))
-    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field(min_length=1)
+    variants: tuple[VariantConfig, ...] = Field(default=(VariantConfig(name="base"),), min_length=1)
+    # Seeds are stored as int64 in results.parquet; 2**32 - 1 keeps them well inside it.
+    seeds: tuple[Annotated[int, Field(ge=0, le=2**32 - 1)], ...] = Field(min_length=1)
     policies: tuple[PolicyConfig, ...] = Field(min_length=1)
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
