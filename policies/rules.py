@@ -66,11 +66,16 @@ class Rule(Protocol):
 
 # ---- shared helpers ---------------------------------------------------------------------------
 def first_allowed(preferences: Ids, masks: Masks) -> Ids:
-    """Per row, the first incentive of ``preferences`` ``(n, k)`` the mask allows, else ``none`` (0)."""
+    """Per row, the first incentive of ``preferences`` ``(n, k)`` the mask allows.
+
+    When no preference is allowed the row gets the lowest allowed id (``none`` when allowed), so a
+    rule never returns an incentive the caller excluded; ``none`` (0) only if nothing is allowed.
+    """
     allowed = np.take_along_axis(masks, preferences, axis=1)
     first = np.argmax(allowed, axis=1)
     chosen = preferences[np.arange(preferences.shape[0]), first]
-    return np.where(allowed.any(axis=1), chosen, 0).astype(np.int64)
+    fallback = np.argmax(masks, axis=1)  # lowest allowed id; 0 where the row allows nothing
+    return np.where(allowed.any(axis=1), chosen, fallback).astype(np.int64)
 
 
 def masked_argmax(scores: Floats | NDArray[np.float32], masks: Masks) -> Ids:
