@@ -122,7 +122,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         low_value: float = 80.0,
         render_mode: str | None = None,
     ) -> None:
-        check_common_arguments(horizon_days, incentive_budget, render_mode)
+        render_mode = check_common_arguments(horizon_days, incentive_budget, render_mode)
         self.scenario = resolve_scenario(scenario, overrides)
         self.horizon_days = horizon_days
         self.incentive_budget = incentive_budget

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,24 @@ def resolve_scenario(scenario: str | Path | Scenario, overrides: Mapping[str, An
     return load_scenario(path, overrides)
 
 
-def check_common_arguments(horizon_days: int, incentive_budget: float, render_mode: str | None) -> None:
-    """Reject a bad horizon, budget or render mode with the value and what is allowed."""
+def check_common_arguments(horizon_days: int, incentive_budget: float, render_mode: str | None) -> str | None:
+    """Reject a bad horizon or budget; warn on an unsupported render mode and return the mode to use.
+
+    An unsupported mode (SB3's ``make_vec_env`` passes ``"rgb_array"``) warns, as gymnasium does,
+    and rendering is then off (None), so third-party clients make the env with default arguments.
+    """
     if horizon_days < 1 or incentive_budget < 0:
         raise ValueError(
             f"need horizon_days >= 1 and incentive_budget >= 0, got {horizon_days}, {incentive_budget}"
         )
     if render_mode not in (None, "ansi"):
-        raise ValueError(f"render_mode {render_mode!r} unsupported; allowed: 'ansi' or None")
+        warnings.warn(
+            f"render_mode {render_mode!r} unsupported (allowed: 'ansi' or None); rendering is off",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    return render_mode
 
 
 def with_decision_points(

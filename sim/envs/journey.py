@@ -163,7 +163,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         render_mode: str | None = None,
     ) -> None:
         overrides = with_decision_points(overrides, decision_points)
-        check_common_arguments(horizon_days, incentive_budget, render_mode)
+        render_mode = check_common_arguments(horizon_days, incentive_budget, render_mode)
         if not neighbour_signal >= 0.0:
             raise ValueError(
                 f"neighbour_signal must be >= 0 (recent neighbour purchases), got {neighbour_signal}"
@@ -388,7 +388,8 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         assert j is not None
         return {
             "objective": objective,
-            "decision_kind": None if self._decision is None else self._decision.kind,
+            # Type-stable for vector envs and replay buffers: a str on every step, "end" at the end.
+            "decision_kind": "end" if self._decision is None else self._decision.kind,
             "given": given,
             "time_days": now / HOURS_PER_DAY,
             "alive": j.alive,

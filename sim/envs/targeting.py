@@ -143,7 +143,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         render_mode: str | None = None,
     ) -> None:
         overrides = with_decision_points(overrides, decision_points)
-        check_common_arguments(horizon_days, incentive_budget, render_mode)
+        render_mode = check_common_arguments(horizon_days, incentive_budget, render_mode)
         if attribution_days <= 0:
             raise ValueError(f"attribution_days must be > 0, got {attribution_days}")
         self.scenario = resolve_scenario(scenario, overrides)
@@ -350,8 +350,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         info: dict[str, Any] = {
             "attributed": attributed,
             "decision_id": self._next_decision_id,
-            "decision_kind": None if self._batch is None else self._batch.kind,
-            "shopper": None if self._batch is None else int(self._batch.shoppers[self._position]),
+            # Type-stable for vector envs and replay buffers: "end" and -1 when no shopper is waiting.
+            "decision_kind": "end" if self._batch is None else self._batch.kind,
+            "shopper": -1 if self._batch is None else int(self._batch.shoppers[self._position]),
             "action_mask": self.action_masks(),
             "objective": dict(zip(OBJECTIVES, (float(v) for v in self._objective_total), strict=True)),
         }
