@@ -881,9 +881,9 @@ class Simulation:
         self._answer = self.env.event()
         self._ready.succeed(DecisionBatch(kind=kind, time_hours=now, shoppers=shoppers.copy()))
         incentive_ids = yield self._answer
-        self._give(shoppers, incentive_ids, np.full(shoppers.size, now) if at is None else at)
+        given = self._give(shoppers, incentive_ids, np.full(shoppers.size, now) if at is None else at)
         if kind == "lapsing":
-            self._win_back(shoppers[incentive_ids > 0], now)
+            self._win_back(shoppers[given > 0], now)  # a refused (ineligible) incentive reaches no one
 
     def _win_back(self, shoppers: I64, now: float) -> None:
         """Churned shoppers reached by an incentive while lapsing may come back."""
@@ -897,8 +897,8 @@ class Simulation:
             self.log.record("winback", now, back)
             self.daily.add("won_back", now, back.size)
 
-    def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64) -> None:
-        """Make each non-``none`` incentive the shopper's active offer until it expires."""
+    def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64) -> NDArray[np.int16]:
+        """Make each non-``none`` incentive the shopper's active offer; returns the ids actually given."""
         pop = self.pop
         eligible = self.catalog.eligible(
             incentive_ids,
@@ -911,7 +911,7 @@ class Simulation:
             incentive_ids = np.where(eligible, incentive_ids, 0).astype(np.int16)
         given = incentive_ids > 0
         if not given.any():
-            return
+            return incentive_ids
         kind = self.catalog.kind[incentive_ids]
         self._streak_bonus_given |= bool((kind == KIND_CODES["streak_bonus"]).any())
         freeze = kind == KIND_CODES["streak_freeze"]
@@ -925,3 +925,4 @@ class Simulation:
         pop.offer_expires_at[ids[offers]] = (at[given] + self.catalog.valid_hours[offer])[offers]
         pop.incentives_received[ids] += 1
         self.log.record("incentive_offered", at[given], ids, incentive=offer)
+        return incentive_ids

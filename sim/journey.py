@@ -813,8 +813,8 @@ class Journey:
         self.lapsing_flagged = True
         if "lapsing" in self.decision_kinds:
             action = yield self._decision_point("lapsing", start)
-            self._give(action, start)
-            if action > 0 and not self.alive and self._uniform() < self._mech.churn.winback_rate:
+            given = self._give(action, start)
+            if given and not self.alive and self._uniform() < self._mech.churn.winback_rate:
                 self.alive = True
                 self.churned_at = math.nan
         if not self.alive:
@@ -1235,17 +1235,17 @@ class Journey:
         """(shown streak, tier >= 1): all that :meth:`IncentiveCatalog.eligible` depends on."""
         return self.streak_days >= self.model.streak_min_days, self.tier >= 1
 
-    def _give(self, incentive_id: int, t: float) -> None:
-        """Make a non-``none`` incentive her active offer, or act on it at once (freeze, referral)."""
+    def _give(self, incentive_id: int, t: float) -> bool:
+        """Make a non-``none`` incentive her active offer, or act on it at once; False if none was given."""
         if incentive_id == _NO_OFFER:
-            return
+            return False
         kind = self._kind[incentive_id]
         streak_ok, tier_ok = self.eligible_flags()
         if (kind in (_K["streak_freeze"], _K["streak_bonus"]) and not streak_ok) or (
             kind == _K["tier_perk"] and not tier_ok
         ):
             self.ineligible_offers += 1  # not given (the environment masks these)
-            return
+            return False
         self.incentives_received += 1
         if kind == _K["streak_freeze"]:
             self.streak_freezes += 1
@@ -1254,6 +1254,7 @@ class Journey:
         else:
             self.offer = incentive_id
             self.offer_expires_at = t + self.model.valid_hours[incentive_id]
+        return True
 
     def _invite(self, incentive_id: int, t: float) -> None:
         """She invites friends (and an abuser opens fake accounts where the floor lets them through)."""

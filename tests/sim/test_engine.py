@@ -231,3 +231,18 @@ def test_every_redemption_follows_its_offer_in_the_event_log(small_scenario: Sce
     assert len(redeemed) > 50
     first_offer = offered.reindex(redeemed["shopper_id"]).to_numpy()
     assert (redeemed["time_hours"].to_numpy() >= first_offer).all()
+
+
+def test_ineligible_incentive_at_lapsing_wins_back_no_one():
+    # Issue 14's bug: streak_freeze (ineligible without a shown streak) at every lapsing decision
+    # was refused by _give yet still triggered the win-back draw (128 of 3,000 shoppers back).
+    scenario = load_scenario(DEFAULT, {"population.shoppers": 3000})
+    freeze = next(i for i, spec in enumerate(scenario.incentives) if spec.kind == "streak_freeze")
+
+    def decide(batch: DecisionBatch) -> Any:
+        return np.full(batch.shoppers.size, freeze if batch.kind == "lapsing" else 0)
+
+    sim = Simulation(scenario, seed=0, horizon_days=365).run(decide)
+    daily = sim.daily.to_frame()
+    assert daily["ineligible_offers"].sum() > 1000
+    assert daily["won_back"].sum() == 0
