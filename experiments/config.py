@@ -219,7 +219,7 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
     import gymnasium as gym
 
     from policies.base import env_spec
-    from policies.registry import RL_KINDS, make_policy
+    from policies.registry import ORACLE_KINDS, RL_KINDS, make_policy
 
     for variant in config.variant_names:
         try:
@@ -237,6 +237,13 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
             where = f"invalid experiment config {source}: policies.{policy.name}.kwargs"
             if policy.kind in RL_KINDS:
                 _check_rl_kwargs(policy.kind, policy.kwargs, where, env)
+                continue
+            if policy.kind in ORACLE_KINDS:
+                if policy.kwargs or not hasattr(env.unwrapped, "oracle_view"):
+                    raise ConfigError(
+                        f"{where}: got {policy.kwargs!r}; kind oracle takes no arguments and needs an "
+                        "environment with oracle_view() (every shopgym env has one)"
+                    )
                 continue
             try:
                 make_policy(policy.kind, spec, 0, **policy.kwargs)

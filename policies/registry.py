@@ -31,7 +31,9 @@ JSON_POLICIES: dict[str, str] = {
 ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson")
 #: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
 RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo")
-POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS)
+#: Privileged kinds: read the simulator's hidden state (a measuring stick, never exported).
+ORACLE_KINDS = ("oracle",)
+POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS, *ORACLE_KINDS)
 
 
 def json_policy_class(kind: str) -> type[JsonPolicy]:
@@ -60,6 +62,14 @@ def make_policy(
         from policies.rl import make_sb3
 
         return make_sb3(kind, env, seed, tensorboard_log=tensorboard_log, **kwargs)
+    if kind in ORACLE_KINDS:
+        if isinstance(env, EnvSpec):
+            raise ValueError("kind oracle reads the live environment; pass the env, not its spec")
+        if kwargs:
+            raise ValueError(f"policy 'oracle' takes no arguments, got {sorted(kwargs)}")
+        from policies.oracle import Oracle
+
+        return Oracle(env, seed)
     spec = env if isinstance(env, EnvSpec) else env_spec(env)
     cls = json_policy_class(kind)
     try:
@@ -73,6 +83,10 @@ def load_policy(path: str | Path, env: gym.Env[Any, Any] | None = None) -> Polic
     directory = Path(path)
     meta_path = directory / "policy.json" if directory.is_dir() else directory
     meta = json.loads(meta_path.read_text())
+    if meta.get("kind") in ORACLE_KINDS:
+        from policies.oracle import NOT_EXPORTABLE
+
+        raise ValueError(f"{meta_path}: {NOT_EXPORTABLE}")
     if meta.get("kind") in RL_KINDS:
         from policies.rl import load_sb3
 

@@ -106,8 +106,8 @@ class UpliftParams(_Model):
     a 15% share quitting with probability 0.24 at a contact gives that average.
     """
 
-    persuadable: UpliftClass = UpliftClass(share=0.35, offer_response=1.6, checkout_logit_shift=0.0)
-    sure_thing: UpliftClass = UpliftClass(share=0.25, offer_response=0.15, checkout_logit_shift=1.0)
+    persuadable: UpliftClass = UpliftClass(share=0.25, offer_response=2.5, checkout_logit_shift=-1.0)
+    sure_thing: UpliftClass = UpliftClass(share=0.35, offer_response=0.15, checkout_logit_shift=1.0)
     lost_cause: UpliftClass = UpliftClass(share=0.25, offer_response=0.15, checkout_logit_shift=-1.0)
     sleeping_dog: UpliftClass = UpliftClass(
         share=0.15, offer_response=1.0, checkout_logit_shift=0.0, contact_churn=0.24
