@@ -40,9 +40,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.base import EnvSpec, JsonPolicy, Policy
+from policies.base import EnvSpec, JsonPolicy, Policy, PolicyFileError
 from policies.registry import RL_KINDS, load_policy
-from policies.runtime import CARD_FILE, CARD_FORMAT, MASK_INPUT, MODEL_FILES, OBS_INPUT, RuntimePolicy
+from policies.runtime import (
+    CARD_FILE,
+    CARD_FORMAT,
+    DECISION_SECTIONS,
+    MASK_INPUT,
+    MODEL_FILES,
+    OBS_INPUT,
+    RuntimePolicy,
+    card_digest,
+)
 from policies.runtime import load_policy as load_artifact
 from sim.io import atomic_write_json
 
@@ -113,7 +122,10 @@ def export_policy(
     if check_samples < 1:
         raise ExportError(f"check_samples must be >= 1, got {check_samples}")
     found = resolve_source(source, policy, seed, variant, scenario, overrides)
-    loaded = load_policy(found.model_dir)
+    try:
+        loaded = load_policy(found.model_dir)
+    except PolicyFileError as error:
+        raise ExportError(str(error)) from None
     spec: EnvSpec = loaded.spec  # type: ignore[attr-defined]
     kind = str(getattr(loaded, "kind", "?"))
     scenario_obj = _check_scenario(found, spec)
@@ -130,6 +142,7 @@ def export_policy(
         model_bytes, model_info = export_json(loaded, kind)
     fmt = model_info["format"]
     card = build_card(found, spec, kind, model_bytes, model_info)
+    card["integrity"] = {"sha256": card_digest(card), "covers": list(DECISION_SECTIONS)}
 
     check_obs, check_masks = _check_batch(spec, check_samples)
     with tempfile.TemporaryDirectory(prefix="shopgym-export-") as tmp:

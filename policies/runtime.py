@@ -42,6 +42,10 @@ CARD_FORMAT = 1
 MODEL_FILES = {"onnx": "policy.onnx", "json": "policy.json"}
 #: Name of the observation input of every exported ONNX graph, and of MaskablePPO's mask input.
 OBS_INPUT, MASK_INPUT = "obs", "action_mask"
+#: Card sections that decide what the artifact does: covered by the card's ``integrity`` hash.
+DECISION_SECTIONS = ("format", "policy", "env_id", "features", "normalization", "actions", "model")
+#: Largest card read (a real card is a few tens of kilobytes).
+MAX_CARD_BYTES = 16 * 1024 * 1024
 
 Ids = NDArray[np.int64]
 Masks = NDArray[np.bool_]
@@ -437,6 +441,19 @@ class RuntimePolicy:
         return masks
 
 
+def card_digest(card: Mapping[str, Any]) -> str:
+    """SHA-256 of the card's decision-relevant sections in canonical JSON (:data:`DECISION_SECTIONS`).
+
+    Feature order and scales, clip bounds, incentive names, heads and the model file's own hash
+    all change decisions; an edit to any of them makes the card's recorded digest mismatch.
+    This detects accidental and careless edits; it is not a signature (whoever can write the
+    directory can recompute it), so serve artifacts from storage only trusted exporters write.
+    """
+    covered = {key: card.get(key) for key in DECISION_SECTIONS}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -452,9 +469,13 @@ def read_card(path: str | Path) -> dict[str, Any]:
             f"{card_path} not found; export the policy first: shopgym export SOURCE --out DIR"
         )
     try:
-        card: dict[str, Any] = json.loads(card_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ArtifactError(f"{card_path} is not valid JSON: {error}") from error
+        if card_path.stat().st_size > MAX_CARD_BYTES:
+            raise ArtifactError(f"{card_path} is larger than {MAX_CARD_BYTES:,} bytes; not a policy card")
+        card: Any = json.loads(card_path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError) as error:
+        raise ArtifactError(f"{card_path} is not a readable JSON policy card: {str(error)[:200]}") from None
+    if not isinstance(card, dict):
+        raise ArtifactError(f"{card_path}: a policy card is a JSON object, got {type(card).__name__}")
     if card.get("format") != CARD_FORMAT:
         raise ArtifactError(
             f"{card_path}: card format {card.get('format')!r} unsupported; this runtime reads {CARD_FORMAT}"
@@ -470,8 +491,21 @@ def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
     """
     card = read_card(path)
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    integrity = card.get("integrity")
+    recorded = integrity.get("sha256") if isinstance(integrity, Mapping) else None
+    try:
+        digest = card_digest(card)
+    except (TypeError, ValueError) as error:  # NaN or non-JSON values: never a card export wrote
+        raise ArtifactError(f"{directory / CARD_FILE}: card content is not plain JSON: {error}") from None
+    if digest != recorded:
+        raise ArtifactError(
+            f"{directory / CARD_FILE}: its decision-relevant content ({', '.join(DECISION_SECTIONS)}) does "
+            f"not match its integrity sha256 {str(recorded)[:16]}...; the card was edited. Re-export it."
+        )
     layout = CardLayout.from_card(card)
-    spec = card.get("model", {})
+    spec = card.get("model")
+    if not isinstance(spec, Mapping):
+        raise ArtifactError(f"{directory / CARD_FILE}: 'model' must be an object")
     fmt = spec.get("format")
     if fmt not in MODEL_FILES or spec.get("file") != MODEL_FILES[fmt]:
         raise ArtifactError(
