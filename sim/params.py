@@ -21,10 +21,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+#: Largest value of any rate, duration or multiplier and of any amount of money in a scenario: far
+#: above anything physical, far below what overflows int64 cents or numpy array sizes.
+MAX_VALUE = 1e6
+#: Largest mean order value (dollars) a scenario may imply: keeps ledger sums far from int64 cents.
+MAX_MEAN_ORDER = 100_000.0
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
-NonNegativeFloat = Annotated[float, Field(ge=0.0)]
-Money = Annotated[float, Field(ge=0.0, description="US dollars")]
+PositiveFloat = Annotated[float, Field(gt=0.0, le=MAX_VALUE)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0, le=MAX_VALUE)]
+Money = Annotated[float, Field(ge=0.0, le=MAX_VALUE, description="US dollars")]
 HourOfDay = Annotated[float, Field(ge=0.0, lt=24.0)]
 
 DecisionKind = Literal["login", "cart_abandoned", "lapsing"]
@@ -36,7 +41,7 @@ class ScenarioError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class LogNormalTrait(_Model):
@@ -76,6 +81,16 @@ class SpendParams(_Model):
     q: Annotated[float, Field(gt=1.0)]
     gamma: PositiveFloat
 
+    @model_validator(mode="after")
+    def _check_mean(self) -> SpendParams:
+        mean = self.p * self.gamma / (self.q - 1.0)
+        if not mean <= MAX_MEAN_ORDER:
+            raise ValueError(
+                f"mean order value p * gamma / (q - 1) = {mean:.4g} dollars; at most {MAX_MEAN_ORDER:g} "
+                "(lower p or gamma, or raise q)"
+            )
+        return self
+
 
 class AffinityParams(_Model):
     """Dirichlet concentration of each shopper's affinity for the four incentive types."""
@@ -89,7 +104,7 @@ class AffinityParams(_Model):
 class PopulationParams(_Model):
     """Who the shoppers are and when they are acquired (acquisition = first order)."""
 
-    shoppers: Annotated[int, Field(ge=1, description="shoppers acquired over the run")]
+    shoppers: Annotated[int, Field(ge=1, le=5_000_000, description="shoppers acquired over the run")]
     acquisition_days: NonNegativeFloat = Field(
         description="acquisitions spread uniformly over [0, acquisition_days); 0 = all at t=0"
     )
@@ -117,8 +132,8 @@ class PopulationParams(_Model):
 class Peak(_Model):
     """A demand peak: sessions ``visit_multiplier`` times as likely on days [start, start + days)."""
 
-    start_day: Annotated[int, Field(ge=0)]
-    days: Annotated[int, Field(ge=1)]
+    start_day: Annotated[int, Field(ge=0, le=100_000)]
+    days: Annotated[int, Field(ge=1, le=100_000)]
     visit_multiplier: PositiveFloat
 
 
@@ -141,8 +156,11 @@ class SessionParams(_Model):
     lapse_after_days: PositiveFloat = Field(
         default=60.0, description="recency at which a shopper becomes a 'lapsing' decision point"
     )
-    peaks: tuple[Peak, ...] = Field(default=(), description="seasonal peaks (e.g. holiday weeks)")
+    peaks: tuple[Peak, ...] = Field(
+        default=(), max_length=1000, description="seasonal peaks (e.g. holiday weeks)"
+    )
     hour_weights: tuple[NonNegativeFloat, ...] = Field(
+        max_length=24,
         # Diurnal traffic of a Western online shop: night trough, evening peak around 20h.
         default=(
             0.5,
@@ -195,7 +213,7 @@ class Category(_Model):
 class CatalogParams(_Model):
     """The product categories; shares must sum to 1."""
 
-    categories: tuple[Category, ...] = Field(min_length=1)
+    categories: tuple[Category, ...] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
     def _check_shares(self) -> CatalogParams:
@@ -216,8 +234,8 @@ class ShippingParams(_Model):
     carrier_cost_per_order: Money = 6.50
     carrier_cutoff_hour: HourOfDay = 17.0
     delivery_hour: HourOfDay = 14.0
-    base_transit_days: Annotated[int, Field(ge=0)] = 2
-    transit_jitter_days: Annotated[int, Field(ge=0, description="uniform extra 0..N days")] = 1
+    base_transit_days: Annotated[int, Field(ge=0, le=365)] = 2
+    transit_jitter_days: Annotated[int, Field(ge=0, le=365, description="uniform extra 0..N days")] = 1
     promised_days: PositiveFloat = Field(default=4.0, description="promise from order to delivery")
     carrier_capacity_per_1k_shoppers: PositiveFloat = Field(
         default=30.0, description="parcels per day the carrier takes without delay"
@@ -244,7 +262,7 @@ class WarehouseParams(_Model):
     pick_capacity_per_1k_shoppers: PositiveFloat = Field(
         default=30.0, description="orders per day picked in regular hours per 1,000 shoppers"
     )
-    wave_hours: tuple[HourOfDay, ...] = Field(default=(7.0, 11.0, 15.0), min_length=1)
+    wave_hours: tuple[HourOfDay, ...] = Field(default=(7.0, 11.0, 15.0), min_length=1, max_length=96)
     pick_hours_per_wave: PositiveFloat = 3.0
     overtime_capacity_share: NonNegativeFloat = Field(
         default=0.25, description="extra daily capacity available as overtime"
@@ -267,8 +285,9 @@ class LoyaltyParams(_Model):
 
     points_per_dollar: NonNegativeFloat = 1.0
     point_value: Money = 0.01
-    min_redeem_points: Annotated[int, Field(ge=1)] = 500
+    min_redeem_points: Annotated[int, Field(ge=1, le=1_000_000_000)] = 500
     tier_thresholds: tuple[NonNegativeFloat, ...] = Field(
+        max_length=100,  # tiers are int8 per shopper
         default=(0.0, 500.0, 2000.0, 10000.0),
         description="cumulative spend (dollars) that opens each tier; starts at 0",
     )
@@ -414,7 +433,7 @@ class StreakParams(_Model):
 
     weight: NonNegativeFloat = Field(default=0.4, description="visit-hazard pull of a full streak")
     cap_days: PositiveFloat = Field(default=14.0, description="streak length at which the pull saturates")
-    min_days: Annotated[int, Field(ge=1)] = Field(
+    min_days: Annotated[int, Field(ge=1, le=100_000)] = Field(
         default=3, description="a streak is shown, pulls and can be lost from this length"
     )
     missed_day_rule: Literal["reset", "decay", "freeze"] = "reset"
@@ -454,11 +473,15 @@ class SocialParams(_Model):
     Neutral: ``proof_weight: 0``, ``bestseller_lift: 0``.
     """
 
-    community_size: Annotated[int, Field(ge=2)] = Field(default=100, description="shoppers per community")
-    within_degree: Annotated[int, Field(ge=0)] = Field(
+    community_size: Annotated[int, Field(ge=2, le=5_000_000)] = Field(
+        default=100, description="shoppers per community"
+    )
+    within_degree: Annotated[int, Field(ge=0, le=1000)] = Field(
         default=5, description="neighbours seen in one's community"
     )
-    across_degree: Annotated[int, Field(ge=0)] = Field(default=1, description="neighbours seen anywhere")
+    across_degree: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=1, description="neighbours seen anywhere"
+    )
     recent_half_life_days: PositiveFloat = 7.0
     proof_weight: NonNegativeFloat = Field(
         default=1.0, description="checkout logit lift at saturation for a fully susceptible shopper"
@@ -480,7 +503,7 @@ class ReferralParams(_Model):
     )
     accept_rate: Probability = Field(default=0.15, description="share of invitations accepted (assumption)")
     referred_churn_reduction: Probability = 0.18
-    abuser_fake_accounts: Annotated[int, Field(ge=0)] = 5
+    abuser_fake_accounts: Annotated[int, Field(ge=0, le=100)] = 5
     fake_order_value: Money = 8.0
 
 
@@ -577,7 +600,7 @@ class Scenario(_Model):
     returns: ReturnsParams = ReturnsParams()
     warehouse: WarehouseParams = WarehouseParams()
     loyalty: LoyaltyParams = LoyaltyParams()
-    incentives: tuple[IncentiveSpec, ...] = Field(default_factory=_default_incentives)
+    incentives: tuple[IncentiveSpec, ...] = Field(default_factory=_default_incentives, max_length=256)
     mechanisms: MechanismParams = MechanismParams()
     economics: EconomicsParams = EconomicsParams()
     engine: EngineParams = EngineParams()
