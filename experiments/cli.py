@@ -205,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ScenarioError, ConfigError) as error:
         print(f"shopgym: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only or full disk, a vanished directory: one line, no traceback
+        where = f" {error.filename}" if error.filename else ""
+        print(f"shopgym: cannot read or write{where}: {error.strerror or error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

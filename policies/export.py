@@ -197,7 +197,9 @@ def resolve_source(
             raise ExportError(
                 f"{path} is a saved policy, not a run directory; --policy and --variant pick a model in a run"
             )
-        meta = json.loads((path / "policy.json").read_text())
+        meta = _read_json(path / "policy.json")
+        if not isinstance(meta, dict):
+            raise ExportError(f"{path / 'policy.json'}: expected a JSON object")
         return Source(
             model_dir=path,
             name=str(meta.get("kind", "?")),
@@ -218,9 +220,9 @@ def _run_source(
     scenario: str | None,
     overrides: Mapping[str, Any] | None,
 ) -> Source:
-    import yaml
+    from sim.params import read_yaml_mapping
 
-    config = yaml.safe_load((run / "config.resolved.yaml").read_text()) or {}
+    config = read_yaml_mapping(run / "config.resolved.yaml", "run config", ExportError)
     saved = _saved_models(run)
     matches = [
         (v, p, s)
@@ -316,7 +318,15 @@ def _run_metrics(run: Path, name: str, seed: int, variant: str | None) -> dict[s
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A JSON file of a run or saved policy (untrusted: any problem is one ExportError line)."""
+    if not path.is_file():
+        return None
+    try:
+        if path.stat().st_size > 64 * 1024 * 1024:
+            raise ExportError(f"{path}: larger than 64 MiB; not a file shopgym wrote")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ExportError(f"{path}: not readable JSON: {str(error)[:200]}") from None
 
 
 def _check_scenario(found: Source, spec: EnvSpec) -> Any:

@@ -623,16 +623,26 @@ class Scenario(_Model):
 def format_validation_errors(error: ValidationError, heading: str) -> str:
     """One line per problem under ``heading``: the field path, the value and what is allowed."""
     lines = [f"{heading}:"]
-    for item in error.errors(include_url=False):
+    for item in error.errors(include_url=False)[:20]:
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        value = _excerpt(item["input"])
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {path}: unknown key (value {item['input']!r}); remove it or fix its spelling")
+            lines.append(f"  {path}: unknown key (value {value}); remove it or fix its spelling")
         elif item["type"] == "missing":
             lines.append(f"  {path}: required field is missing")
         else:
-            message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"  {path}: got {item['input']!r}; {message}")
-    return "\n".join(lines)
+            message = _excerpt(item["msg"].removeprefix("Value error, "), 600, plain=True)
+            lines.append(f"  {path}: got {value}; {message}")
+    if error.error_count() > 20:
+        lines.append(f"  ... and {error.error_count() - 20} more problems")
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 4] + " ..."
+
+
+def _excerpt(value: Any, limit: int = 120, plain: bool = False) -> str:
+    """A value's ``repr`` (or text), cut to ``limit`` characters: messages name values, not sections."""
+    text = str(value) if plain else repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -660,15 +670,85 @@ def scenario_from_dict(
         raise ScenarioError(format_validation_errors(error, f"invalid scenario {source}")) from None
 
 
+#: Limits on YAML read from files: bytes, nesting depth and nodes after alias expansion.
+MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES = 4_000_000, 40, 200_000
+#: Longest error message a bad file produces (a field's value is cut to a short excerpt).
+MAX_MESSAGE_CHARS = 4000
+
+
+def safe_yaml_load(text: str) -> Any:
+    """Parse YAML data only (no tags), refusing deep nesting and alias bombs before expanding them.
+
+    Raises ``yaml.YAMLError`` (or ``ValueError`` for the limits) with a one-line reason.
+    """
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: 5x faster
+    depth = 0
+    for event in yaml.parse(text, Loader=loader_class):  # events stream without recursion
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ValueError(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels (line {event.start_mark.line + 1})"
+                )
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+    loader = loader_class(text)
+    try:
+        root = loader.get_single_node()  # aliases stay shared nodes here
+        sizes: dict[int, int] = {}
+
+        def expanded(node: yaml.Node) -> int:
+            if id(node) in sizes:
+                return sizes[id(node)]
+            sizes[id(node)] = MAX_YAML_NODES + 1  # a cycle counts as too big
+            if isinstance(node, yaml.MappingNode):
+                size = 1 + sum(expanded(k) + expanded(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(expanded(v) for v in node.value)
+            else:
+                size = 1
+            sizes[id(node)] = min(size, MAX_YAML_NODES + 1)
+            return sizes[id(node)]
+
+        if root is None:
+            return None
+        if expanded(root) > MAX_YAML_NODES:
+            raise ValueError(
+                f"more than {MAX_YAML_NODES:,} values once aliases are expanded (an alias bomb?)"
+            )
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError]) -> dict[str, Any]:
-    """A YAML file's top-level mapping; a missing file, bad YAML or a non-mapping raise ``error``."""
+    """A YAML file's top-level mapping; a missing file, bad YAML or a non-mapping raise ``error``.
+
+    The file is untrusted: it must be UTF-8, at most ``MAX_YAML_BYTES``, nested at most
+    ``MAX_YAML_DEPTH`` deep and expand to at most ``MAX_YAML_NODES`` values; YAML tags never run.
+    """
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(f"{what} {path}: {size:,} bytes; at most {MAX_YAML_BYTES:,}")
+        text = path.read_bytes().decode("utf-8")
+        data = safe_yaml_load(text)
+    except UnicodeDecodeError as problem:
+        raise error(f"{what} {path} is not UTF-8 text (byte {problem.start}); save it as UTF-8") from None
+    except OSError as problem:
+        raise error(f"{what} {path} cannot be read: {problem.strerror or problem}") from None
     except yaml.YAMLError as problem:
-        raise error(f"{what} {path} is not valid YAML: {problem}") from None
+        reason = " ".join(str(problem).split())[:300]
+        raise error(f"{what} {path} is not valid YAML: {reason}") from None
+    except RecursionError:
+        raise error(f"{what} {path}: nested too deeply") from None
+    except error:
+        raise
+    except ValueError as problem:
+        raise error(f"{what} {path}: {problem}") from None
     if not isinstance(data, dict):
         raise error(f"{what} {path} must be a mapping at the top level, got {type(data).__name__}")
     return data
