@@ -623,7 +623,15 @@ class Scenario(_Model):
 def format_validation_errors(error: ValidationError, heading: str) -> str:
     """One line per problem under ``heading``: the field path, the value and what is allowed."""
     lines = [f"{heading}:"]
-    for item in error.errors(include_url=False)[:20]:
+    items = error.errors(include_url=False)
+    # A tuple whose items failed also reports "too short"; the item's own error says it all.
+    failed = [tuple(i["loc"]) for i in items if i["type"] != "too_short"]
+    items = [
+        i
+        for i in items
+        if not (i["type"] == "too_short" and any(f[: len(i["loc"])] == tuple(i["loc"]) for f in failed))
+    ]
+    for item in items[:20]:
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
         value = _excerpt(item["input"])
         if item["type"] == "extra_forbidden":
@@ -633,8 +641,8 @@ def format_validation_errors(error: ValidationError, heading: str) -> str:
         else:
             message = _excerpt(item["msg"].removeprefix("Value error, "), 600, plain=True)
             lines.append(f"  {path}: got {value}; {message}")
-    if error.error_count() > 20:
-        lines.append(f"  ... and {error.error_count() - 20} more problems")
+    if len(items) > 20:
+        lines.append(f"  ... and {len(items) - 20} more problems")
     text = "\n".join(lines)
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 4] + " ..."
 
@@ -688,7 +696,8 @@ def safe_yaml_load(text: str) -> Any:
             depth += 1
             if depth > MAX_YAML_DEPTH:
                 raise ValueError(
-                    f"nested deeper than {MAX_YAML_DEPTH} levels (line {event.start_mark.line + 1})"
+                    f"nested deeper than {MAX_YAML_DEPTH} levels"
+                    + (f" (line {event.start_mark.line + 1})" if event.start_mark is not None else "")
                 )
         elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
             depth -= 1
