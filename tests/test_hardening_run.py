@@ -206,3 +206,23 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_an_episode_without_any_decision_point_evaluates_to_a_finite_row():
+    """The original failure: evaluation stepped an episode over at reset ('call reset() before step()')."""
+    import math
+
+    import gymnasium as gym
+
+    from policies.evaluate import evaluate
+    from policies.registry import make_policy
+
+    overrides = {"population.shoppers": 1, "population.acquisition_days": 0.0}
+    env = gym.make(
+        "shopgym/IncentiveTargeting-v0", overrides=overrides, horizon_days=1, decision_points=("lapsing",)
+    )
+    policy = make_policy("segment_rules", env)
+    (record,) = evaluate(policy, env, 1, seed=0)
+    assert record.row["length"] == 0 and record.row["return"] == 0.0
+    assert all(math.isfinite(v) for v in record.row.values() if isinstance(v, float))
+    assert "margin" in record.row
