@@ -67,12 +67,29 @@ def train_seed(seed: int) -> int:
 
 def cell_dir(out: Path, variant: str, policy: str, seed: int) -> Path:
     """Where one cell's results go."""
-    return out / "cells" / variant / policy / f"seed{seed}"
+    return _inside(out, "cells", variant, policy, f"seed{seed}")
 
 
 def model_dir(out: Path, variant: str, policy: str, seed: int) -> Path:
     """Where one cell's trained policy is saved (``policy.save``'s directory)."""
-    return out / "models" / variant / policy / f"seed{seed}"
+    return _inside(out, "models", variant, policy, f"seed{seed}")
+
+
+def _inside(out: Path, *names: str) -> Path:
+    """``out/names...``, checked to resolve inside the run directory ``out``.
+
+    Config names are validated at load too; this is the last line of defence: ``.`` would
+    collide with another cell, ``..`` would write beside the run.
+    """
+    for name in names:
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ConfigError(f"name {name!r} would resolve outside its folder in {out}; rename it")
+    path = out.joinpath(*names)
+    if not path.resolve().is_relative_to(out.resolve()):
+        raise ConfigError(
+            f"{path} would resolve outside the run directory {out}; rename the variant or policy"
+        )
+    return path
 
 
 def versions() -> dict[str, str]:
