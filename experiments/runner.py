@@ -318,6 +318,15 @@ def run_lock(out: Path) -> Iterator[None]:
         handle.close()
 
 
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete temporary files a killed writer left in ``out`` (call with the run lock held)."""
+    stale = [p for p in out.rglob(".*.tmp*") if p.is_file()]
+    stale += [p for p in (out / "models").rglob("model.tmp.zip") if p.is_file()]  # older shopgym's SB3 saves
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _die_with_parent(parent: int) -> None:
     """Pool-worker initializer: exit as soon as the parent process is gone (even after kill -9)."""
     with contextlib.suppress(Exception):  # Linux: the kernel signals us when the parent dies
@@ -364,6 +373,7 @@ def run_experiment(
     hashes = scenario_hashes(config)
     check_run_dir(config, root, hashes)
     with run_lock(root):
+        remove_stale_temporaries(root)
         prepare_run_dir(config, root, hashes)
         console = console or Console(stderr=True)
         todo = []

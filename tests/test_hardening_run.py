@@ -226,3 +226,23 @@ def test_an_episode_without_any_decision_point_evaluates_to_a_finite_row():
     assert record.row["length"] == 0 and record.row["return"] == 0.0
     assert all(math.isfinite(v) for v in record.row.values() if isinstance(v, float))
     assert "margin" in record.row
+
+
+def test_stale_temporary_files_of_a_killed_run_are_removed_on_resume(
+    finished: tuple[Path, Path], tmp_path: Path
+):
+    import shutil
+
+    run, scenario = finished
+    copy_dir = tmp_path / "run"
+    shutil.copytree(run, copy_dir)
+    strays = [
+        copy_dir / ".results.parquet.k3j2.tmp",
+        copy_dir / "plots" / ".incentive_mix.tmp.png",
+        copy_dir / "models" / "base" / "none" / "seed0" / "model.tmp.zip",
+    ]
+    for stray in strays:
+        stray.parent.mkdir(parents=True, exist_ok=True)
+        stray.write_bytes(b"half written")
+    run_experiment(_config(scenario), copy_dir, quiet=True)
+    assert not any(stray.exists() for stray in strays)
