@@ -269,6 +269,18 @@ def check_hyperparams(kind: str, params: Any, where: str = "params") -> dict[str
                 raise ValueError(f"{where}.policy: {value!r} not allowed; allowed: {list(POLICY_NETWORKS)}")
         elif key == "policy_kwargs":
             _check_policy_kwargs(value, f"{where}.policy_kwargs")
+        elif key == "train_freq" and isinstance(value, list | tuple):
+            if (
+                len(value) != 2
+                or not isinstance(value[0], int)
+                or isinstance(value[0], bool)
+                or not 1 <= value[0] <= 1_000_000
+                or value[1] not in ("step", "episode")
+            ):
+                raise ValueError(
+                    f"{where}.train_freq: {_short(value)} not allowed; an integer in [1, 1e6] "
+                    "or [n, 'step' | 'episode']"
+                )
         elif key in HYPERPARAM_RANGES:
             low, high, typ = HYPERPARAM_RANGES[key]
             ok_type = isinstance(value, int) if typ is int else isinstance(value, int | float)
@@ -300,11 +312,23 @@ def _check_policy_kwargs(value: Any, where: str) -> None:
     """``policy_kwargs``: only ``net_arch`` (layer sizes) and a few flags, as plain JSON."""
     if not isinstance(value, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {_short(value)}")
-    allowed = {"net_arch", "ortho_init", "share_features_extractor", "normalize_images", "log_std_init"}
+    allowed = {
+        "net_arch",
+        "ortho_init",
+        "share_features_extractor",
+        "normalize_images",
+        "log_std_init",
+        "optimizer_kwargs",
+    }
     for key, item in value.items():
         if key not in allowed:
             raise ValueError(f"{where}.{key}: not allowed from a config or file; allowed: {sorted(allowed)}")
-        if key == "net_arch":
+        if key == "optimizer_kwargs":
+            if not isinstance(item, Mapping) or not all(
+                isinstance(v, bool | int | float) and math.isfinite(float(v)) for v in item.values()
+            ):
+                raise ValueError(f"{where}.optimizer_kwargs: {_short(item)} must map names to finite numbers")
+        elif key == "net_arch":
             layers = list(item.values()) if isinstance(item, Mapping) else [item]
             if isinstance(item, Mapping) and not set(item) <= {"pi", "vf", "qf"}:
                 raise ValueError(f"{where}.net_arch: keys {sorted(item)}; allowed: pi, vf, qf")
