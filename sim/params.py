@@ -78,7 +78,7 @@ class SpendParams(_Model):
     """
 
     p: PositiveFloat
-    q: Annotated[float, Field(gt=1.0)]
+    q: Annotated[float, Field(gt=1.0, le=MAX_VALUE)]
     gamma: PositiveFloat
 
     @model_validator(mode="after")
