@@ -246,3 +246,20 @@ def test_stale_temporary_files_of_a_killed_run_are_removed_on_resume(
         stray.write_bytes(b"half written")
     run_experiment(_config(scenario), copy_dir, quiet=True)
     assert not any(stray.exists() for stray in strays)
+
+
+def test_an_environment_without_decisions_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("SHOPGYM_TRACEBACK", raising=False)
+    data = copy.deepcopy(SMALL)
+    data["env"] = {
+        "id": "shopgym/ShopperJourney-v0",
+        "scenario": "configs/scenarios/default.yaml",
+        "overrides": {"population.shoppers": 150},
+        "kwargs": {"horizon_days": 1, "decision_points": ["lapsing"]},
+    }
+    data["policies"] = [{"name": "none", "kind": "none"}]
+    code = main(["run", str(_write(tmp_path, data)), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "decision point" in err
