@@ -21,6 +21,7 @@ import hashlib
 import inspect
 import io
 import math
+import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,8 @@ HYPERPARAM_RANGES: dict[str, tuple[float, float, type]] = {
     "exploration_final_eps": (0.0, 1.0, float),
     "rms_prop_eps": (1e-12, 1.0, float),
 }
+#: Largest unpacked ``weights.npz`` loaded (16 layers of 4096 x 4096 float32 stay below it).
+MAX_WEIGHTS_BYTES = 2 * 1024**3
 #: Largest layer a file or config may ask for (units), and most layers.
 MAX_LAYER_UNITS, MAX_LAYERS = 4096, 16
 #: Business metrics of ``info["episode_metrics"]`` logged to TensorBoard under ``shop/``.
@@ -424,10 +427,14 @@ def load_sb3(meta: Mapping[str, Any], directory: Path, env: gym.Env[Any, Any] | 
             f"{path}: sha256 {digest[:16]}... differs from policy.json's weights_sha256; the file was changed"
         )
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:  # sizes before anything is decompressed
+            unpacked = sum(item.file_size for item in archive.infolist())
+        if unpacked > MAX_WEIGHTS_BYTES:
+            raise ValueError(f"{unpacked:,} bytes unpacked; at most {MAX_WEIGHTS_BYTES:,}")
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             state = {name: torch.from_numpy(np.array(arrays[name])) for name in arrays.files}
-    except (ValueError, OSError, KeyError) as error:
-        raise PolicyFileError(f"{path}: not a weights archive shopgym reads: {error}") from None
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise PolicyFileError(f"{path}: not a weights archive shopgym reads: {str(error)[:200]}") from None
     hyper = dict(params)
     policy = hyper.pop("policy", "MlpPolicy")
     if kind == "dqn":  # the loaded model only decides: a small replay buffer, not the training one

@@ -199,3 +199,21 @@ def test_env_spec_from_file_is_validated():
     for key, value in [("obs_scales", [0.0]), ("obs_clip", [1.0, 0.0]), ("obs_fields", [1]), ("heads", [])]:
         with pytest.raises(PolicyFileError):
             EnvSpec.from_dict(good | {key: value})
+
+
+def test_weights_archive_that_unpacks_huge_is_refused_before_decompression(
+    saved_ppo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import hashlib
+
+    bad = _copy(saved_ppo, tmp_path / "bad")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bomb.npy", b"\0" * (64 * 1024 * 1024))  # stands in for gigabytes
+    (bad / "weights.npz").write_bytes(buffer.getvalue())
+    meta = json.loads((bad / "policy.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (bad / "policy.json").write_text(json.dumps(meta))
+    monkeypatch.setattr("policies.rl.MAX_WEIGHTS_BYTES", 1024 * 1024)
+    with pytest.raises(PolicyFileError, match="unpacked"):
+        load_policy(bad)
