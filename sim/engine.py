@@ -349,8 +349,9 @@ class Simulation:
         pop, rng = self.pop, self.streams.referred
         count = referrers.size
         neighbours = np.empty((count, pop.neighbours.shape[1]), dtype=np.int32)
-        neighbours[:, 0] = referrers
-        neighbours[:, 1:] = pop.neighbours[referrers, :-1]
+        if neighbours.shape[1]:  # a graph without edges (both degrees 0) has no referrer link to keep
+            neighbours[:, 0] = referrers
+            neighbours[:, 1:] = pop.neighbours[referrers, :-1]
         joined = draw_shoppers(
             self.scenario,
             start + np.sort(rng.random(count)) * HOURS_PER_DAY,
