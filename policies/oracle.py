@@ -44,6 +44,7 @@ class Oracle:
         self._env = base
         self.spec: EnvSpec = env_spec(env)
         self.seed = seed
+        self._cached: tuple[int | None, NDArray[np.float64]] = (None, np.zeros((0, 0)))
 
     def predict(
         self,
@@ -55,7 +56,13 @@ class Oracle:
     ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
         """The best allowed incentive at the environment's current decision (the observation is unused)."""
         view: OracleView = self._env.oracle_view()
-        totals = self._head_values(view)
+        if view.row is not None and view.batch is not None and view.batch == self._cached[0]:
+            totals = self._cached[1][view.row : view.row + 1].copy()
+        else:
+            totals = self._head_values(view)
+            if view.row is not None:
+                self._cached = (view.batch, totals)
+                totals = totals[view.row : view.row + 1].copy()
         if action_masks is not None:
             allowed = np.asarray(action_masks, dtype=bool).reshape(totals.shape)
             totals = np.where(allowed, totals, -np.inf)
@@ -73,7 +80,7 @@ class Oracle:
             state = _select(view, rows)
             values[rows] = incentive_values(view, state, DECISION_KINDS[code])
         if view.heads is None:
-            return values[:1]
+            return values
         heads = len(self.spec.heads)
         weighted = values * (view.weights[:, None] if view.weights is not None else 1.0)
         totals = np.zeros((heads, values.shape[1]))

@@ -456,7 +456,9 @@ def calibrate_one(
     checkout = checkout_probability(
         model.base_logit + checkout_shift, np.array(price_sensitivity), pay, baskets, loss_aversion
     )
-    carts_per_day = rate_per_day / float(expected_orders_per_cart(checkout.mean(), s.cart_return_rate))
+    carts_per_day = rate_per_day / max(
+        float(expected_orders_per_cart(checkout.mean(), s.cart_return_rate)), 1e-12
+    )
     visit_prob = -math.expm1(-carts_per_day / s.add_to_cart_rate)
     return visit_prob, min(1.0, carts_per_day / max(visit_prob, 1e-300))
 

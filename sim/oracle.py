@@ -79,8 +79,9 @@ class OracleView:
     """What the oracle sees at a step: the truth about the shoppers this step decides for.
 
     ``heads`` maps each shopper to the action component that decides for her (per-segment
-    actions); ``None`` means one shopper and one action. ``weights`` is each shopper's chance of
-    meeting a decision point in the step (already scaled up where shoppers were subsampled).
+    actions); ``None`` means one shopper and one action: the one at ``row`` (0 if ``None``).
+    ``weights`` is each shopper's chance of meeting a decision point in the step (already scaled
+    up where shoppers were subsampled).
     """
 
     scenario: Scenario
@@ -93,6 +94,8 @@ class OracleView:
     load_per_order: float = 0.0  # late deliveries and overtime orders one more order now adds
     heads: NDArray[np.int64] | None = None
     weights: F64 | None = None
+    row: int | None = None  # one shopper's decision: her row in ``state`` (a batch's rows share it)
+    batch: int | None = None  # identifies the batch ``state`` describes, for caching its values
 
 
 def friend_value(scenario: Scenario, state: TrueState, order_margin: F64, days: float) -> float:

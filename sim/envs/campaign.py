@@ -28,7 +28,7 @@ from sim.params import DECISION_KINDS, Scenario
 from sim.population import HOURS_PER_DAY
 
 #: Shoppers per decision kind the oracle values each day (a sample of larger groups).
-ORACLE_SAMPLE = 2000
+ORACLE_SAMPLE = 1000
 #: Segments, in action order. Cart abandoners are shoppers at a cart_abandoned decision.
 SEGMENTS = ("new", "active_mid", "high_value_at_risk", "low_value", "cart_abandoners")
 #: Observation fields, in order: (name, unit, scale).
@@ -203,7 +203,8 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def oracle_view(self) -> OracleView:
         """The truth about every shopper today's plan may reach, for ``kind: oracle`` only (never observed).
 
-        Each alive shopper may log in (weight: her session probability; head: her segment) or
+        Each alive shopper may log in (weight: her session probability, with the day's seasonal
+        peak; head: her segment) or
         abandon a cart (weight: session x cart x typical abandonment; head ``cart_abandoners``);
         a shopper whose recency crosses the lapse threshold today meets her lapsing decision
         (weight 1; head: her segment), alive or not. Groups above ``ORACLE_SAMPLE`` shoppers are
@@ -233,7 +234,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 self.segments_of(lapsing),
             ]
         )
-        session = pop.visit_prob[alive]
+        session = np.minimum(pop.visit_prob[alive] * sim.season_multiplier(start), 1.0)
         abandon = session * pop.cart_prob[alive] * 0.7  # about 70% of carts are abandoned
         weights = np.concatenate([session, abandon, np.ones(lapsing.size)])
         keep = np.ones(shoppers.size, dtype=bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self.observation_space = spaces.Box(0.0, OBS_HIGH, (len(OBS_FIELDS),), np.float32)
         self._thresholds = np.asarray(self.scenario.loyalty.tier_thresholds)
         self._sim: Simulation | None = None
+        self._batches = 0  # decision batches seen over every episode: names each for the oracle
 
     # ---- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -269,19 +271,22 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         sim, batch = self._sim, self._batch
         if sim is None or batch is None:
             raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
-        return oracle_view_of(
+        # The whole batch at once: its shoppers' states do not change until the batch is submitted.
+        view = oracle_view_of(
             sim,
-            batch.shoppers[self._position : self._position + 1],
-            np.array([DECISION_KINDS.index(batch.kind)], dtype=np.int8),
+            batch.shoppers,
+            np.full(batch.shoppers.size, DECISION_KINDS.index(batch.kind), dtype=np.int8),
             self.objective_weights,
             self.horizon_days,
         )
+        return replace(view, row=self._position, batch=self._batches)
 
     # ---- internals ----------------------------------------------------------------------------
     def _advance(self) -> None:
         """Run the clock to the next decision batch; the shop's totals only change here."""
         assert self._sim is not None
         self._batch = self._sim.next_decision()
+        self._batches += 1  # names the batch for the oracle's cache
         self._position = 0
         self._totals = self._sim.ledger.totals_cents()
         if self._batch is not None:
