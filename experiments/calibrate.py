@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,10 @@ class CalibrationError(ValueError):
     """A log could not be calibrated; the message names the column or value and the fix."""
 
 
+class CalibrationWarning(UserWarning):
+    """Something in a calibration deserves the user's attention; the calibration went on."""
+
+
 @dataclass(frozen=True)
 class LogColumns:
     """Column names of the transaction log."""
@@ -104,6 +109,7 @@ class Cohort:
     start: pd.Timestamp
     calibration_end: pd.Timestamp
     log_end: pd.Timestamp
+    customer_ids: tuple[str, ...]  # the summary's row order
     summary: RepeatSummary
     first_purchase_day: F64  # days from ``start``
     holdout_repeats: F64  # per customer, in (calibration_end, log_end]
@@ -317,7 +323,7 @@ def build_cohort(log: TransactionLog, calibration_end: pd.Timestamp | None = Non
     weekly = np.bincount(day_index[repeat.to_numpy()] // DAYS_PER_WEEK, minlength=total_weeks)
     first_days = (first_day - start).dt.days.to_numpy(dtype=np.float64)
     acquisitions = np.bincount((first_days // DAYS_PER_WEEK).astype(np.int64), minlength=total_weeks)
-    weekday = np.bincount(daily["day"].dt.weekday.to_numpy(), minlength=7).astype(np.float64)
+    weekday = np.bincount(daily["day"].dt.day_of_week.to_numpy(), minlength=7).astype(np.float64)
 
     times = log.frame["time"]
     seconds = (times - times.dt.normalize()).dt.total_seconds().to_numpy()
@@ -341,6 +347,7 @@ def build_cohort(log: TransactionLog, calibration_end: pd.Timestamp | None = Non
         start=start,
         calibration_end=end,
         log_end=log_end,
+        customer_ids=tuple(str(c) for c in customers),
         summary=summary,
         first_purchase_day=first_days,
         holdout_repeats=holdout.to_numpy(dtype=np.float64),
@@ -481,6 +488,15 @@ def calibrate(
             f"Gamma-Gamma q = {gg.param('q'):.3f} <= 1: mean order value undefined for this log; "
             "check the amount column (units, refunds)"
         )
+    for fit in (pnbd, bg, gg):
+        if not fit.converged:
+            warnings.warn(
+                f"{fit.model} fit did not converge to an interior maximum ({_fit_line(fit)}): the log does "
+                "not identify this model (too few customers, or no heterogeneity or attrition in it); "
+                "treat its parameters with care",
+                CalibrationWarning,
+                stacklevel=2,
+            )
     base_data = read_yaml_mapping(base, "base scenario", CalibrationError)
     data = scenario_mapping(base_data, cohort, pnbd, bg, gg, attrition, name, log.source_hash or "n/a")
     scenario = scenario_from_dict(data, source="calibrated scenario")
@@ -1009,7 +1025,11 @@ def run_calibrate(args: Any) -> int:
         )
         for note in log.warnings:
             print(f"shopgym calibrate: warning: {note}", file=sys.stderr)
-        calibration = calibrate(log, end, args.base, args.attrition, args.name, Path(args.log).name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
+            calibration = calibrate(log, end, args.base, args.attrition, args.name, Path(args.log).name)
+        for warning in caught:
+            print(f"shopgym calibrate: warning: {warning.message}", file=sys.stderr)
         shortfall = funnel_shortfall(calibration.scenario)
         check = None
         if args.seeds and calibration.cohort.total_weeks > 0:

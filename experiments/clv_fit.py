@@ -178,21 +178,21 @@ def _maximize(
         value = log_likelihood(np.exp(theta))
         return -value if np.isfinite(value) else np.inf
 
-    simplex = optimize.minimize(
-        negative,
-        np.log(start),
-        method="Nelder-Mead",
-        options={"xatol": 1e-8, "fatol": 1e-9, "maxiter": 20000, "maxfev": 20000},
-    )
-    polish = optimize.minimize(negative, simplex.x, method="BFGS", options={"gtol": 1e-6})
-    best = polish if polish.fun <= simplex.fun else simplex
-    theta = np.asarray(best.x, dtype=np.float64)
-    hess = _numerical_hessian(negative, theta)
-    try:
-        cov_log = np.linalg.inv(hess)
-        se_log = np.sqrt(np.clip(np.diag(cov_log), 0.0, None))
-    except np.linalg.LinAlgError:
-        se_log = np.full(theta.size, np.nan)
+    with np.errstate(all="ignore"):  # trial points far out give inf/nan; they are rejected as +inf
+        simplex = optimize.minimize(
+            negative,
+            np.log(start),
+            method="Nelder-Mead",
+            options={"xatol": 1e-8, "fatol": 1e-9, "maxiter": 5000, "maxfev": 5000},
+        )
+        polish = optimize.minimize(negative, simplex.x, method="BFGS", options={"gtol": 1e-6})
+        best = polish if polish.fun <= simplex.fun else simplex
+        theta = np.asarray(best.x, dtype=np.float64)
+        hess = _numerical_hessian(negative, theta)
+        try:
+            se_log = np.sqrt(np.diag(np.linalg.inv(hess)))
+        except np.linalg.LinAlgError:
+            se_log = np.full(theta.size, np.nan)
     values = np.exp(theta)
     return ModelFit(
         model=model,
@@ -201,7 +201,10 @@ def _maximize(
         standard_errors=tuple(float(v) for v in values * se_log),  # delta method: d e^t = e^t dt
         log_likelihood=float(-best.fun),
         customers=customers,
-        converged=bool(simplex.success) and bool(np.all(np.isfinite(se_log))),
+        # A parameter running off to 0 or infinity means the log does not identify the model.
+        converged=bool(simplex.success)
+        and bool(np.all(np.isfinite(se_log)))
+        and bool(np.all(np.abs(theta) < 15)),
     )
 
 
