@@ -170,12 +170,12 @@ class HoldoutCheck:
     @property
     def simulated_error(self) -> float:
         """Relative error of the simulated holdout total."""
-        return abs(self.simulated_holdout_total - self.actual_holdout_total) / self.actual_holdout_total
+        return _relative_error(self.simulated_holdout_total, self.actual_holdout_total)
 
     @property
     def pareto_nbd_error(self) -> float:
         """Relative error of the Pareto/NBD holdout forecast."""
-        return abs(self.pareto_nbd_holdout_total - self.actual_holdout_total) / self.actual_holdout_total
+        return _relative_error(self.pareto_nbd_holdout_total, self.actual_holdout_total)
 
 
 # ---- reading and checking the log ----------------------------------------------------------------
@@ -575,7 +575,13 @@ def simulated_transactions(scenario: Scenario, seed: int, days: int, start: pd.T
 
 def _mape(predicted: F64, actual: F64) -> float:
     keep = actual > 0
+    if not keep.any():
+        return float("nan")
     return float(np.mean(np.abs(predicted[keep] - actual[keep]) / actual[keep]))
+
+
+def _relative_error(forecast: float, actual: float) -> float:
+    return abs(forecast - actual) / actual if actual > 0 else float("nan")
 
 
 def check_holdout(calibration: Calibration, seeds: Sequence[int], max_bin: int = 7) -> HoldoutCheck:
@@ -809,7 +815,7 @@ def report_data(
     if cohort.holdout_weeks > 0:
         table = _conditional_table(calibration)
         data["conditional_expectations"] = table.reset_index(names="frequency").to_dict(orient="records")
-    if check is not None:
+    if check is not None and cohort.holdout_weeks > 0:
         data["holdout"] = {
             "seeds": list(check.seeds),
             "actual_repeat_transactions": check.actual_holdout_total,
@@ -934,6 +940,17 @@ def report_markdown(data: dict[str, Any], plots: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (strict JSON has neither)."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _atomic_write_bytes(content: bytes, path: Path) -> None:
     """Write ``content`` through a temporary file in ``path``'s folder, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -956,7 +973,7 @@ def write_outputs(
     for name, content in plots.items():
         _atomic_write_bytes(content, report_dir / name)
         written.append(report_dir / name)
-    atomic_write_json(data, report_dir / "calibration.json")
+    atomic_write_json(_finite_or_none(data), report_dir / "calibration.json")
     atomic_write_text(report_markdown(data, list(plots)), report_dir / "report.md")
     written += [report_dir / "calibration.json", report_dir / "report.md"]
     atomic_write_text(calibration.scenario_text, out)  # last: the scenario exists only with its report

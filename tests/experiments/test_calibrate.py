@@ -348,6 +348,17 @@ def test_small_log_is_fitted_with_a_warning(tmp_path: Path, capsys: pytest.Captu
     assert load_scenario(out).population.shoppers == 60
 
 
+def test_log_without_holdout_is_calibrated_and_simulated(tmp_path: Path):
+    log = tmp_path / "log.parquet"
+    _orders(200, np.random.default_rng(4)).to_parquet(log)
+    out = tmp_path / "shop.yaml"
+    assert main(["calibrate", str(log), "--out", str(out), "--attrition", "bgnbd", "--seeds", "1"]) == 0
+    data = yaml.safe_load((tmp_path / "shop_report" / "calibration.json").read_text())
+    assert data["holdout_weeks"] == 0 and "holdout" not in data
+    assert (tmp_path / "shop_report" / "tracking_cumulative.png").stat().st_size > 10_000
+    assert not (tmp_path / "shop_report" / "conditional_expectations.png").exists()
+
+
 def test_columns_and_date_format_are_configurable():
     frame = pd.DataFrame(
         {"id": ["a", "a", "b"], "day": [20240101, 20240110, 20240102], "usd": [1.0, 2.0, 3.0]}
