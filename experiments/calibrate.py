@@ -482,7 +482,10 @@ def calibrate(
     cohort = build_cohort(log, calibration_end)
     pnbd = fit_pareto_nbd(cohort.summary)
     bg = fit_bgnbd(cohort.summary)
-    gg = fit_gamma_gamma(cohort.summary)
+    try:
+        gg = fit_gamma_gamma(cohort.summary)
+    except ValueError as problem:
+        raise CalibrationError(f"{problem}; check the amount column") from None
     if gg.param("q") <= 1.0:
         raise CalibrationError(
             f"Gamma-Gamma q = {gg.param('q'):.3f} <= 1: mean order value undefined for this log; "

@@ -231,11 +231,17 @@ def fit_bgnbd(summary: RepeatSummary) -> ModelFit:
 
 
 def fit_gamma_gamma(summary: RepeatSummary) -> ModelFit:
-    """Maximum-likelihood Gamma-Gamma fit on customers with at least one repeat transaction."""
-    repeat = summary.frequency > 0
+    """Maximum-likelihood Gamma-Gamma fit on customers with repeat transactions of positive mean value.
+
+    Customers whose repeat transactions are all worth $0 carry no spend information for a
+    Gamma distribution (its density at 0 is 0 or infinite) and are left out.
+    """
+    repeat = (summary.frequency > 0) & (np.nan_to_num(summary.mean_repeat_value) > 0)
     x, zbar = summary.frequency[repeat], summary.mean_repeat_value[repeat]
     if x.size == 0:
-        raise ValueError("Gamma-Gamma needs customers with repeat transactions; the summary has none")
+        raise ValueError(
+            "Gamma-Gamma needs customers with repeat transactions of positive value; the summary has none"
+        )
     return _maximize(
         "gamma_gamma",
         GAMMA_GAMMA_PARAMS,
