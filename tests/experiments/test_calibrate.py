@@ -179,6 +179,21 @@ def test_forecasts_match_lifetimes(cohort: Cohort, fits: dict[str, ModelFit], pe
         assert np.allclose(unconditional(fits[model], t), fitter.expected_number_of_purchases_up_to_time(t))
 
 
+def test_pareto_nbd_fit_recovers_the_parameters_of_simulated_customers_within_two_standard_errors():
+    rng = np.random.default_rng(7)
+    n, truth = 4000, (0.6, 8.0, 0.8, 12.0)
+    rate = rng.gamma(truth[0], 1 / truth[1], n)
+    death = rng.exponential(1 / rng.gamma(truth[2], 1 / truth[3], n))
+    age = rng.uniform(40.0, 52.0, n)
+    alive_for = np.minimum(death, age)
+    x = rng.poisson(rate * alive_for).astype(np.float64)
+    # Given x events on [0, alive_for], the last one is alive_for * U^(1/x).
+    t_x = np.where(x > 0, alive_for * rng.random(n) ** (1 / np.maximum(x, 1)), 0.0)
+    fit = fit_pareto_nbd(RepeatSummary(x, t_x, age, np.full(n, np.nan)))
+    for value, se, true in zip(fit.values, fit.standard_errors, truth, strict=True):
+        assert abs(value - true) < 2 * se, (fit.as_dict(), fit.se_dict())
+
+
 def test_pareto_nbd_likelihood_is_finite_at_extreme_histories():
     s = RepeatSummary(
         frequency=np.array([0.0, 1.0, 300.0, 50.0]),
