@@ -987,8 +987,6 @@ def write_outputs(
 # ---- command line ------------------------------------------------------------------------------------
 def add_calibrate_parser(sub: Any) -> None:
     """Add ``shopgym calibrate`` to the command's subparsers."""
-    import argparse
-
     parser = sub.add_parser(
         "calibrate",
         help="fit a scenario's population to a real transaction log and check it on the held-out period",
@@ -996,29 +994,49 @@ def add_calibrate_parser(sub: Any) -> None:
             "Fit Pareto/NBD and BG/NBD (purchasing and attrition) and Gamma-Gamma (spend) by maximum "
             "likelihood to LOG's calibration period, write a validated, commented scenario to --out, and a "
             "report (fitted parameters, tracking plots of simulated against actual repeat transactions, "
-            "repeat-count distribution, conditional expectations) to --report. Nothing is written on error."
+            "repeat-count distribution, conditional expectations) to --report. Nothing is written on error. "
+            "See docs/CALIBRATION.md."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("log", help="transaction log, CSV or parquet, one row per order")
     parser.add_argument("--out", required=True, help="scenario YAML to write")
-    parser.add_argument("--report", help="report folder (default: next to --out, named <out stem>_report)")
+    parser.add_argument("--report", help="report folder (default: <out stem>_report next to --out)")
     parser.add_argument(
         "--calibration-end",
         help="last day of the calibration period, e.g. 1997-09-30; later days are the holdout "
         "(default: the log's last day, no holdout)",
     )
     parser.add_argument(
-        "--base", default="configs/scenarios/default.yaml", help="scenario whose shop is kept"
+        "--base",
+        default="configs/scenarios/default.yaml",
+        help="scenario whose shop (catalogue, shipping, warehouse, incentives, behavioural traits) is kept "
+        "(default configs/scenarios/default.yaml)",
     )
-    parser.add_argument("--name", default="calibrated", help="scenario name")
-    parser.add_argument("--attrition", choices=["pareto_nbd", "bgnbd"], default="pareto_nbd")
-    parser.add_argument("--customer-col", default="customer_id")
-    parser.add_argument("--time-col", default="timestamp")
-    parser.add_argument("--amount-col", default="amount")
+    parser.add_argument("--name", default="calibrated", help="scenario name (default calibrated)")
+    parser.add_argument(
+        "--attrition",
+        choices=["pareto_nbd", "bgnbd"],
+        default="pareto_nbd",
+        help="attrition model written to the scenario (default pareto_nbd; both are fitted and reported)",
+    )
+    parser.add_argument(
+        "--customer-col", default="customer_id", help="customer id column (default customer_id)"
+    )
+    parser.add_argument("--time-col", default="timestamp", help="order time column (default timestamp)")
+    parser.add_argument("--amount-col", default="amount", help="order value column, dollars (default amount)")
     parser.add_argument("--date-format", help="strftime format of the time column, e.g. %%Y%%m%%d")
-    parser.add_argument("--duplicates", choices=["keep", "drop", "error"], default="keep")
-    parser.add_argument("--seeds", type=int, default=5, help="simulations of the calibrated shop (0: none)")
+    parser.add_argument(
+        "--duplicates",
+        choices=["keep", "drop", "error"],
+        default="keep",
+        help="what to do with exact duplicate rows, which are always reported (default keep)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="simulations of the calibrated shop, on seeds 0..N-1 (default 5; 0: none)",
+    )
     parser.set_defaults(func=run_calibrate)
 
 
