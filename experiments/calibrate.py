@@ -48,7 +48,7 @@ from experiments.clv_fit import (
     pareto_nbd_expected_repeats,
 )
 from sim.io import atomic_write_json, atomic_write_text
-from sim.params import NEUTRAL_MECHANISMS, PopulationParams, Scenario, read_yaml_mapping, scenario_from_dict
+from sim.params import NEUTRAL_MECHANISMS, Scenario, read_yaml_mapping, scenario_from_dict
 
 F64 = NDArray[np.float64]
 Attrition = Literal["pareto_nbd", "bgnbd"]
@@ -73,6 +73,7 @@ TRANSACTION_NEUTRAL_KEYS = (
     "mechanisms.tiers.downgrade_weight",
     "mechanisms.social.proof_weight",
     "mechanisms.social.bestseller_lift",
+    "mechanisms.need.depletion",
 )
 
 
@@ -362,10 +363,6 @@ def build_cohort(log: TransactionLog, calibration_end: pd.Timestamp | None = Non
 
 
 # ---- the scenario ----------------------------------------------------------------------------------
-def _schema_has_attrition() -> bool:
-    return "attrition" in PopulationParams.model_fields
-
-
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
     *heads, last = dotted.split(".")
@@ -399,13 +396,8 @@ def scenario_mapping(
     population["shoppers"] = cohort.customers
     population["acquisition_days"] = _round(cohort.acquisition_days)
     population["first_order_at_acquisition"] = True
+    population["attrition"] = attrition
     if attrition == "pareto_nbd":
-        if not _schema_has_attrition():
-            raise CalibrationError(
-                "this shopgym's scenario schema has no population.attrition, so a Pareto/NBD population "
-                "cannot be written; use --attrition bgnbd, or update shopgym"
-            )
-        population["attrition"] = "pareto_nbd"
         population["purchase"] = {
             "r": _round(pareto_nbd.param("r")),
             "alpha_weeks": _round(pareto_nbd.param("alpha")),
@@ -415,8 +407,6 @@ def scenario_mapping(
             "beta_weeks": _round(pareto_nbd.param("beta")),
         }
     else:
-        if _schema_has_attrition():
-            population["attrition"] = "bgnbd"
         population.pop("lifetime", None)
         population["purchase"] = {
             "r": _round(bgnbd.param("r")),

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from experiments.calibrate import (
+    Calibration,
     CalibrationError,
     Cohort,
     LogColumns,
-    _schema_has_attrition,
     build_cohort,
     calibrate,
     cdnow_transactions,
@@ -58,14 +58,19 @@ def cdnow_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cohort(cdnow_csv: Path) -> Cohort:
-    return build_cohort(read_transaction_log(cdnow_csv), CALIBRATION_END)
+def calibration(cdnow_csv: Path) -> Calibration:
+    return calibrate(read_transaction_log(cdnow_csv), CALIBRATION_END, base=CDNOW)
 
 
 @pytest.fixture(scope="module")
-def fits(cohort: Cohort) -> dict[str, ModelFit]:
-    s = cohort.summary
-    return {"pareto_nbd": fit_pareto_nbd(s), "bgnbd": fit_bgnbd(s), "gamma_gamma": fit_gamma_gamma(s)}
+def cohort(calibration: Calibration) -> Cohort:
+    return calibration.cohort
+
+
+@pytest.fixture(scope="module")
+def fits(calibration: Calibration) -> dict[str, ModelFit]:
+    c = calibration
+    return {"pareto_nbd": c.pareto_nbd, "bgnbd": c.bgnbd, "gamma_gamma": c.gamma_gamma}
 
 
 def _peer_pareto_nbd(summary: RepeatSummary) -> lifetimes.ParetoNBDFitter:
@@ -125,8 +130,10 @@ def test_fit_matches_published_cdnow_estimates_within_one_percent(fits: dict[str
     assert all(np.isfinite(fit.standard_errors)) and all(se > 0 for se in fit.standard_errors)
 
 
-def test_fits_are_deterministic(cohort: Cohort, fits: dict[str, ModelFit]):
-    assert fit_bgnbd(cohort.summary) == fits["bgnbd"]
+def test_fits_are_deterministic(cdnow_csv: Path, fits: dict[str, ModelFit]):
+    again = build_cohort(read_transaction_log(cdnow_csv), CALIBRATION_END)
+    assert fit_bgnbd(again.summary) == fits["bgnbd"]
+    assert fit_gamma_gamma(again.summary) == fits["gamma_gamma"]
 
 
 # ---- the peer library -------------------------------------------------------------------------------
@@ -208,11 +215,9 @@ def test_pareto_nbd_likelihood_is_finite_at_extreme_histories():
 # ---- the holdout -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_simulated_calibrated_shop_forecasts_holdout_at_least_as_well_as_pareto_nbd(
-    cdnow_csv: Path, cohort: Cohort, peer: dict
+    calibration: Calibration, cohort: Cohort, peer: dict
 ):
-    if not _schema_has_attrition():
-        pytest.skip("sim.params has no population.attrition yet: the Pareto/NBD simulator has not landed")
-    calibration = calibrate(read_transaction_log(cdnow_csv), CALIBRATION_END, base=CDNOW)
+    assert calibration.scenario.population.attrition == "pareto_nbd"
     check = check_holdout(calibration, seeds=range(5))
     s = cohort.summary
     peer_forecast = float(
@@ -254,8 +259,6 @@ def test_cli_writes_a_valid_commented_scenario_and_a_report(
             "1997-09-30",
             "--base",
             str(CDNOW),
-            "--attrition",
-            "bgnbd",
             "--seeds",
             "1",
         ]
@@ -267,8 +270,13 @@ def test_cli_writes_a_valid_commented_scenario_and_a_report(
     scenario = load_scenario(out)
     assert scenario.population.shoppers == 2357
     assert scenario.population.acquisition_days == 84.0
-    assert scenario.population.purchase.r == pytest.approx(0.243, rel=0.01)
+    assert scenario.population.attrition == "pareto_nbd"
+    assert scenario.population.purchase.r == pytest.approx(0.55, rel=0.01)
+    assert scenario.population.purchase.a is None
+    assert scenario.population.lifetime is not None
+    assert scenario.population.lifetime.beta_weeks == pytest.approx(11.67, rel=0.01)
     assert scenario.mechanisms.social.proof_weight == 0.0
+    assert scenario.mechanisms.need.depletion == 0.0
     report = tmp_path / "shop_report"
     for name in (
         "tracking_weekly.png",
@@ -357,7 +365,7 @@ def test_small_log_is_fitted_with_a_warning(tmp_path: Path, capsys: pytest.Captu
     log = tmp_path / "log.csv"
     _orders(60, np.random.default_rng(3)).rename(columns={"customer_id": "who"}).to_csv(log, index=False)
     out = tmp_path / "shop.yaml"
-    args = ["calibrate", str(log), "--out", str(out), "--customer-col", "who", "--attrition", "bgnbd"]
+    args = ["calibrate", str(log), "--out", str(out), "--customer-col", "who"]
     assert main([*args, "--seeds", "0"]) == 0
     assert "only 60 customers" in capsys.readouterr().err
     assert load_scenario(out).population.shoppers == 60
