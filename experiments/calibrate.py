@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -457,7 +458,11 @@ def scenario_text(data: dict[str, Any], calibration: dict[str, Any]) -> str:
         "# values. Calibrate them from an A/B test (docs/CALIBRATION.md).",
         "",
     ]
-    return "\n".join(header) + yaml.safe_dump(data, sort_keys=False, width=110)
+    wrapped = [
+        textwrap.fill(line, width=100, subsequent_indent="#     ") if len(line) > 100 else line
+        for line in header
+    ]
+    return "\n".join(wrapped) + yaml.safe_dump(data, sort_keys=False, width=100)
 
 
 def calibrate(
