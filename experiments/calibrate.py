@@ -587,10 +587,12 @@ def check_holdout(calibration: Calibration, seeds: Sequence[int], max_bin: int =
     cohort = calibration.cohort
     if not seeds:
         raise CalibrationError("--seeds must be >= 1 to simulate the calibrated scenario")
-    days = cohort.total_weeks * DAYS_PER_WEEK
+    days = (cohort.log_end - cohort.start).days + 1  # the log's span; its last week may be partial
     weeks = cohort.total_weeks
-    calib_weeks = math.ceil(cohort.calibration_weeks + 1e-9)
+    end_day = (cohort.calibration_end - cohort.start).days
+    first_holdout_week = math.ceil((end_day + 1) / DAYS_PER_WEEK)  # weeks wholly after calibration
     weekly = np.zeros((len(seeds), weeks))
+    sim_totals = np.zeros(len(seeds))
     counts = np.zeros((len(seeds), max_bin + 1))
     for i, seed in enumerate(seeds):
         frame = simulated_transactions(calibration.scenario, seed, days, cohort.start)
@@ -600,6 +602,7 @@ def check_holdout(calibration: Calibration, seeds: Sequence[int], max_bin: int =
         index = (daily["day"] - cohort.start).dt.days.to_numpy()
         weekly[i] = np.bincount(index[repeat] // DAYS_PER_WEEK, minlength=weeks)[:weeks]
         in_calib = repeat & (daily["day"] <= cohort.calibration_end).to_numpy()
+        sim_totals[i] = np.count_nonzero(repeat & ~in_calib)
         x = daily[in_calib].groupby("customer").size()
         acquired = int(np.count_nonzero(first.groupby(daily["customer"]).first() <= cohort.calibration_end))
         per_customer = np.concatenate([x.to_numpy(), np.zeros(max(acquired - x.size, 0))])
@@ -614,11 +617,10 @@ def check_holdout(calibration: Calibration, seeds: Sequence[int], max_bin: int =
         cohort.first_purchase_day / DAYS_PER_WEEK,
         weeks,
     )
-    hold = slice(calib_weeks, weeks)
+    hold = slice(first_holdout_week, weeks)
     horizon = cohort.holdout_weeks
     pnbd_total = float(pareto_nbd_conditional_expected(calibration.pareto_nbd, cohort.summary, horizon).sum())
     bg_total = float(bgnbd_conditional_expected(calibration.bgnbd, cohort.summary, horizon).sum())
-    sim_totals = weekly[:, hold].sum(axis=1)
     actual = cohort.weekly_repeats
     return HoldoutCheck(
         seeds=tuple(int(s) for s in seeds),
