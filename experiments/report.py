@@ -305,8 +305,16 @@ def write_report(root: Path, config: ExperimentConfig, tables: dict[str, pd.Data
         ("incentive_mix", plot_incentive_mix, tables["mix"]),
     ):
         target = plots / f"{name}.png"
-        tmp = plots / f".{name}.tmp.png"
-        if draw(data, tmp):
-            tmp.replace(target)
-            written.append(target)
+        import os
+        import tempfile
+
+        fd, name_tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.png", dir=plots)  # unique per writer
+        os.close(fd)
+        tmp = Path(name_tmp)
+        try:
+            if draw(data, tmp):
+                tmp.replace(target)
+                written.append(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return written

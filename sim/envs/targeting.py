@@ -18,12 +18,14 @@ from sim.envs.common import (
     budget_left,
     check_common_arguments,
     new_simulation,
+    oracle_view_of,
     resolve_scenario,
     weights_over_objectives,
     with_decision_points,
 )
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
+from sim.oracle import OracleView
 from sim.params import DECISION_KINDS, Scenario
 from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY
 
@@ -260,6 +262,19 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             f"orders {s['orders']:,}  "
             f"margin ${s['margin']:,.0f}  incentives ${s['incentive_cost']:,.0f}  "
             f"late {s['late_delivery_share']:.1%}  peak util {s['peak_utilization']:.2f}"
+        )
+
+    def oracle_view(self) -> OracleView:
+        """The truth about the shopper at the current decision, for ``kind: oracle`` only (never observed)."""
+        sim, batch = self._sim, self._batch
+        if sim is None or batch is None:
+            raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
+        return oracle_view_of(
+            sim,
+            batch.shoppers[self._position : self._position + 1],
+            np.array([DECISION_KINDS.index(batch.kind)], dtype=np.int8),
+            self.objective_weights,
+            self.horizon_days,
         )
 
     # ---- internals ----------------------------------------------------------------------------
