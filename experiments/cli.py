@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.run_cli import add_parsers
 
     add_parsers(sub)
+    from experiments.calibrate import add_calibrate_parser
+
+    add_calibrate_parser(sub)
     return parser
 
 
