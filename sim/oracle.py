@@ -164,86 +164,89 @@ def incentive_values(view: OracleView, state: TrueState, kind: DecisionKind) -> 
     future = future + w_ltv * future_value(scenario, state, typical_margin, float("inf"))
     friend = w_margin * view.friend_value[0] + w_ltv * view.friend_value[1]
     types = mech.incentive_types
-    values = np.zeros((n, count))
-    for a in range(1, count):
-        terms = catalog.terms(np.full(baskets.size, a, dtype=np.int16), baskets.ravel())
-        waived = np.where(terms.free_shipping.reshape(shape), fee, 0.0)
-        saving = terms.discount.reshape(shape) + waived
-        extra_points = (terms.points_multiplier.reshape(shape) - 1.0) * baskets * loyalty.points_per_dollar
-        extra_points = extra_points + terms.bonus_points.reshape(shape)
-        hedonic = terms.hedonic_value.reshape(shape)
-        surprise = catalog.type_column[a] == TYPE_COLUMN["surprise"]
-        perk_cost = hedonic * (types.surprise_cost_ratio if surprise else types.perk_cost_ratio)
-        applies = terms.applies.reshape(shape)
-        cost = np.where(applies, saving + extra_points * loyalty.point_value + perk_cost, 0.0)
-        appeal = affinity_factor(
-            np.repeat(state.affinity, shape[1], axis=0), terms.type_column, types.affinity_weight
-        ).reshape(shape)
-        perk = hedonic * (1.0 + types.uncertainty_premium if surprise else 1.0)
-        pull = appeal * (
-            framed_offer_pull(
-                extra_points * loyalty.point_value,
-                terms.loss_framed.reshape(shape),
-                state.loss_aversion[:, None],
-                mech.prospect.alpha,
-                mech.prospect.beta,
-            )
-            + prospect_value(perk, 1.0, mech.prospect.alpha, mech.prospect.beta)
+    # Every incentive at once: arrays of shape (shoppers, baskets, incentives).
+    arms = np.arange(count, dtype=np.int16)
+    cube = (n, shape[1], count)
+    flat_baskets = np.broadcast_to(baskets[:, :, None], cube).ravel()
+    terms = catalog.terms(np.broadcast_to(arms, cube).ravel(), flat_baskets)
+    basket3, fee3 = baskets[:, :, None], fee[:, :, None]
+    saving = terms.discount.reshape(cube) + np.where(terms.free_shipping.reshape(cube), fee3, 0.0)
+    extra_points = (terms.points_multiplier.reshape(cube) - 1.0) * basket3 * loyalty.points_per_dollar
+    extra_points = extra_points + terms.bonus_points.reshape(cube)
+    hedonic = terms.hedonic_value.reshape(cube)
+    surprise = catalog.type_column == TYPE_COLUMN["surprise"]
+    perk_cost = hedonic * np.where(surprise, types.surprise_cost_ratio, types.perk_cost_ratio)
+    applies = terms.applies.reshape(cube)
+    cost = np.where(applies, saving + extra_points * loyalty.point_value + perk_cost, 0.0)
+    affinity = np.repeat(state.affinity, shape[1] * count, axis=0)
+    appeal = affinity_factor(affinity, terms.type_column, types.affinity_weight).reshape(cube)
+    perk = hedonic * np.where(surprise, 1.0 + types.uncertainty_premium, 1.0)
+    loss_aversion = state.loss_aversion[:, None, None]
+    pull = appeal * (
+        framed_offer_pull(
+            extra_points * loyalty.point_value,
+            terms.loss_framed.reshape(cube),
+            loss_aversion,
+            mech.prospect.alpha,
+            mech.prospect.beta,
         )
-        response = state.offer_response[:, None]
-        felt = baskets + fee - saving + (1.0 - response) * saving - response * pull
-        p_offer = np.where(
-            applies,
-            checkout_probability(
-                base_logit[:, None], state.price_sensitivity[:, None], felt, reference,
-                state.loss_aversion[:, None],
-            ),
-            p_none,
-        )  # fmt: skip
-        # Per cart: the margin gained, what the incentive costs, the extra orders.
-        gained = p_offer * (order_margin - cost) - p_none * order_margin
-        paid, orders = p_offer * cost, p_offer - p_none
-        kind_code = catalog.kind[a]
-        held = kind_code not in (KIND_CODES["streak_freeze"], KIND_CODES["referral_bonus"])
-        carts = np.zeros(n)  # expected carts that meet the offer
-        extra = np.zeros(n)  # carts the advertising effect adds (bought at the no-offer odds)
-        gain, cost_total, more_orders = np.zeros(n), np.zeros(n), np.zeros(n)
-        if held:
-            carts = carts_per_day * catalog.valid_hours[a] / 24.0
-            if kind == "login":  # the session she just started may fill a cart at once
-                carts = carts + state.cart_prob
-            extra = carts * mech.advertising.visit_lift * state.offer_response
-            mean = slice(0, points)
-            gain = (carts + extra) * gained[:, mean].mean(axis=1)
-            gain += extra * (p_none * order_margin)[:, mean].mean(axis=1)
-            cost_total = (carts + extra) * paid[:, mean].mean(axis=1)
-            more_orders = (carts + extra) * orders[:, mean].mean(axis=1) + extra * p_none[:, mean].mean(
-                axis=1
-            )
-            if kind == "cart_abandoned":  # her open cart comes back on the abandonment timer
-                returns = scenario.sessions.cart_return_rate
-                gain += returns * gained[:, points]
-                cost_total += returns * paid[:, points]
-                more_orders += returns * orders[:, points]
-        value = np.where(
-            state.alive, (w_margin + w_ltv) * gain + w_load * view.load_per_order * more_orders, 0.0
+        + prospect_value(perk, 1.0, mech.prospect.alpha, mech.prospect.beta)
+    )
+    response = state.offer_response[:, None, None]
+    felt = basket3 + fee3 - saving + (1.0 - response) * saving - response * pull
+    p_base = p_none[:, :, None]
+    p_offer = np.where(
+        applies,
+        checkout_probability(
+            base_logit[:, None, None], state.price_sensitivity[:, None, None], felt,
+            reference[:, :, None], loss_aversion,
+        ),
+        p_base,
+    )  # fmt: skip
+    # Per cart: the margin gained, what the incentive costs, the extra orders.
+    margin3 = order_margin[:, :, None]
+    gained = p_offer * (margin3 - cost) - p_base * margin3
+    paid, orders = p_offer * cost, p_offer - p_base
+    spread = slice(0, points)  # her basket distribution; column ``points`` is her open cart
+    held = ~np.isin(catalog.kind, (KIND_CODES["streak_freeze"], KIND_CODES["referral_bonus"]))
+    held[0] = False  # none
+    carts = np.outer(carts_per_day, catalog.valid_hours / 24.0)  # carts that meet the offer
+    if kind == "login":  # the session she just started may fill a cart at once
+        carts = carts + state.cart_prob[:, None]
+    carts = np.where(held, carts, 0.0)
+    extra = carts * mech.advertising.visit_lift * state.offer_response[:, None]  # advertising
+    reach = carts + extra
+    gain = (
+        reach * gained[:, spread].mean(axis=1)
+        + extra * (p_none * order_margin)[:, spread].mean(axis=1)[:, None]
+    )
+    cost_total = reach * paid[:, spread].mean(axis=1)
+    more_orders = reach * orders[:, spread].mean(axis=1) + extra * p_none[:, spread].mean(axis=1)[:, None]
+    if kind == "cart_abandoned":  # her open cart comes back on the abandonment timer
+        returns = scenario.sessions.cart_return_rate * held
+        gain = gain + returns * gained[:, points]
+        cost_total = cost_total + returns * paid[:, points]
+        more_orders = more_orders + returns * orders[:, points]
+    alive = state.alive[:, None]
+    values = np.where(alive, (w_margin + w_ltv) * gain + w_load * view.load_per_order * more_orders, 0.0)
+    values += w_budget * np.where(alive, cost_total, 0.0)
+    values -= np.where(alive, (state.contact_churn * future)[:, None], 0.0)  # a sleeping dog woken
+    per_bonus = w_margin + w_ltv - w_budget  # what a dollar the shop pays out costs the objective
+    referral = catalog.kind == KIND_CODES["referral_bonus"]
+    if referral.any():
+        friends = state.referral_propensity * state.invites_left * mech.referral.accept_rate
+        worth = friends[:, None] * (friend - per_bonus * catalog.value[None, :])
+        values += np.where(alive & referral, worth, 0.0)
+    if kind == "lapsing":  # a churned shopper may come back for it (and then redeem it)
+        typical = scenario.population.spend.p / state.spend_nu * price_index  # as the engine values it
+        worth = catalog.face_value(np.broadcast_to(arms, (n, count)).ravel(), np.repeat(typical, count))
+        back = winback_probability(
+            worth.reshape(n, count),
+            state.winback_sensitivity[:, None],
+            mech.churn.winback_ceiling,
+            mech.churn.winback_value_dollars,
         )
-        value += w_budget * np.where(state.alive, cost_total, 0.0)
-        value -= np.where(state.alive, state.contact_churn * future, 0.0)  # a sleeping dog woken
-        if kind_code == KIND_CODES["referral_bonus"]:
-            friends = state.referral_propensity * state.invites_left * mech.referral.accept_rate
-            bonus = catalog.value[a]
-            value += np.where(state.alive, friends * (friend - (w_margin + w_ltv - w_budget) * bonus), 0.0)
-        if kind == "lapsing":  # a churned shopper may come back for it (and then redeem it)
-            typical = scenario.population.spend.p / state.spend_nu * price_index  # as the engine values it
-            back = winback_probability(
-                catalog.face_value(np.full(n, a, dtype=np.int16), typical),
-                state.winback_sensitivity,
-                mech.churn.winback_ceiling,
-                mech.churn.winback_value_dollars,
-            )
-            redeemed = np.minimum(carts, 1.0) * paid[:, :points].mean(axis=1)
-            regained = future - (w_margin + w_ltv - w_budget) * redeemed
-            value += np.where(state.alive, 0.0, back * regained)
-        values[:, a] = value
-    return values
+        redeemed = np.minimum(carts, 1.0) * paid[:, spread].mean(axis=1)
+        values += np.where(alive, 0.0, back * (future[:, None] - per_bonus * redeemed))
+    values[:, 0] = 0.0  # none is the reference
+    return np.asarray(values, dtype=np.float64)

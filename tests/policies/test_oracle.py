@@ -118,20 +118,20 @@ def test_coupons_targeted_at_persuadables_beat_none_and_blanket_coupons_on_margi
 
 @pytest.mark.slow
 def test_coupons_targeted_at_persuadables_pay_in_the_campaign_planners_peak_season_shop():
-    """CampaignPlanning acts per segment, not per shopper: the same comparison on its scenario, via the engine."""
+    """CampaignPlanning acts per segment, not per shopper: the comparison on its scenario, via the engine."""
     scenario = load_scenario("configs/scenarios/peak_season.yaml")
     coupon = [i.name for i in scenario.incentives].index("coupon_10")
 
     def margin(rule: str, seed: int) -> float:
-        sim = Simulation(scenario, seed=seed, horizon_days=90, log_level="aggregates")
+        shop = Simulation(scenario, seed=seed, horizon_days=90, log_level="aggregates")
 
         def decide(batch: DecisionBatch) -> np.ndarray:
             if rule == "none" or batch.kind != "cart_abandoned":
                 return np.zeros(batch.shoppers.size, dtype=np.int64)
-            persuadable = sim.pop.uplift_class[batch.shoppers] == PERSUADABLE
+            persuadable = shop.pop.uplift_class[batch.shoppers] == PERSUADABLE
             return np.where(persuadable | (rule == "blanket"), coupon, 0)
 
-        return float(summarize(sim.run(decide))["margin"])
+        return float(summarize(shop.run(decide))["margin"])
 
     runs = {
         rule: np.array([margin(rule, seed) for seed in SEEDS]) for rule in ("none", "blanket", "targeted")
