@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats
 
+from sim.mechanisms.churn import experience_multiplier
 from sim.params import Scenario
 from sim.population import HOURS_PER_DAY, Population
 
@@ -150,11 +151,23 @@ def residual_value(
     depends only on traits), to save its cost in tight loops.
 
     Valued at ``now_hours`` and discounted back to each shopper's acquisition; zero for
-    shoppers who have churned (the simulator knows who has).
+    shoppers who have churned (the simulator knows who has). Discounted future orders are
+    ``lambda / (delta + lambda p + mu m)``: BG/NBD dropout ``p`` per order, or the Pareto/NBD
+    hazard ``mu`` moved by her current delivery experience ``m`` (the expected
+    remaining lifetime given that she is alive, not her drawn budget).
     """
     delta = daily_discount_rate(scenario.economics.annual_discount_rate)
     rate = population.purchase_rate_per_day[rows]
-    orders = rate / (delta + rate * population.dropout_prob[rows])
+    churn = scenario.mechanisms.churn
+    hazard = population.dropout_rate_per_day[rows] * experience_multiplier(
+        population.last_delivery_late[rows],
+        population.deliveries[rows] > 0,
+        population.frustration[rows],
+        churn.late_dropout_multiplier,
+        churn.on_time_relief,
+        0.0,  # a lost streak adds its hazard once (sim.engine), not as a rate
+    )
+    orders = rate / (delta + rate * population.dropout_prob[rows] + hazard)
     margin = expected_order_margin(scenario, population, rows) if order_margin is None else order_margin
     value = orders * margin
     age_days = (now_hours - population.acquired_at[rows]) / HOURS_PER_DAY

@@ -6,8 +6,11 @@ fills a cart, its value and category, whether she checks out, and what happens l
 cart and order. Sessions are handled in batches of ``engine.session_batch_hours`` on the SimPy
 clock, each event keeping its exact timestamp; abandoned carts start a cart-abandonment timer
 (a SimPy process per batch) after which returning shoppers decide again; orders flow into the
-warehouse (:mod:`sim.fulfillment`). Shoppers are acquired with a first order (the BG/NBD
-"trial"); after each repeat order a shopper drops out with her BG/NBD probability.
+warehouse (:mod:`sim.fulfillment`). Shoppers are acquired with a first order (the "trial").
+Attrition is a latent lifetime in calendar time (Pareto/NBD, the default): every day starts by
+adding each shopper's experience-moved hazard to her total, and she churns once it reaches the
+budget drawn at her acquisition; or, with ``population.attrition: bgnbd``, she drops out after
+a repeat order with her BG/NBD probability (:mod:`sim.mechanisms.churn`).
 
 Decision points (a shopper logged in, abandoned a cart, or is lapsing) are where a policy may
 give incentives. A caller drives them step by step::
@@ -36,9 +39,20 @@ from sim.events import DailyStats, EventLog, LogLevel
 from sim.fulfillment import Fulfillment, OrderBook
 from sim.incentives import KIND_CODES, IncentiveCatalog, Terms
 from sim.mechanisms.affinity import TYPE_COLUMN, affinity_factor, surprise_value
-from sim.mechanisms.churn import dropout_probability
+from sim.mechanisms.churn import (
+    dropout_probability,
+    experience_multiplier,
+    lump_hazard,
+    winback_probability,
+)
+from sim.mechanisms.need import need_factor
 from sim.mechanisms.prospect import framed_offer_pull, prospect_value
-from sim.mechanisms.reference_price import effective_price_sensitivity, update_reference
+from sim.mechanisms.reference_price import (
+    effective_price_sensitivity,
+    faded,
+    update_reference,
+    update_weight,
+)
 from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.mechanisms.social import neighbour_signal, social_logit_lift
@@ -58,9 +72,9 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 #: Random values drawn per shopper per day, by stream (the bare-numpy benchmark limit uses this).
-DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 9, "fulfillment": 3, "incentives": 2}
+DRAWS_PER_SHOPPER_DAY = {"arrivals": 2, "behaviour": 9, "fulfillment": 2, "incentives": 2}
 # Uniform draws per stream (the behaviour stream's ninth draw is the basket's gamma variate).
-_DRAWS = {"arrivals": 2, "behaviour": 8, "fulfillment": 3, "incentives": 2}
+_DRAWS = {"arrivals": 2, "behaviour": 8, "fulfillment": 2, "incentives": 2}
 
 
 @dataclass(frozen=True)
@@ -90,7 +104,6 @@ class _DayDraws:
     u_bestseller: F64
     u_return: F64
     u_transit: F64
-    u_late_churn: F64
     u_winback: F64
     u_surprise: F64
 
@@ -121,7 +134,7 @@ class Simulation:
         self.orders = OrderBook(capacity=max(1024, scenario.population.shoppers // 4))
         self.catalog = IncentiveCatalog(scenario)
         self.fulfillment = Fulfillment(
-            self.env, scenario, self.pop, self.ledger, self.log, self.daily, self.orders
+            self.env, scenario, self.pop, self.ledger, self.log, self.daily, self.orders, self.end_lives
         )
         weights = np.asarray(scenario.sessions.hour_weights)
         self._hour_cdf = np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
@@ -254,6 +267,8 @@ class Simulation:
         rows = pop.active_rows(end)
         row_ids = np.arange(n_organic) if isinstance(rows, slice) else rows
         self._streak_breaks(day, rows)
+        if self.scenario.population.attrition == "pareto_nbd":
+            self._attrition(start)
         self._update_social_signal(rows)
         ids = row_ids[pop.alive[rows] & (arrivals[0][rows] < self._visit_probability(rows, start))]
         times = start + hours_from_uniform(arrivals[1][ids], self._hour_cdf)
@@ -278,7 +293,6 @@ class Simulation:
             u_bestseller=behaviour[7],
             u_return=fulfillment[0],
             u_transit=fulfillment[1],
-            u_late_churn=fulfillment[2],
             u_winback=incentives[0],
             u_surprise=incentives[1],
         )
@@ -304,7 +318,9 @@ class Simulation:
             CHANNEL_REFERRED,
             rng,
         )
-        joined.dropout_prob *= 1.0 - self.scenario.mechanisms.referral.referred_churn_reduction
+        kept = 1.0 - self.scenario.mechanisms.referral.referred_churn_reduction
+        joined.dropout_prob *= kept
+        joined.dropout_rate_per_day *= kept
         joined.referred_by[:] = referrers
         joined.referral_offer[:] = offers
         joined.fake_account[:] = fake
@@ -369,7 +385,7 @@ class Simulation:
         after = streak_after_miss(before, streaks.missed_day_rule, streaks.decay_keep)
         pop.streak_days[broken] = after
         lost = np.where(before >= streaks.min_days, before - after, 0)  # a shown streak was lost
-        pop.frustration[broken] += (
+        added = (
             streaks.break_penalty
             * pop.streak_sensitivity[broken]
             * loss_weight(
@@ -381,7 +397,48 @@ class Simulation:
                 prospect.beta,
             )
         )
+        pop.frustration[broken] += added
+        if self.scenario.population.attrition == "pareto_nbd":  # checked by the day's attrition
+            pop.hazard[broken] += self.scenario.mechanisms.churn.frustration_weight * added
         pop.last_visit_day[missed] = day - 1  # the streak, kept or shortened, carries on from here
+
+    def _attrition(self, start: float) -> None:
+        """Add the day's hazard to every alive shopper acquired before today; churn at the budget."""
+        pop, churn = self.pop, self.scenario.mechanisms.churn
+        acquired = pop.active_rows(start)
+        row_ids = np.arange(acquired.stop) if isinstance(acquired, slice) else acquired
+        rows = row_ids[pop.alive[acquired] & (pop.acquired_at[acquired] < start)]
+        if rows.size == 0:
+            return
+        tiers = self.scenario.mechanisms.tiers
+        relief = perk_dropout_relief(
+            pop.tier[rows],
+            self._tier_share,
+            len(self._tier_thresholds) - 1,
+            tiers.perk_dropout_relief,
+            tiers.inflation,
+        )
+        multiplier = experience_multiplier(
+            pop.last_delivery_late[rows],
+            pop.deliveries[rows] > 0,
+            pop.frustration[rows],
+            churn.late_dropout_multiplier,
+            churn.on_time_relief,
+            0.0,  # a lost streak adds its hazard once, when it is lost (_streak_breaks)
+        )
+        pop.hazard[rows] += pop.dropout_rate_per_day[rows] * multiplier * (1.0 - relief)
+        self.end_lives(rows, start)
+
+    def end_lives(self, shoppers: I64, now: float) -> None:
+        """Churn the alive ``shoppers`` whose accumulated hazard has reached their lifetime budget."""
+        pop = self.pop
+        gone = shoppers[pop.alive[shoppers] & (pop.hazard[shoppers] >= pop.lifetime_budget[shoppers])]
+        if gone.size:
+            gone = np.unique(gone)
+            pop.alive[gone] = False
+            pop.churned_at[gone] = now
+            self.log.record("churn", now, gone)
+            self.daily.add("churned", now, gone.size)
 
     def _update_social_signal(self, rows: slice | I64) -> None:
         """Fade recent purchases by a day and sum them over each shopper's neighbours."""
@@ -415,6 +472,11 @@ class Simulation:
             pull = mech.streaks.weight * pop.streak_sensitivity[rows] * appeal
             pull *= (value / types.streak_bonus_reference) ** mech.prospect.alpha
             multiplier *= np.exp(np.where(bonus, pull, 0.0))
+        lift = mech.advertising.visit_lift
+        if lift > 0:  # an offer held, redeemed or not, brings her back (the advertising effect)
+            held = (pop.offer[rows] > 0) & (pop.offer_expires_at[rows] >= now)
+            if held.any():
+                multiplier *= np.where(held, 1.0 + lift * pop.offer_response[rows], 1.0)
         season = self.season_multiplier(now)
         if season != 1.0:
             multiplier *= season
@@ -491,8 +553,10 @@ class Simulation:
             return
         self._visit(visitors, times)
         yield from self._decide("login", visitors, end, at=times)
+        reached = pop.alive[visitors]  # a contact may have driven a sleeping dog away
+        visitors, times = visitors[reached], times[reached]
 
-        has_cart = day.u_cart[visitors] < pop.cart_prob[visitors]
+        has_cart = day.u_cart[visitors] < self._cart_probability(visitors, times)
         shoppers, times = visitors[has_cart], times[has_cart]
         if shoppers.size == 0:
             return
@@ -530,13 +594,22 @@ class Simulation:
             )
         )
 
+    def _cart_probability(self, shoppers: I64, times: F64) -> F64:
+        """Her calibrated cart probability moved by her need since her last order."""
+        pop, need = self.pop, self.scenario.mechanisms.need
+        if need.depletion == 0.0:
+            return pop.cart_prob[shoppers]
+        age_days = (times - pop.last_order_at[shoppers]) / HOURS_PER_DAY
+        factor = need_factor(age_days, pop.purchase_rate_per_day[shoppers], need.depletion, need.restock_days)
+        return np.minimum(pop.cart_prob[shoppers] * factor, 1.0)
+
     def _basket(self, shoppers: I64) -> F64:
         """Today's Gamma-Gamma basket of each shopper, topped up towards free shipping."""
         day, pop = self._day, self.pop
         assert day is not None
         ship, topup = self.scenario.shipping, self.scenario.mechanisms.shipping_threshold
         return topped_up_basket(
-            day.basket_gamma[shoppers] / pop.spend_nu[shoppers],
+            day.basket_gamma[shoppers] / pop.spend_nu[shoppers] * self.scenario.catalog.price_index,
             day.u_topup[shoppers],
             ship.fee,
             ship.free_threshold,
@@ -642,9 +715,19 @@ class Simulation:
         pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
         reference = self.scenario.mechanisms.reference_price
         loss_aversion = pop.loss_aversion[shoppers]
-        pull = self._offer_pull(shoppers, terms, basket, loss_aversion) if terms.applies.any() else 0.0
+        felt = pay
+        if terms.applies.any():
+            # Her uplift class scales what the offer is felt to be worth (the saving and the pull).
+            response = pop.offer_response[shoppers]
+            saving = terms.discount + np.where(
+                terms.free_shipping, shipping_fee(basket, ship.fee, ship.free_threshold), 0.0
+            )
+            pull = self._offer_pull(shoppers, terms, basket, loss_aversion)
+            felt = pay + (1.0 - response) * saving - response * pull
+        today = np.floor(np.asarray(times) / HOURS_PER_DAY).astype(np.int64)
+        ratio, promo = self._reference_now(shoppers, today)
         sensitivity = effective_price_sensitivity(
-            pop.price_sensitivity[shoppers], pop.promo_share[shoppers], reference.promo_sensitivity
+            pop.price_sensitivity[shoppers], promo, reference.promo_sensitivity
         )
         social = self.scenario.mechanisms.social
         signal = self._social_signal[shoppers] if social.proof_weight > 0 else np.zeros(shoppers.size)
@@ -658,10 +741,10 @@ class Simulation:
             social.bestseller_lift,
         )
         prob = checkout_probability(
-            self._base_logit + lift,
+            self._base_logit + pop.checkout_shift[shoppers] + lift,
             sensitivity,
-            pay - pull,
-            basket * pop.reference_ratio[shoppers],
+            felt,
+            basket / self.scenario.catalog.price_index * ratio,
             loss_aversion,
         )
         bought = u < prob
@@ -697,7 +780,8 @@ class Simulation:
         waived_cents = np.where(terms.free_shipping, fee_cents, 0)
         coupon_cents = to_cents(terms.discount)
         redeem_cents = to_cents(redeem_points * loyalty.point_value)
-        cogs_cents = np.rint(list_cents * self._cogs_ratio[category]).astype(np.int64)
+        regular_cents = list_cents / scenario.catalog.price_index  # COGS do not move with prices
+        cogs_cents = np.rint(regular_cents * self._cogs_ratio[category]).astype(np.int64)
         earned = (
             np.floor(basket * loyalty.points_per_dollar * terms.points_multiplier).astype(np.int64)
             + terms.bonus_points
@@ -714,7 +798,6 @@ class Simulation:
             incentive=offer,
             u_return=day.u_return[shoppers],
             u_transit=day.u_transit[shoppers],
-            u_late_churn=day.u_late_churn[shoppers],
             promised_at=times + ship.promised_days * HOURS_PER_DAY,
         )
         incentive_cents = coupon_cents + redeem_cents + waived_cents + self._perk_cents(shoppers, terms)
@@ -745,13 +828,19 @@ class Simulation:
             pop.offer[used] = 0
             pop.offer_expires_at[used] = -np.inf
 
+        reference = scenario.mechanisms.reference_price
+        today = np.floor(times / HOURS_PER_DAY).astype(np.int64)
+        ratio, promo = self._reference_now(shoppers, today)
         pop.reference_ratio[shoppers], pop.promo_share[shoppers] = update_reference(
-            pop.reference_ratio[shoppers],
-            pop.promo_share[shoppers],
-            (list_cents - coupon_cents - redeem_cents) / np.maximum(list_cents, 1),
+            ratio,
+            promo,
+            (list_cents - coupon_cents - redeem_cents)
+            / np.maximum(list_cents, 1)
+            * scenario.catalog.price_index,
             coupon_cents > 0,
-            scenario.mechanisms.reference_price.smoothing,
+            update_weight(reference.smoothing, pop.orders[shoppers], reference.established_orders),
         )
+        pop.reference_day[shoppers] = today
         repeat = pop.orders[shoppers] > 0
         pop.orders[shoppers] += 1
         pop.recent_purchases[shoppers] += 1.0
@@ -770,6 +859,15 @@ class Simulation:
         self.daily.add("revenue", times[0], float((list_cents + fee_cents).sum()) / 100.0)
         self.daily.add("incentive_cost", times[0], float(incentive_cents.sum()) / 100.0)
 
+        if scenario.population.attrition == "bgnbd":
+            self._bgnbd_dropout(shoppers, times, repeat)
+        self.fulfillment.receive(ids)
+        return ids
+
+    def _bgnbd_dropout(self, shoppers: I64, times: F64, repeat: NDArray[np.bool_]) -> None:
+        """BG/NBD: after a repeat order she drops out with her probability, moved by experience."""
+        pop, day, scenario = self.pop, self._day, self.scenario
+        assert day is not None
         tiers = scenario.mechanisms.tiers
         relief = perk_dropout_relief(
             pop.tier[shoppers],
@@ -795,8 +893,15 @@ class Simulation:
             pop.churned_at[gone] = times[churn]
             self.log.record("churn", times[churn], gone)
             self.daily.add("churned", times[0], gone.size)
-        self.fulfillment.receive(ids)
-        return ids
+
+    def _reference_now(self, shoppers: I64, today: I64) -> tuple[F64, F64]:
+        """Her reference ratio and promotion share today, faded since her last purchase."""
+        pop, reference = self.pop, self.scenario.mechanisms.reference_price
+        days = (today - pop.reference_day[shoppers]).astype(np.float64)
+        # Her anchor is the market's regular price level (other shops'): the ratio drifts back to 1.
+        ratio = faded(pop.reference_ratio[shoppers], 1.0, reference.memory_half_life_days, days)
+        promo = faded(pop.promo_share[shoppers], 0.0, reference.promo_memory_half_life_days, days)
+        return ratio, promo
 
     def _offer_pull(self, shoppers: I64, terms: Terms, basket: F64, loss_aversion: F64) -> F64:
         """Dollar-equivalent pull of points, perks and surprises, framed and scaled by type affinity."""
@@ -881,21 +986,39 @@ class Simulation:
         self._answer = self.env.event()
         self._ready.succeed(DecisionBatch(kind=kind, time_hours=now, shoppers=shoppers.copy()))
         incentive_ids = yield self._answer
+        was_alive = self.pop.alive[shoppers]
         given = self._give(shoppers, incentive_ids, np.full(shoppers.size, now) if at is None else at)
-        if kind == "lapsing":
-            self._win_back(shoppers[given > 0], now)  # a refused (ineligible) incentive reaches no one
+        if kind == "lapsing":  # a refused (ineligible) incentive reaches no one
+            reached = (given > 0) & ~was_alive
+            self._win_back(shoppers[reached], given[reached], now)
 
-    def _win_back(self, shoppers: I64, now: float) -> None:
-        """Churned shoppers reached by an incentive while lapsing may come back."""
-        day, pop = self._day, self.pop
+    def _win_back(self, shoppers: I64, offers: NDArray[np.int16], now: float) -> None:
+        """Churned shoppers reached by an incentive while lapsing may come back, more for a richer offer."""
+        day, pop, churn = self._day, self.pop, self.scenario.mechanisms.churn
         assert day is not None
-        lost = shoppers[~pop.alive[shoppers]]
-        back = lost[day.u_winback[lost] < self.scenario.mechanisms.churn.winback_rate]
+        typical = pop.mean_spend[shoppers] * self.scenario.catalog.price_index
+        chance = winback_probability(
+            self.catalog.face_value(offers, typical),
+            pop.winback_sensitivity[shoppers],
+            churn.winback_ceiling,
+            churn.winback_value_dollars,
+        )
+        back = shoppers[day.u_winback[shoppers] < chance]
         if back.size:
             pop.alive[back] = True
             pop.churned_at[back] = np.nan
+            pop.hazard[back] = 0.0  # a new relationship: her hazard clock starts again
             self.log.record("winback", now, back)
             self.daily.add("won_back", now, back.size)
+
+    def _contact(self, shoppers: I64, now: float) -> None:
+        """Being contacted drives some shoppers away (sleeping dogs; Ascarza et al. 2016)."""
+        pop = self.pop
+        churn = pop.contact_churn[shoppers]
+        touched = shoppers[(churn > 0) & pop.alive[shoppers]]
+        if touched.size:
+            np.add.at(pop.hazard, touched, lump_hazard(pop.contact_churn[touched]))
+            self.end_lives(touched, now)
 
     def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64) -> NDArray[np.int16]:
         """Make each non-``none`` incentive the shopper's active offer; returns the ids actually given."""
@@ -920,6 +1043,7 @@ class Simulation:
         if referral.any():
             self._invite(shoppers[referral], incentive_ids[referral])
         ids, offer = shoppers[given], incentive_ids[given]
+        self._contact(ids, float(at[given][0]))
         offers = ~(freeze | referral)[given]  # acted on at once, not held as an offer
         pop.offer[ids[offers]] = offer[offers]
         pop.offer_expires_at[ids[offers]] = (at[given] + self.catalog.valid_hours[offer])[offers]

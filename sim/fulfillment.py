@@ -19,7 +19,7 @@ order is created, so the model scales to millions of shoppers.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from sim.economics import OVERTIME, RETURNS, Ledger, to_cents
 from sim.events import DailyStats, EventLog
+from sim.mechanisms.churn import lump_hazard
 from sim.params import Scenario
 from sim.population import HOURS_PER_DAY, Population
 
@@ -46,7 +47,6 @@ _ORDER_COLUMNS: dict[str, tuple[type[np.generic], Any]] = {
     "incentive": (np.int16, 0),
     "u_return": (np.float64, np.nan),
     "u_transit": (np.float64, np.nan),
-    "u_late_churn": (np.float64, np.nan),
     "picked_at": (np.float64, np.nan),
     "shipped_at": (np.float64, np.nan),
     "delivered_at": (np.float64, np.nan),
@@ -119,8 +119,10 @@ class Fulfillment:
         log: EventLog,
         daily: DailyStats,
         orders: OrderBook,
+        end_lives: Callable[[I64, float], None],
     ) -> None:
         self.env, self.scenario, self.pop = env, scenario, population
+        self.end_lives = end_lives  # churns shoppers whose hazard reached their budget (the engine's)
         self.ledger, self.log, self.daily, self.orders = ledger, log, daily, orders
         wh, ship = scenario.warehouse, scenario.shipping
         scale = scenario.population.shoppers / 1000.0
@@ -282,22 +284,20 @@ class Fulfillment:
         self.daily.add("deliveries", now, ids.size)
         self.daily.add("late_deliveries", now, float(late.sum()))
         self.log.record("deliver", now, shoppers, order_id=ids, detail=late.astype(np.int16))
-        self._late_delivery_churn(shoppers[late], cols["u_late_churn"][ids[late]], now)
+        self._late_delivery_churn(shoppers[late], now)
         rate = self.return_rate[cols["category"][ids]] * np.where(pop.abuser[shoppers], 2.0, 1.0)
         returned = cols["u_return"][ids] < np.minimum(rate, 1.0)
         cols["returned"][ids[returned]] = True
         back_at = now + self.scenario.returns.delay_days * HOURS_PER_DAY
         self._returning.push(ids[returned], np.full(int(returned.sum()), back_at))
 
-    def _late_delivery_churn(self, shoppers: I64, u: F64, now: float) -> None:
+    def _late_delivery_churn(self, shoppers: I64, now: float) -> None:
         """A late delivery can end an active shopper's relationship (:mod:`sim.mechanisms.churn`)."""
         hazard = self.scenario.mechanisms.churn.late_delivery_churn
-        quits = np.unique(shoppers[(u < hazard) & self.pop.alive[shoppers]])
-        if quits.size:
-            self.pop.alive[quits] = False
-            self.pop.churned_at[quits] = now
-            self.log.record("churn", now, quits)
-            self.daily.add("churned", now, quits.size)
+        alive = shoppers[self.pop.alive[shoppers]]
+        if hazard > 0 and alive.size:
+            np.add.at(self.pop.hazard, alive, float(lump_hazard(hazard)))
+            self.end_lives(alive, now)
 
     def _receive_returns(self) -> None:
         """Returned parcels arrive: refund, handling and restock are booked; they wait for put-away."""

@@ -100,6 +100,42 @@ class IncentiveCatalog:
         self.type_column = np.array(
             [TYPE_COLUMN.get(INCENTIVE_TYPE[s.kind], -1) for s in specs], dtype=np.int64
         )
+        self._fee = scenario.shipping.fee
+        self._point_dollars = scenario.loyalty.point_value
+        self._points_per_dollar = scenario.loyalty.points_per_dollar
+
+    def face_value(self, incentive_ids: NDArray[np.int16], basket: F64) -> F64:
+        """What each incentive is worth to its shopper in dollars on a typical ``basket``.
+
+        Coupons their discount, free shipping the fee, points their cash value, perks and
+        surprise boxes their stated value; a streak freeze or a referral bonus gives her nothing
+        to spend. Win-back responses grow with it (:mod:`sim.mechanisms.churn`).
+        """
+        kind, value = self.kind[incentive_ids], self.value[incentive_ids]
+        points = np.isin(
+            kind, (KIND_CODES["points_bonus"], KIND_CODES["expiring_points"], KIND_CODES["streak_bonus"])
+        )
+        extra_points = (value - 1.0) * basket * self._points_per_dollar
+        worth = np.select(
+            [
+                kind == KIND_CODES["coupon_pct"],
+                kind == KIND_CODES["coupon_fixed"],
+                kind == KIND_CODES["free_shipping"],
+                kind == KIND_CODES["points_multiplier"],
+                points,
+                np.isin(kind, _AT_CHECKOUT_PERKS),
+            ],
+            [
+                value * basket,
+                value,
+                np.full(kind.shape, self._fee),
+                extra_points * self._point_dollars,
+                value * self._point_dollars,
+                value,
+            ],
+            0.0,
+        )
+        return np.asarray(worth, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.names)

@@ -56,7 +56,13 @@ from sim.economics import daily_discount_rate
 from sim.incentives import KIND_CODES, IncentiveCatalog
 from sim.mechanisms.affinity import TYPE_COLUMN
 from sim.params import DecisionKind, LogNormalTrait, Scenario
-from sim.population import DAYS_PER_WEEK, HOURS_PER_DAY, basket_quantiles
+from sim.population import (
+    DAYS_PER_WEEK,
+    HOURS_PER_DAY,
+    attrition_traits,
+    basket_quantiles,
+    uplift_class_of,
+)
 
 _BLOCK = 256
 _NO_OFFER = 0
@@ -221,13 +227,47 @@ def affinity_factor_scalar(affinity: Sequence[float], type_column: int, weight: 
 def residual_value_scalar(
     purchase_rate_per_day: float,
     dropout_prob: float,
+    hazard_per_day: float,
     order_margin: float,
     delta_per_day: float,
     age_days: float,
 ) -> float:
     """Twin of :func:`sim.economics.residual_value` for one alive shopper."""
-    orders = purchase_rate_per_day / (delta_per_day + purchase_rate_per_day * dropout_prob)
+    orders = purchase_rate_per_day / (delta_per_day + purchase_rate_per_day * dropout_prob + hazard_per_day)
     return orders * order_margin * math.exp(-delta_per_day * age_days)
+
+
+def experience_multiplier_scalar(
+    last_delivery_late: bool,
+    delivered_before: bool,
+    late_multiplier: float,
+    on_time_relief: float,
+) -> float:
+    """Twin of :func:`sim.mechanisms.churn.experience_multiplier` without frustration (a rate, Pareto/NBD)."""
+    if last_delivery_late:
+        return 1.0 + late_multiplier
+    return 1.0 - on_time_relief if delivered_before else 1.0
+
+
+def lump_hazard_scalar(probability: float) -> float:
+    """Twin of :func:`sim.mechanisms.churn.lump_hazard`."""
+    return math.inf if probability >= 1.0 else -math.log1p(-probability)
+
+
+def winback_probability_scalar(value: float, sensitivity: float, ceiling: float, scale: float) -> float:
+    """Twin of :func:`sim.mechanisms.churn.winback_probability`."""
+    return ceiling * -math.expm1(-max(value, 0.0) * sensitivity / scale)
+
+
+def need_factor_scalar(age_days: float, rate_per_day: float, depletion: float, restock_days: float) -> float:
+    """Twin of :func:`sim.mechanisms.need.need_factor`."""
+    norm = 1.0 - depletion / (1.0 + rate_per_day * restock_days)
+    return (1.0 - depletion * math.exp(-max(age_days, 0.0) / restock_days)) / norm
+
+
+def faded_scalar(value: float, target: float, half_life_days: float, days: float) -> float:
+    """Twin of :func:`sim.mechanisms.reference_price.faded`."""
+    return target + (value - target) * 2.0 ** (-days / half_life_days)
 
 
 class OfferTerms(NamedTuple):
@@ -320,6 +360,7 @@ class ShopperTraits:
 
     purchase_rate_per_day: float
     dropout_prob: float
+    dropout_rate_per_day: float
     spend_nu: float
     loss_aversion: float
     price_sensitivity: float
@@ -328,6 +369,12 @@ class ShopperTraits:
     referral_propensity: float
     affinity: tuple[float, float, float, float]
     abuser: bool
+    uplift_class: int
+    offer_response: float
+    checkout_shift: float
+    contact_churn: float
+    winback_sensitivity: float
+    lifetime_budget: float
     visit_prob: float
     cart_prob: float
 
@@ -347,7 +394,8 @@ def draw_traits(model: JourneyModel, rng: np.random.Generator) -> ShopperTraits:
     """
     pop = model.scenario.population
     rate_per_week = float(rng.gamma(pop.purchase.r, 1.0 / pop.purchase.alpha_weeks, 1)[0])
-    dropout = float(rng.beta(pop.purchase.a, pop.purchase.b, 1)[0])
+    dropouts, dropout_rates = attrition_traits(model.scenario, rng, 1)
+    dropout, dropout_rate_per_week = float(dropouts[0]), float(dropout_rates[0])
     nu = float(rng.gamma(pop.spend.q, 1.0 / pop.spend.gamma, 1)[0])
     loss_aversion = _lognormal_one(pop.loss_aversion, rng)
     price_sensitivity = _lognormal_one(pop.price_sensitivity, rng)
@@ -358,11 +406,18 @@ def draw_traits(model: JourneyModel, rng: np.random.Generator) -> ShopperTraits:
     drawn = rng.dirichlet([a.hedonic, a.utilitarian, a.social, a.surprise], 1).astype(np.float32)[0]
     affinity = (float(drawn[0]), float(drawn[1]), float(drawn[2]), float(drawn[3]))
     abuser = bool(rng.random(1)[0] < pop.abuser_share)
+    uplift = int(uplift_class_of(model.scenario, rng.random(1))[0])
+    winback = _lognormal_one(pop.winback_sensitivity, rng)
+    budget = float(rng.standard_exponential(1)[0])
+    group = pop.uplift.classes()[uplift]
     rate_per_day = rate_per_week / DAYS_PER_WEEK
-    visit_prob, cart_prob = calibrate_one(model, rate_per_day, nu, price_sensitivity, loss_aversion)
+    visit_prob, cart_prob = calibrate_one(
+        model, rate_per_day, nu, price_sensitivity, loss_aversion, group.checkout_logit_shift
+    )
     return ShopperTraits(
         rate_per_day,
         dropout,
+        dropout_rate_per_week / DAYS_PER_WEEK,
         nu,
         loss_aversion,
         price_sensitivity,
@@ -371,13 +426,24 @@ def draw_traits(model: JourneyModel, rng: np.random.Generator) -> ShopperTraits:
         referral,
         affinity,
         abuser,
+        uplift,
+        group.offer_response,
+        group.checkout_logit_shift,
+        group.contact_churn,
+        winback,
+        budget,
         visit_prob,
         cart_prob,
     )
 
 
 def calibrate_one(
-    model: JourneyModel, rate_per_day: float, nu: float, price_sensitivity: float, loss_aversion: float
+    model: JourneyModel,
+    rate_per_day: float,
+    nu: float,
+    price_sensitivity: float,
+    loss_aversion: float,
+    checkout_shift: float,
 ) -> tuple[float, float]:
     """Twin of :func:`sim.population.calibrate_session_rates` for one shopper."""
     sc = model.scenario
@@ -385,7 +451,7 @@ def calibrate_one(
     baskets = model.basket_quantiles / nu
     pay = baskets + shipping_fee(baskets, sc.shipping.fee, sc.shipping.free_threshold)
     checkout = checkout_probability(
-        model.base_logit, np.array(price_sensitivity), pay, baskets, loss_aversion
+        model.base_logit + checkout_shift, np.array(price_sensitivity), pay, baskets, loss_aversion
     )
     carts_per_day = rate_per_day / float(expected_orders_per_cart(checkout.mean(), s.cart_return_rate))
     visit_prob = -math.expm1(-carts_per_day / s.add_to_cart_rate)
@@ -468,14 +534,18 @@ class Journey:
         "_frustration",
         "_frustration_day",
         "_gammas",
+        "_hazard",
+        "_hazard_day",
         "_kind",
+        "_lumps",
         "_mech",
+        "_pareto",
         "_pending",
+        "_price_index",
         "_process",
         "_proof",
         "_rate_per_hour",
         "_replan_day",
-        "_residual_at_acquisition",
         "_sleeping_until_day",
         "_streak_args",
         "_u",
@@ -521,6 +591,7 @@ class Journey:
         "qualifying_spend",
         "qualifying_tier",
         "recovered",
+        "reference_day",
         "reference_ratio",
         "referral_cost_cents",
         "requalify_at",
@@ -575,9 +646,8 @@ class Journey:
         self.affinity = traits.affinity
         self.cart_prob = traits.cart_prob
         self.order_margin = expected_order_margin_scalar(model, traits.spend_nu)
-        self._residual_at_acquisition = residual_value_scalar(
-            traits.purchase_rate_per_day, traits.dropout_prob, self.order_margin, model.delta_per_day, 0.0
-        )
+        self._pareto = sc.population.attrition == "pareto_nbd"
+        self._price_index = sc.catalog.price_index
         self._rate_per_hour = model.delta_per_day / HOURS_PER_DAY
         streaks, prospect = mech.streaks, mech.prospect
         #: visit_hazard_multiplier_scalar's arguments after (streak, frustration): hers and the scenario's.
@@ -636,8 +706,14 @@ class Journey:
         self.offer = _NO_OFFER
         self.offer_expires_at = -math.inf
         self.lapsing_flagged = False
-        self.reference_ratio = 1.0
+        self.reference_ratio = 1.0  # as of the start of day reference_day
         self.promo_share = 0.0
+        self.reference_day = 0
+        # Pareto/NBD hazard: accumulated over the days before _hazard_day; lost streaks' lumps
+        # wait in _lumps (day, hazard) until those days are accumulated.
+        self._hazard = 0.0
+        self._hazard_day = math.floor(acquired_at / HOURS_PER_DAY) + 1
+        self._lumps: list[tuple[int, float]] = []
         self.qualifying_spend = 0.0
         self.qualifying_tier = 0
         self.requalify_at = acquired_at + mech.tiers.membership_days * HOURS_PER_DAY
@@ -701,9 +777,68 @@ class Journey:
         """Expected discounted margin of her future orders from her true traits (0 once churned)."""
         if not self.alive:
             return 0.0
-        age_days = (self.now_hours - self.acquired_at) / HOURS_PER_DAY
-        # residual_value_scalar at this age: its value at age 0, discounted (the same arithmetic)
-        return self._residual_at_acquisition * math.exp(-self.model.delta_per_day * age_days)
+        traits, churn = self.traits, self._mech.churn
+        hazard = traits.dropout_rate_per_day * experience_multiplier_scalar(
+            self.last_delivery_late, self.deliveries > 0, churn.late_dropout_multiplier, churn.on_time_relief
+        )
+        return residual_value_scalar(
+            traits.purchase_rate_per_day,
+            traits.dropout_prob,
+            hazard,
+            self.order_margin,
+            self.model.delta_per_day,
+            (self.now_hours - self.acquired_at) / HOURS_PER_DAY,
+        )
+
+    # ---- Pareto/NBD attrition ---------------------------------------------------------------
+    def _hazard_rate(self) -> float:
+        """Her hazard per day in her present state (the engine's ``_attrition`` for one shopper)."""
+        churn, tiers = self._mech.churn, self._mech.tiers
+        relief = perk_dropout_relief_scalar(
+            self.tier, self.model.tier_share, self.model.top_tier, tiers.perk_dropout_relief, tiers.inflation
+        )
+        experience = experience_multiplier_scalar(
+            self.last_delivery_late, self.deliveries > 0, churn.late_dropout_multiplier, churn.on_time_relief
+        )
+        return self.traits.dropout_rate_per_day * experience * (1.0 - relief)
+
+    def _accrue(self, to_day: int) -> None:
+        """Accumulate her hazard over the days before ``to_day`` at the present rate, lumps included."""
+        days = to_day - self._hazard_day
+        if days <= 0:
+            return
+        self._hazard += self._hazard_rate() * days
+        while self._lumps and self._lumps[0][0] < to_day:
+            self._hazard += self._lumps.pop(0)[1]
+        self._hazard_day = to_day
+
+    def _churn_day(self, day: int) -> int:
+        """The first day from ``day`` whose start finds her hazard at her budget (horizon if none)."""
+        rate, hazard, start = self._hazard_rate(), self._hazard, self._hazard_day
+        budget = self.traits.lifetime_budget
+        for lump_day, lump in [*self._lumps, (self.horizon_days, 0.0)]:
+            if rate > 0 and lump_day > start:  # the days before this lump at the present rate
+                crossing = start - 1 + math.ceil((budget - hazard) / rate)
+                if crossing < lump_day:
+                    return max(crossing, day)
+                hazard += rate * (lump_day - start)
+                start = lump_day
+            hazard += lump
+            if hazard >= budget:
+                return max(lump_day, day)
+        return self.horizon_days
+
+    def _experience_changes(self, t: float) -> None:
+        """Before her experience changes at ``t``: accumulate her hazard through today at the old rate."""
+        if self._pareto:
+            self._accrue(math.floor(t / HOURS_PER_DAY) + 1)
+
+    def _add_hazard(self, lump: float, t: float) -> None:
+        """An event that can end the relationship at once: a lump of hazard, checked against her budget."""
+        self._experience_changes(t)
+        self._hazard += lump
+        if self.alive and self._hazard >= self.traits.lifetime_budget:
+            self._churn(t)
 
     def frustration_on(self, day: int) -> float:
         """Streak frustration after the start of ``day``'s fading."""
@@ -750,6 +885,15 @@ class Journey:
                 self._requalify(start)
             if self.streak_days > 0 and self.last_visit_day < day - 1:
                 self._settle_streak(day)
+            if self._pareto and self.alive and self._churn_day(day) <= day:
+                woke = yield from self._sleep_until(start, day)
+                if not woke:
+                    day = self._replan_day
+                    continue
+                self._accrue(day + 1)
+                if self._hazard >= self.traits.lifetime_budget:  # her lifetime ends at this day's start
+                    self._churn(start)
+                    continue
             lapse_day = self._lapse_day()
             if lapse_day <= day:
                 day = yield from self._lapsing_day(day)
@@ -813,10 +957,12 @@ class Journey:
         self.lapsing_flagged = True
         if "lapsing" in self.decision_kinds:
             action = yield self._decision_point("lapsing", start)
+            was_alive = self.alive
             given = self._give(action, start)
-            if given and not self.alive and self._uniform() < self._mech.churn.winback_rate:
+            if given and not was_alive and self._uniform() < self._winback_chance(action):
                 self.alive = True
                 self.churned_at = math.nan
+                self._hazard, self._hazard_day, self._lumps = 0.0, day + 1, []
         if not self.alive:
             self._finish(start, terminated=True)
             return day
@@ -829,10 +975,23 @@ class Journey:
                 yield from self._session(t)
         return day + 1
 
+    def _winback_chance(self, incentive_id: int) -> float:
+        """Chance that ``incentive_id`` brings her back, by its dollar value (twin of the engine's)."""
+        typical = self.spend_p / self.spend_nu * self._price_index
+        value = float(
+            self.catalog.face_value(np.array([incentive_id], dtype=np.int16), np.array([typical]))[0]
+        )
+        churn = self._mech.churn
+        return winback_probability_scalar(
+            value, self.traits.winback_sensitivity, churn.winback_ceiling, churn.winback_value_dollars
+        )
+
     def _window_end(self, day: int, lapse_day: int) -> int:
-        """The first day after ``day`` on which her visit probability may change by itself."""
+        """The first day after ``day`` on which her visit probability or her life may change by itself."""
         model = self.model
         limit = lapse_day
+        if self._pareto:
+            limit = min(limit, self._churn_day(day))
         if self.streak_days > 0 and model.streaks_break:
             limit = min(limit, self.last_visit_day + 2 + self.streak_freezes)
         for change in model.season_changes:
@@ -845,7 +1004,8 @@ class Journey:
                 limit = min(limit, warning_day)
         limit = min(limit, math.ceil(self.requalify_at / HOURS_PER_DAY))
         offer = self.offer
-        if offer and self._kind[offer] == _STREAK_BONUS and self.offer_expires_at >= day * HOURS_PER_DAY:
+        held = offer and (self._kind[offer] == _STREAK_BONUS or self._mech.advertising.visit_lift > 0)
+        if held and self.offer_expires_at >= day * HOURS_PER_DAY:
             limit = min(limit, int(self.offer_expires_at // HOURS_PER_DAY) + 1)
         if self._frustration > 1e-3:  # frustration fades: keep the thinning bound tight
             limit = min(limit, day + 7)
@@ -888,6 +1048,9 @@ class Journey:
         multiplier = 1.0
         start = day * HOURS_PER_DAY
         offer = self.offer
+        lift = self._mech.advertising.visit_lift
+        if offer and lift > 0 and self.offer_expires_at >= start:  # the advertising effect of an offer
+            multiplier *= 1.0 + lift * self.traits.offer_response
         if offer and self._kind[offer] == _STREAK_BONUS and self.offer_expires_at >= start:
             mech = self._mech
             types = mech.incentive_types
@@ -944,6 +1107,8 @@ class Journey:
                     )
                     self._frustration = self.frustration_on(missed_on) + added
                     self._frustration_day = missed_on
+                    if self._pareto:  # the engine's _streak_breaks: a lump at that day's start
+                        self._lumps.append((missed_on, self._mech.churn.frustration_weight * added))
             self.last_visit_day = missed_on - 1
 
     def _requalify(self, start: float) -> None:
@@ -975,7 +1140,17 @@ class Journey:
         if self._decides_at_login:
             action = yield self._decision_point("login", t)
             self._give(action, t)
-        if self._uniform() >= self.cart_prob:
+            if not self.alive:  # the contact drove her away
+                return
+        cart_prob = self.cart_prob
+        need = self._mech.need
+        if need.depletion > 0:
+            age_days = (t - self.last_order_at) / HOURS_PER_DAY
+            factor = need_factor_scalar(
+                age_days, self.traits.purchase_rate_per_day, need.depletion, need.restock_days
+            )
+            cart_prob = min(cart_prob * factor, 1.0)
+        if self._uniform() >= cart_prob:
             return
         self.carts += 1
         basket = self._basket(self._standard_gamma() / self.spend_nu)
@@ -1004,7 +1179,7 @@ class Journey:
     def _basket(self, drawn: float) -> float:
         ship, topup = self.scenario.shipping, self._mech.shipping_threshold
         return topped_up_basket_scalar(
-            drawn,
+            drawn * self._price_index,
             self._uniform(),
             ship.fee,
             ship.free_threshold,
@@ -1040,22 +1215,36 @@ class Journey:
         if self.points >= loyalty.min_redeem_points:
             redeem_points = min(self.points, math.floor((basket - terms.discount) / loyalty.point_value))
         pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
-        pull = self._offer_pull(terms, basket) if terms.applies else 0.0
-        sensitivity = self.price_sensitivity * (
-            1.0 + mech.reference_price.promo_sensitivity * self.promo_share
-        )
+        felt = pay
+        if terms.applies:  # her uplift class scales what the offer is felt to be worth
+            response = self.traits.offer_response
+            saving = terms.discount + (
+                ship.fee if terms.free_shipping and basket < ship.free_threshold else 0.0
+            )
+            felt = pay + (1.0 - response) * saving - response * self._offer_pull(terms, basket)
+        ratio, promo = self._reference_on(int(t // HOURS_PER_DAY))
+        sensitivity = self.price_sensitivity * (1.0 + mech.reference_price.promo_sensitivity * promo)
         lift = self._proof + (self._badge_lift if badge else 0.0)
         prob = checkout_probability_scalar(
-            self.model.base_logit + lift,
+            self.model.base_logit + self.traits.checkout_shift + lift,
             sensitivity,
-            pay - pull,
-            basket * self.reference_ratio,
+            felt,
+            basket / self._price_index * ratio,
             self.loss_aversion,
         )
         if self._uniform() >= prob:
             return False
         self._place_order(t, basket, category, offer, redeem_points, terms, not recovered)
         return True
+
+    def _reference_on(self, day: int) -> tuple[float, float]:
+        """Her reference ratio and promotion share on ``day``, faded since her last purchase."""
+        reference = self._mech.reference_price
+        days = day - self.reference_day
+        return (
+            faded_scalar(self.reference_ratio, 1.0, reference.memory_half_life_days, days),
+            faded_scalar(self.promo_share, 0.0, reference.promo_memory_half_life_days, days),
+        )
 
     def _offer_pull(self, terms: OfferTerms, basket: float) -> float:
         """Dollar-equivalent pull of points, perks and surprises (twin of the engine's ``_offer_pull``)."""
@@ -1106,7 +1295,7 @@ class Journey:
         fee_cents = round(fee * 100.0)
         coupon_cents = round(terms.discount * 100.0)
         redeem_cents = round(redeem_points * loyalty.point_value * 100.0)
-        cogs_cents = round(list_cents * self.model.cogs_ratio[category])
+        cogs_cents = round(list_cents / self._price_index * self.model.cogs_ratio[category])
         earned = math.floor(basket * loyalty.points_per_dollar * terms.points_multiplier) + terms.bonus_points
         perk_cents = 0
         if terms.hedonic_value:
@@ -1123,10 +1312,15 @@ class Journey:
         self.points += earned - redeem_points
         if offer != _NO_OFFER and terms.applies:
             self.offer, self.offer_expires_at = _NO_OFFER, -math.inf
-        smoothing = mech.reference_price.smoothing
-        paid_ratio = (list_cents - coupon_cents - redeem_cents) / max(list_cents, 1)
-        self.reference_ratio = (1.0 - smoothing) * self.reference_ratio + smoothing * paid_ratio
-        self.promo_share = (1.0 - smoothing) * self.promo_share + smoothing * (coupon_cents > 0)
+        reference = mech.reference_price
+        smoothing = reference.smoothing * min(1.0, (self.orders + 1.0) / reference.established_orders)
+        paid_ratio = (list_cents - coupon_cents - redeem_cents) / max(list_cents, 1) * self._price_index
+        today = int(t // HOURS_PER_DAY)
+        ratio, promo = self._reference_on(today)
+        self.reference_ratio = (1.0 - smoothing) * ratio + smoothing * paid_ratio
+        self.promo_share = (1.0 - smoothing) * promo + smoothing * (coupon_cents > 0)
+        self.reference_day = today
+        self._experience_changes(t)  # her tier may change below
         repeat = self.orders > 0
         self.orders += 1
         self.monetary += basket
@@ -1139,7 +1333,7 @@ class Journey:
         due = self.delivery_due_hours(t, via_batch, self._uniform())
         parcel = Parcel(t, due, category, list_cents, coupon_cents + redeem_cents, cogs_cents, earned)
         self.env.timeout(due - self.env.now, parcel).callbacks.append(self._delivered)
-        if not repeat:
+        if not repeat or self._pareto:  # Pareto/NBD: buying never ends a life
             return
         churn, tiers = mech.churn, mech.tiers
         relief = perk_dropout_relief_scalar(
@@ -1182,13 +1376,17 @@ class Journey:
         parcel = cast(Parcel, arrival.value)
         sc = self.scenario
         late = parcel.due > parcel.placed_at + sc.shipping.promised_days * HOURS_PER_DAY
+        self._experience_changes(parcel.due)
         self.deliveries += 1
         self.late_deliveries += late
         self.last_delivery_late = late
-        if late and self.alive and self._uniform() < self._mech.churn.late_delivery_churn:
-            self._churn(parcel.due)
+        late_churn = self._mech.churn.late_delivery_churn
+        if late and self.alive and late_churn > 0:
+            self._add_hazard(lump_hazard_scalar(late_churn), parcel.due)
             if self.done:
                 return
+        if self._pareto:
+            self._state_changed(parcel.due)  # her hazard rate changed: plan her churn day again
         rate = self.model.return_rate[parcel.category] * (2.0 if self.traits.abuser else 1.0)
         if self._uniform() >= min(rate, 1.0):
             return
@@ -1216,7 +1414,7 @@ class Journey:
         lapse_at = self.last_order_at + self.scenario.sessions.lapse_after_days * HOURS_PER_DAY
         winnable = (
             "lapsing" in self.decision_kinds
-            and self._mech.churn.winback_rate > 0
+            and self._mech.churn.winback_ceiling > 0
             and not self.lapsing_flagged
             and math.ceil(lapse_at / HOURS_PER_DAY) < self.horizon_days
         )
@@ -1247,6 +1445,8 @@ class Journey:
             self.ineligible_offers += 1  # not given (the environment masks these)
             return False
         self.incentives_received += 1
+        if self.traits.contact_churn > 0 and self.alive:  # a sleeping dog woken by the contact
+            self._add_hazard(lump_hazard_scalar(self.traits.contact_churn), t)
         if kind == _K["streak_freeze"]:
             self.streak_freezes += 1
         elif kind == _K["referral_bonus"]:

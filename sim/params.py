@@ -12,6 +12,7 @@ Brown et al. 2021; Bijmolt et al. 2005; Baymard Institute; NRF/Appriss 2023).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping
@@ -54,16 +55,74 @@ class BetaTrait(_Model):
 
 
 class PurchaseParams(_Model):
-    """BG/NBD repeat-buying (Fader, Hardie & Lee 2005): rate ~ Gamma(r, alpha), dropout ~ Beta(a, b).
+    """Repeat buying while alive: rate ~ Gamma(r, alpha) per week (Pareto/NBD and BG/NBD alike).
 
     ``alpha_weeks`` is the Gamma scale parameter's inverse in weeks, as published: the mean
-    purchase rate while alive is ``r / alpha_weeks`` purchases per week.
+    purchase rate while alive is ``r / alpha_weeks`` purchases per week. ``a`` and ``b`` are
+    BG/NBD's dropout-after-purchase Beta(a, b) (Fader, Hardie & Lee 2005), used only with
+    ``population.attrition: bgnbd``.
     """
 
     r: PositiveFloat
     alpha_weeks: PositiveFloat
-    a: PositiveFloat
-    b: PositiveFloat
+    a: PositiveFloat | None = None
+    b: PositiveFloat | None = None
+
+
+class LifetimeParams(_Model):
+    """Pareto/NBD lifetimes (Schmittlein, Morrison & Colombo 1987): dropout rate mu ~ Gamma(s, beta).
+
+    ``beta_weeks`` is the inverse scale in weeks: the mean dropout rate is ``s / beta_weeks`` per
+    week (CDNOW, Fader, Hardie & Lee 2005: s=0.61, beta=11.67). The rate is a hazard in calendar
+    time, moved by experience (:mod:`sim.mechanisms.churn`), never by buying.
+    """
+
+    s: PositiveFloat
+    beta_weeks: PositiveFloat
+
+
+class UpliftClass(_Model):
+    """One latent class of incentive response (Radcliffe & Surry 2011); see docs/MODEL.md."""
+
+    share: Probability
+    offer_response: Annotated[float, Field(ge=0.0, le=10.0)] = Field(
+        default=1.0,
+        description="multiplier of an offer's felt value at checkout and of its advertising effect",
+    )
+    checkout_logit_shift: Annotated[float, Field(ge=-5.0, le=5.0)] = Field(
+        default=0.0,
+        description="checkout log-odds shift without any offer (session rates recalibrate around it)",
+    )
+    contact_churn: Probability = Field(
+        default=0.0, description="chance that being contacted (any incentive given) ends the relationship"
+    )
+
+
+class UpliftParams(_Model):
+    """The four uplift classes and their shares (shares are assumptions; see docs/MODEL.md).
+
+    Sleeping dogs are sized on Ascarza, Iyengar & Schleicher (2016): a proactive retention
+    contact raised 3-month churn from 6.4% to 10.0%, i.e. +3.6 points over everyone contacted;
+    a 15% share quitting with probability 0.24 at a contact gives that average.
+    """
+
+    persuadable: UpliftClass = UpliftClass(share=0.35, offer_response=1.6, checkout_logit_shift=0.0)
+    sure_thing: UpliftClass = UpliftClass(share=0.25, offer_response=0.15, checkout_logit_shift=1.0)
+    lost_cause: UpliftClass = UpliftClass(share=0.25, offer_response=0.15, checkout_logit_shift=-1.0)
+    sleeping_dog: UpliftClass = UpliftClass(
+        share=0.15, offer_response=1.0, checkout_logit_shift=0.0, contact_churn=0.24
+    )
+
+    @model_validator(mode="after")
+    def _check_shares(self) -> UpliftParams:
+        total = sum(c.share for c in self.classes())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"uplift class shares must sum to 1, got {total:.6f}")
+        return self
+
+    def classes(self) -> tuple[UpliftClass, UpliftClass, UpliftClass, UpliftClass]:
+        """The classes in code order (see :data:`sim.population.UPLIFT_CLASSES`)."""
+        return (self.persuadable, self.sure_thing, self.lost_cause, self.sleeping_dog)
 
 
 class SpendParams(_Model):
@@ -98,7 +157,14 @@ class PopulationParams(_Model):
         description="new customers arrive with their first (trial) order; false models an established "
         "customer base observed from its acquisition time, with no burst of trial orders",
     )
+    attrition: Literal["pareto_nbd", "bgnbd"] = Field(
+        default="pareto_nbd",
+        description="pareto_nbd: a latent lifetime in calendar time (default); bgnbd: dropout after "
+        "each repeat purchase, for reproducing BG/NBD papers (CDNOW)",
+    )
     purchase: PurchaseParams
+    # CDNOW's Pareto/NBD fit (Fader, Hardie & Lee 2005), per week.
+    lifetime: LifetimeParams | None = None
     spend: SpendParams
     # Tversky & Kahneman 1992: lambda = 2.25; Brown et al. 2021 meta-analysis: mean 1.8-2.1.
     loss_aversion: LogNormalTrait = LogNormalTrait(mean=2.0, cv=0.4)
@@ -112,6 +178,18 @@ class PopulationParams(_Model):
     abuser_share: Probability = Field(
         default=0.02, description="share of incentive abusers (assumption; see docs/MODEL.md)"
     )
+    uplift: UpliftParams = UpliftParams()
+    # Win-back responses differ across lapsed shoppers (Thomas, Blattberg & Fox 2004 find
+    # reacquisition depends on the offer and on the customer's history); the spread is an assumption.
+    winback_sensitivity: LogNormalTrait = LogNormalTrait(mean=1.0, cv=0.5)
+
+    @model_validator(mode="after")
+    def _check_attrition(self) -> PopulationParams:
+        if self.attrition == "bgnbd" and (self.purchase.a is None or self.purchase.b is None):
+            raise ValueError("attrition bgnbd needs purchase.a and purchase.b (BG/NBD dropout Beta(a, b))")
+        if self.attrition == "pareto_nbd" and self.lifetime is None:
+            raise ValueError("attrition pareto_nbd needs lifetime: {s, beta_weeks} (Pareto/NBD dropout rate)")
+        return self
 
 
 class Peak(_Model):
@@ -196,6 +274,10 @@ class CatalogParams(_Model):
     """The product categories; shares must sum to 1."""
 
     categories: tuple[Category, ...] = Field(min_length=1)
+    price_index: Annotated[float, Field(gt=0.0, le=10.0)] = Field(
+        default=1.0,
+        description="posted prices as a multiple of the regular prices (0.9 = a permanent 10% cut)",
+    )
 
     @model_validator(mode="after")
     def _check_shares(self) -> CatalogParams:
@@ -353,9 +435,12 @@ class ProspectParams(_Model):
 
 
 class ReferencePriceParams(_Model):
-    """Reference price as a moving average of prices paid (Mela, Gupta & Lehmann 1997).
+    """Reference prices and promotion dependence (Mela, Gupta & Lehmann 1997); see docs/MODEL.md.
 
-    Neutral: ``smoothing: 0`` and ``promo_sensitivity: 0`` (reference stays at list price).
+    The reference ratio moves towards the share of the regular price paid at each purchase and
+    drifts back to the posted price level in calendar time; promotion sensitivity builds with
+    the share of purchases on promotion and fades over years. Neutral: ``smoothing: 0`` and
+    ``promo_sensitivity: 0`` (reference stays at the posted price).
     """
 
     smoothing: Probability = Field(
@@ -363,6 +448,47 @@ class ReferencePriceParams(_Model):
     )
     promo_sensitivity: NonNegativeFloat = Field(
         default=1.0, description="price sensitivity multiplier gain at a 100% promotion share"
+    )
+    # Van Heerde, Leeflang & Wittink 2000: post-promotion dips are small and short; assumption.
+    memory_half_life_days: Annotated[float, Field(gt=0.0, le=3650.0)] = Field(
+        default=30.0, description="half-life of a reference price's gap to the posted price, in days"
+    )
+    # Mela, Gupta & Lehmann 1997: promotion sensitivity builds and fades over years (8 years of data).
+    promo_memory_half_life_days: Annotated[float, Field(gt=0.0, le=3650.0)] = Field(
+        default=365.0, description="half-life of the promotion share, in days"
+    )
+    # Anderson & Simester 2004: deep discounts raise new customers' later purchases and lower
+    # established customers'; the reference update grows with experience up to full weight.
+    established_orders: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=3, description="orders after which a discount moves her reference with full weight"
+    )
+
+
+class NeedParams(_Model):
+    """Purchase timing: a need that depletes after each order (Van Heerde, Gupta & Wittink 2003).
+
+    A session fills a cart with probability scaled by ``1 - depletion * exp(-days since the last
+    order / restock_days)``, normalized so the long-run cart rate is unchanged: an order pulled
+    forward by an incentive makes the next one less likely soon after. Neutral: ``depletion: 0``.
+    """
+
+    depletion: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.5, description="how empty the need is right after an order (assumption)"
+    )
+    restock_days: Annotated[float, Field(gt=0.0, le=3650.0)] = Field(
+        default=14.0, description="time scale on which the need recovers, in days (assumption)"
+    )
+
+
+class AdvertisingParams(_Model):
+    """An offer held but not yet redeemed still brings her back (Sahni, Zou & Chintagunta 2017).
+
+    Neutral: ``visit_lift: 0``.
+    """
+
+    visit_lift: Annotated[float, Field(ge=0.0, le=10.0)] = Field(
+        default=0.25,
+        description="visit hazard gain while an offer is held, times her class's offer response (assumption)",
     )
 
 
@@ -382,9 +508,9 @@ class ShippingThresholdParams(_Model):
 
 
 class ChurnParams(_Model):
-    """Churn modulation by delivery experience and win-back of lapsed shoppers.
+    """Attrition moved by experience, and the win-back of lapsed shoppers; see :mod:`sim.mechanisms.churn`.
 
-    Neutral: ``late_delivery_churn: 0``, ``late_dropout_multiplier: 0``, ``winback_rate: 0``,
+    Neutral: ``late_delivery_churn: 0``, ``late_dropout_multiplier: 0``, ``winback_ceiling: 0``,
     ``on_time_relief: 0``, ``frustration_weight: 0``.
     """
 
@@ -393,16 +519,23 @@ class ChurnParams(_Model):
     )
     late_dropout_multiplier: NonNegativeFloat = Field(
         default=1.0,
-        description="BG/NBD dropout after an order is multiplied by 1 + this if the last delivery was late",
-    )
-    winback_rate: Probability = Field(
-        default=0.15, description="chance a churned shopper given an incentive while lapsing comes back"
+        description="attrition (hazard, or BG/NBD dropout) multiplied by 1 + this while the last "
+        "delivery was late",
     )
     on_time_relief: Probability = Field(
-        default=0.1, description="dropout cut when the shopper's last delivery came on time"
+        default=0.1, description="attrition cut while the shopper's last delivery came on time"
     )
     frustration_weight: NonNegativeFloat = Field(
-        default=0.5, description="dropout multiplier gain per unit of streak frustration"
+        default=0.5, description="attrition multiplier gain per unit of streak frustration"
+    )
+    # Thomas, Blattberg & Fox 2004: reacquisition rises with the offer's value, with diminishing
+    # returns; the ceiling and value scale are assumptions (docs/MODEL.md).
+    winback_ceiling: Probability = Field(
+        default=0.30, description="most a win-back offer can bring back, however large"
+    )
+    winback_value_dollars: Annotated[float, Field(gt=0.0, le=1e4)] = Field(
+        default=15.0,
+        description="offer value (dollars) that reaches 63% of the ceiling for a typical shopper",
     )
 
 
@@ -517,6 +650,8 @@ class MechanismParams(_Model):
     reference_price: ReferencePriceParams = ReferencePriceParams()
     shipping_threshold: ShippingThresholdParams = ShippingThresholdParams()
     churn: ChurnParams = ChurnParams()
+    need: NeedParams = NeedParams()
+    advertising: AdvertisingParams = AdvertisingParams()
 
 
 #: Dotted overrides that switch every behavioural mechanism to its neutral (ablation) setting.
@@ -527,7 +662,9 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.shipping_threshold.topup_prob": 0.0,
     "mechanisms.churn.late_delivery_churn": 0.0,
     "mechanisms.churn.late_dropout_multiplier": 0.0,
-    "mechanisms.churn.winback_rate": 0.0,
+    "mechanisms.churn.winback_ceiling": 0.0,
+    "mechanisms.need.depletion": 0.0,
+    "mechanisms.advertising.visit_lift": 0.0,
     "mechanisms.churn.on_time_relief": 0.0,
     "mechanisms.churn.frustration_weight": 0.0,
     "mechanisms.streaks.weight": 0.0,
@@ -628,8 +765,13 @@ def scenario_from_dict(
 ) -> Scenario:
     """Validate a scenario mapping, after applying dotted-key overrides (``population.shoppers``)."""
     resolved = json.loads(json.dumps(dict(data), default=str))
-    for key, value in (overrides or {}).items():
-        _set_dotted(resolved, key, value)
+    if overrides:
+        # Overrides may name any field, defaulted ones too: start from the full scenario (unless
+        # the overrides are what makes it valid; it is validated below either way).
+        with contextlib.suppress(ValidationError):
+            resolved = Scenario.model_validate_json(json.dumps(resolved)).model_dump(mode="json")
+        for key, value in overrides.items():
+            _set_dotted(resolved, key, value)
     try:
         # Strict JSON mode: arrays become tuples and ints become floats, nothing else is coerced.
         return Scenario.model_validate_json(json.dumps(resolved))

@@ -2,12 +2,18 @@
 
 Latent traits are drawn at acquisition from the customer-base literature:
 
-* purchase rate ``lambda ~ Gamma(r, alpha)`` per week and dropout ``p ~ Beta(a, b)`` after each
-  repeat purchase: BG/NBD (Fader, Hardie & Lee 2005);
+* purchase rate ``lambda ~ Gamma(r, alpha)`` per week while alive, and attrition either as a
+  Pareto/NBD lifetime (dropout rate ``mu ~ Gamma(s, beta)`` per week, a hazard in calendar time
+  whose budget ``E ~ Exp(1)`` is drawn now: she churns once her accumulated hazard reaches it;
+  Schmittlein, Morrison & Colombo 1987) or, for reproducing BG/NBD papers, dropout
+  ``p ~ Beta(a, b)`` after each repeat purchase (Fader, Hardie & Lee 2005);
 * order value ``x ~ Gamma(p, nu)``, ``nu ~ Gamma(q, gamma)``: Gamma-Gamma (Fader & Hardie 2013);
 * loss aversion (Tversky & Kahneman 1992; Brown et al. 2021), price sensitivity (Bijmolt et al.
   2005), streak sensitivity, social susceptibility, referral propensity, incentive-type
-  affinities and an abuser flag (see ``docs/MODEL.md``).
+  affinities and an abuser flag (see ``docs/MODEL.md``);
+* an uplift class (persuadable, sure thing, lost cause, sleeping dog; Radcliffe & Surry 2011)
+  that sets how strongly offers move her and whether being contacted drives her away, and a
+  win-back sensitivity.
 
 BG/NBD describes completed purchases. The simulator decomposes them into sessions, carts and
 checkouts, so each shopper's session rate is set at acquisition such that, at the shop's
@@ -36,6 +42,8 @@ DAYS_PER_WEEK = 7.0
 INCENTIVE_TYPES = ("hedonic", "utilitarian", "social", "surprise")
 CHANNEL_ORGANIC = 0
 CHANNEL_REFERRED = 1
+#: Uplift classes in code order (``Population.uplift_class``).
+UPLIFT_CLASSES = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
 NO_OFFER = 0
 
 F64 = NDArray[np.float64]
@@ -67,7 +75,9 @@ class Population:
     # --- latent traits (the simulator's truth) ---
     acquired_at: F64
     purchase_rate_per_day: F64
-    dropout_prob: F64
+    dropout_prob: F64  # BG/NBD dropout after a repeat order (0 under Pareto/NBD attrition)
+    dropout_rate_per_day: F64  # Pareto/NBD hazard before experience (0 under BG/NBD attrition)
+    lifetime_budget: F64  # she churns when her accumulated hazard reaches this Exp(1) draw
     spend_nu: F64
     loss_aversion: F64
     price_sensitivity: F64
@@ -76,6 +86,11 @@ class Population:
     referral_propensity: F64
     affinity: NDArray[np.float32]
     abuser: NDArray[np.bool_]
+    uplift_class: NDArray[np.int8]
+    offer_response: F64
+    checkout_shift: F64
+    contact_churn: F64
+    winback_sensitivity: F64
     channel: NDArray[np.int8]
     community: NDArray[np.int32]
     neighbours: NDArray[np.int32]
@@ -84,6 +99,7 @@ class Population:
     spend_p: float
     # --- observable state ---
     alive: NDArray[np.bool_] = field(init=False)
+    hazard: F64 = field(init=False)
     churned_at: F64 = field(init=False)
     last_order_at: F64 = field(init=False)
     last_visit_day: I64 = field(init=False)
@@ -103,8 +119,9 @@ class Population:
     offer: NDArray[np.int16] = field(init=False)
     offer_expires_at: F64 = field(init=False)
     lapsing_flagged: NDArray[np.bool_] = field(init=False)
-    reference_ratio: F64 = field(init=False)
-    promo_share: F64 = field(init=False)
+    reference_ratio: F64 = field(init=False)  # as of the start of day reference_day
+    promo_share: F64 = field(init=False)  # as of the start of day reference_day
+    reference_day: I64 = field(init=False)
     streak_freezes: I64 = field(init=False)
     frustration: F64 = field(init=False)
     recent_purchases: F64 = field(init=False)
@@ -119,6 +136,7 @@ class Population:
     def __post_init__(self) -> None:
         n = self.size
         self.alive = np.ones(n, dtype=bool)
+        self.hazard = np.zeros(n)
         self.churned_at = np.full(n, np.nan)
         self.last_order_at = self.acquired_at.copy()
         self.last_visit_day = np.full(n, -10, dtype=np.int64)
@@ -140,6 +158,7 @@ class Population:
         self.lapsing_flagged = np.zeros(n, dtype=bool)
         self.reference_ratio = np.ones(n)
         self.promo_share = np.zeros(n)
+        self.reference_day = np.zeros(n, dtype=np.int64)
         self.streak_freezes = np.zeros(n, dtype=np.int64)
         self.frustration = np.zeros(n)
         self.recent_purchases = np.zeros(n)
@@ -209,7 +228,7 @@ def draw_shoppers(
     pop = scenario.population
     n = acquired_at.size
     rate_per_week = rng.gamma(pop.purchase.r, 1.0 / pop.purchase.alpha_weeks, n)
-    dropout = rng.beta(pop.purchase.a, pop.purchase.b, n)
+    dropout, dropout_rate_per_week = attrition_traits(scenario, rng, n)
     nu = rng.gamma(pop.spend.q, 1.0 / pop.spend.gamma, n)
     loss_aversion = _lognormal(pop.loss_aversion, n, rng)
     price_sensitivity = _lognormal(pop.price_sensitivity, n, rng)
@@ -219,9 +238,14 @@ def draw_shoppers(
     a = pop.affinity
     affinity = rng.dirichlet([a.hedonic, a.utilitarian, a.social, a.surprise], n).astype(np.float32)
     abuser = rng.random(n) < pop.abuser_share
+    uplift_class = uplift_class_of(scenario, rng.random(n))
+    winback = _lognormal(pop.winback_sensitivity, n, rng)
+    budget = rng.standard_exponential(n)
+    classes = pop.uplift.classes()
+    checkout_shift = np.array([c.checkout_logit_shift for c in classes])[uplift_class]
     rate_per_day = rate_per_week / DAYS_PER_WEEK
     visit_prob, cart_prob = calibrate_session_rates(
-        scenario, rate_per_day, nu, price_sensitivity, loss_aversion
+        scenario, rate_per_day, nu, price_sensitivity, loss_aversion, checkout_shift
     )
     population = Population(
         size=n,
@@ -229,6 +253,8 @@ def draw_shoppers(
         acquired_at=acquired_at,
         purchase_rate_per_day=rate_per_day,
         dropout_prob=dropout,
+        dropout_rate_per_day=dropout_rate_per_week / DAYS_PER_WEEK,
+        lifetime_budget=budget,
         spend_nu=nu,
         loss_aversion=loss_aversion,
         price_sensitivity=price_sensitivity,
@@ -237,6 +263,11 @@ def draw_shoppers(
         referral_propensity=referral,
         affinity=affinity,
         abuser=abuser,
+        uplift_class=uplift_class,
+        offer_response=np.array([c.offer_response for c in classes])[uplift_class],
+        checkout_shift=checkout_shift,
+        contact_churn=np.array([c.contact_churn for c in classes])[uplift_class],
+        winback_sensitivity=winback,
         channel=np.full(n, channel, dtype=np.int8),
         community=community,
         neighbours=neighbours,
@@ -248,25 +279,52 @@ def draw_shoppers(
     return population
 
 
-def calibrate_session_rates(
-    scenario: Scenario, rate_per_day: F64, nu: F64, price_sensitivity: F64, loss_aversion: F64
-) -> tuple[F64, F64]:
-    """Daily session and add-to-cart probabilities that reproduce each shopper's BG/NBD rate.
+def attrition_traits(scenario: Scenario, rng: np.random.Generator, n: int) -> tuple[F64, F64]:
+    """BG/NBD dropout probabilities and Pareto/NBD dropout rates per week (one of them all zero)."""
+    pop = scenario.population
+    if pop.attrition == "bgnbd":
+        assert pop.purchase.a is not None and pop.purchase.b is not None  # checked at load
+        return rng.beta(pop.purchase.a, pop.purchase.b, n), np.zeros(n)
+    assert pop.lifetime is not None  # checked at load
+    return np.zeros(n), rng.gamma(pop.lifetime.s, 1.0 / pop.lifetime.beta_weeks, n)
 
-    Expected orders per cart come from the checkout logit integrated over the shopper's
-    Gamma-Gamma basket distribution (quadrature), at list prices with the shop's shipping
-    fees. A shopper needing more than one cart a day is capped at one (documented bias).
+
+def uplift_class_of(scenario: Scenario, u: F64) -> NDArray[np.int8]:
+    """Map uniforms to uplift classes by their shares (order of :data:`UPLIFT_CLASSES`)."""
+    cdf = np.cumsum([c.share for c in scenario.population.uplift.classes()])
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1).astype(np.int8)
+
+
+def calibrate_session_rates(
+    scenario: Scenario,
+    rate_per_day: F64,
+    nu: F64,
+    price_sensitivity: F64,
+    loss_aversion: F64,
+    checkout_shift: F64,
+) -> tuple[F64, F64]:
+    """Daily session and add-to-cart probabilities that reproduce each shopper's purchase rate.
+
+    Expected orders per cart come from the checkout logit (with her uplift class's shift)
+    integrated over the shopper's Gamma-Gamma basket distribution (quadrature), at the regular
+    prices (``catalog.price_index`` 1: her rate is what she buys at them; a price change then
+    moves it) with the shop's shipping fees. A shopper needing more than one cart a day is capped
+    at one (documented bias).
     """
     s = scenario.sessions
     quantiles = basket_quantiles(scenario.population.spend.p)[None, :]
-    base_logit = logit(s.checkout_conversion_at_reference)
+    base_logit = logit(s.checkout_conversion_at_reference) + checkout_shift
     checkout = np.empty(nu.size)
     for lo in range(0, nu.size, _CALIBRATION_CHUNK):  # chunks bound the temporary memory
         hi = min(lo + _CALIBRATION_CHUNK, nu.size)
         baskets = quantiles / nu[lo:hi, None]
         pay = baskets + shipping_fee(baskets, scenario.shipping.fee, scenario.shipping.free_threshold)
         probability = checkout_probability(
-            base_logit, price_sensitivity[lo:hi, None], pay, baskets, loss_aversion[lo:hi, None]
+            base_logit[lo:hi, None],
+            price_sensitivity[lo:hi, None],
+            pay,
+            baskets,
+            loss_aversion[lo:hi, None],
         )
         checkout[lo:hi] = probability.mean(axis=1)
     carts_per_day = rate_per_day / expected_orders_per_cart(checkout, s.cart_return_rate)

@@ -19,7 +19,11 @@ F64 = NDArray[np.float64]
 
 
 def update_reference(
-    reference_ratio: F64, promo_share: F64, paid_ratio: F64, on_promotion: NDArray[np.bool_], smoothing: float
+    reference_ratio: F64,
+    promo_share: F64,
+    paid_ratio: F64,
+    on_promotion: NDArray[np.bool_],
+    smoothing: F64 | float,
 ) -> tuple[F64, F64]:
     """Smooth the paid/list ratio and the promotion share after a purchase."""
     new_reference = (1.0 - smoothing) * reference_ratio + smoothing * paid_ratio
@@ -30,3 +34,13 @@ def update_reference(
 def effective_price_sensitivity(price_sensitivity: F64, promo_share: F64, promo_sensitivity: float) -> F64:
     """Price sensitivity raised by a history of buying on promotion."""
     return price_sensitivity * (1.0 + promo_sensitivity * promo_share)
+
+
+def faded(value: F64, target: F64 | float, half_life_days: float, days: F64 | float) -> F64:
+    """``value`` after drifting ``days`` towards ``target`` with the given half-life (calendar time)."""
+    return target + (value - target) * np.exp2(-np.asarray(days, dtype=np.float64) / half_life_days)
+
+
+def update_weight(smoothing: float, orders_before: NDArray[np.int64], established_orders: int) -> F64:
+    """How much a purchase moves her reference: growing with experience (Anderson & Simester 2004)."""
+    return smoothing * np.minimum(1.0, (orders_before + 1.0) / established_orders)

@@ -211,6 +211,7 @@ def test_residual_value_matches_monte_carlo_of_bgnbd_life(default_scenario: Scen
             alive = rng.random() >= dropout
     pop = sim.pop
     pop.purchase_rate_per_day[0], pop.dropout_prob[0], pop.alive[0] = rate, dropout, True
+    pop.dropout_rate_per_day[0] = 0.0  # BG/NBD: no hazard in calendar time
     pop.acquired_at[0] = 0.0
     value = residual_value(default_scenario, pop, 0.0, slice(0, 1))[0]
     from sim.economics import expected_order_margin

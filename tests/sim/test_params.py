@@ -98,6 +98,7 @@ def test_neutral_mechanisms_switch_every_mechanism_off():
     assert scenario.population.loss_aversion.mean == 1.0 and scenario.population.loss_aversion.cv == 0.0
     assert m.reference_price.smoothing == m.reference_price.promo_sensitivity == 0.0
     assert m.shipping_threshold.topup_prob == 0.0
-    assert m.churn.late_delivery_churn == m.churn.late_dropout_multiplier == m.churn.winback_rate == 0.0
+    assert m.churn.late_delivery_churn == m.churn.late_dropout_multiplier == m.churn.winback_ceiling == 0.0
+    assert m.need.depletion == m.advertising.visit_lift == 0.0
     assert m.streaks.weight == m.streaks.break_penalty == 0.0
     assert m.tiers.goal_gradient == m.tiers.perk_dropout_relief == 0.0

@@ -204,6 +204,13 @@ def test_one_shopper_traits_calibration_and_value_equal_the_population_engine(mo
         assert traits.loss_aversion == pytest.approx(pop.loss_aversion[0], rel=1e-14)
         assert traits.price_sensitivity == pytest.approx(pop.price_sensitivity[0], rel=1e-14)
         assert traits.affinity == tuple(pop.affinity[0].tolist()) and traits.abuser == pop.abuser[0]
+        assert traits.dropout_rate_per_day == pop.dropout_rate_per_day[0]
+        assert traits.uplift_class == pop.uplift_class[0]
+        assert traits.offer_response == pop.offer_response[0]
+        assert traits.checkout_shift == pop.checkout_shift[0]
+        assert traits.contact_churn == pop.contact_churn[0]
+        assert traits.winback_sensitivity == pytest.approx(pop.winback_sensitivity[0], rel=1e-14)
+        assert traits.lifetime_budget == pop.lifetime_budget[0]
         assert traits.visit_prob == pytest.approx(pop.visit_prob[0], rel=1e-12)
         assert traits.cart_prob == pytest.approx(pop.cart_prob[0], rel=1e-12)
         margin = expected_order_margin(scenario, pop)[0]
@@ -212,14 +219,20 @@ def test_one_shopper_traits_calibration_and_value_equal_the_population_engine(mo
         delta = daily_discount_rate(scenario.economics.annual_discount_rate)
         expected = residual_value(scenario, pop, 1000.0, slice(None), np.array([margin]))[0]
         got = residual_value_scalar(
-            traits.purchase_rate_per_day, traits.dropout_prob, margin, delta, 997.0 / 24.0
+            traits.purchase_rate_per_day,
+            traits.dropout_prob,
+            traits.dropout_rate_per_day,  # no delivery yet: her hazard before experience
+            margin,
+            delta,
+            997.0 / 24.0,
         )
         assert got == pytest.approx(expected, rel=1e-12)
     rng = np.random.default_rng(0)
     rate, nu = rng.gamma(0.6, 0.25 / 7, N), rng.gamma(3.74, 1 / 24, N)
     sens, lam = rng.lognormal(1.2, 0.5, N), rng.lognormal(0.6, 0.4, N)
-    visit, cart = calibrate_session_rates(scenario, rate, nu, sens, lam)
-    got = np.array([calibrate_one(model, *row) for row in zip(rate, nu, sens, lam, strict=True)])
+    shift = rng.normal(0.0, 1.0, N)
+    visit, cart = calibrate_session_rates(scenario, rate, nu, sens, lam, shift)
+    got = np.array([calibrate_one(model, *row) for row in zip(rate, nu, sens, lam, shift, strict=True)])
     np.testing.assert_allclose(got, np.column_stack([visit, cart]), rtol=1e-12)
     assert shipping_fee(np.array([49.0]), 5.99, 50.0)[0] == 5.99  # the calibration's fee rule
 
@@ -292,7 +305,7 @@ def test_coupon_at_an_abandoned_cart_raises_its_recovery_by_more_than_a_third():
 
     none, with_coupon = recovery(0), recovery(coupon)
     # Only the quarter of shoppers who come back decide again, so recovery is at most 0.25.
-    assert 0.02 < none < with_coupon < 0.25
+    assert 0.01 < none < with_coupon < 0.25
     assert with_coupon > 1.33 * none
 
 
@@ -318,7 +331,9 @@ def test_masks_follow_eligibility_and_the_budget_and_over_budget_actions_are_not
         else:
             _, _, terminated, truncated, info = env.step(coupon)
         if terminated or truncated:
-            assert info["episode_metrics"]["incentive_cost"] <= 15.0 + 25.0  # one redemption may overshoot
+            # One coupon given before the budget ran out may still be redeemed (at most 20% of a
+            # basket), and loyalty points she redeems later count as incentive cost too.
+            assert info["episode_metrics"]["incentive_cost"] <= 15.0 + 35.0
             seed += 1
             env.reset(seed=seed)
     assert spent_out
@@ -355,8 +370,9 @@ def test_churn_costs_the_ltv_objective_her_whole_residual_value_at_once():
         terminated = truncated = False
         while not (terminated or truncated):
             realized, residual = journey.margin_pv, journey.residual_value()
+            was_alive = journey.alive  # (a lifetime may end before her first decision)
             _, reward, terminated, truncated, info = env.step(0)
-            if not info["alive"]:
+            if was_alive and not info["alive"]:
                 assert reward == pytest.approx(journey.margin_pv - realized - residual)
                 drops.append(reward)
                 residuals.append(residual)

@@ -1,12 +1,12 @@
-"""Churn modulation: late deliveries raise churn; incentives win lapsed shoppers back."""
+"""Attrition moved by experience: late deliveries raise churn; win-back grows with the offer's value."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sim.engine import DecisionBatch, Simulation
-from sim.mechanisms.churn import dropout_probability
+from sim.engine import Simulation
+from sim.mechanisms.churn import dropout_probability, lump_hazard, winback_probability
 from sim.params import load_scenario
 from tests.conftest import DEFAULT
 
@@ -41,7 +41,7 @@ def test_late_deliveries_raise_churn():
     neutral = {
         "late_delivery_churn": 0.0,
         "late_dropout_multiplier": 0.0,
-        "winback_rate": 0.0,
+        "winback_ceiling": 0.0,
         "on_time_relief": 0.0,
     }
     # Without the mechanism, capacity moves churn only through small spillovers (return and
@@ -49,19 +49,51 @@ def test_late_deliveries_raise_churn():
     assert abs(_churned_share(8.0, neutral) - _churned_share(100.0, neutral)) < 0.01
 
 
-def test_incentive_at_lapsing_wins_back_churned_shoppers():
+def _winback_share(name: str) -> tuple[float, int]:
+    """Share of churned shoppers reached by ``name`` at their lapsing decision who come back."""
     scenario = load_scenario(
         DEFAULT,
-        {"population.shoppers": 2000, "population.acquisition_days": 30.0, "sessions.lapse_after_days": 30.0},
+        {"population.shoppers": 4000, "population.acquisition_days": 30.0, "sessions.lapse_after_days": 30.0},
     )
-    coupon = [i.name for i in scenario.incentives].index("coupon_10")
+    offer = [i.name for i in scenario.incentives].index(name)
+    sim = Simulation(scenario, seed=3, horizon_days=200)
+    reached = 0
+    while (batch := sim.next_decision()) is not None:
+        lapsing = batch.kind == "lapsing"
+        reached += int((~sim.pop.alive[batch.shoppers]).sum()) if lapsing else 0
+        sim.submit(np.full(batch.shoppers.size, offer if lapsing else 0))
+    won = int((sim.log.to_frame()["event"] == "winback").sum())
+    return won / max(reached, 1), reached
 
-    def win_back(batch: DecisionBatch) -> np.ndarray:
-        return np.full(batch.shoppers.size, coupon if batch.kind == "lapsing" else 0)
 
-    treated = Simulation(scenario, seed=3, horizon_days=150).run(decide=win_back)
-    log = treated.log.to_frame()
-    assert (log["event"] == "winback").sum() > 10
-    control = Simulation(scenario, seed=3, horizon_days=150).run()
-    n = control.acquired()
-    assert treated.pop.alive[:n].mean() > control.pop.alive[:n].mean()
+def test_winback_grows_with_the_offers_dollar_value_up_to_its_ceiling():
+    """Thomas, Blattberg & Fox 2004: reacquisition rises with the offer; no free resurrection."""
+    churn = load_scenario(DEFAULT).mechanisms.churn
+    small, reached = _winback_share("coupon_5usd")  # $5 off
+    large, _ = _winback_share("coupon_20")  # 20% of a ~$60 basket
+    worthless, _ = _winback_share("streak_freeze")  # nothing to spend (and mostly ineligible)
+    assert reached > 500
+    assert worthless == 0.0
+    assert 0.03 < small < large < churn.winback_ceiling
+    # The closed form for a typical shopper: 0.30 * (1 - exp(-5 / 15)) = 0.085 for $5 off.
+    assert small == pytest.approx(0.085, abs=0.035)
+
+
+def test_winback_probability_is_concave_capped_and_heterogeneous():
+    value = np.array([0.0, 5.0, 15.0, 1e6])
+    p = winback_probability(value, np.ones(4), 0.3, 15.0)
+    assert p[0] == 0.0 and p[-1] == pytest.approx(0.3)
+    assert p[2] == pytest.approx(0.3 * (1.0 - np.exp(-1.0)))
+    assert (np.diff(p) > 0).all() and (p[1] - p[0]) / 5.0 > (p[2] - p[1]) / 10.0  # diminishing returns
+    sensitive = winback_probability(np.full(2, 5.0), np.array([0.5, 2.0]), 0.3, 15.0)
+    assert sensitive[0] < sensitive[1]
+
+
+def test_lump_hazard_ends_a_relationship_with_exactly_its_probability():
+    rng = np.random.default_rng(0)
+    budget = rng.standard_exponential(200_000)
+    hazard = rng.uniform(0.0, 0.5, budget.size)
+    alive = budget > hazard
+    quits = budget[alive] <= hazard[alive] + lump_hazard(0.08)
+    assert quits.mean() == pytest.approx(0.08, abs=0.003)
+    assert lump_hazard(1.0) == np.inf and lump_hazard(0.0) == 0.0

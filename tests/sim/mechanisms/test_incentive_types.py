@@ -15,8 +15,16 @@ from tests.conftest import DEFAULT
 
 
 def _scenario(**overrides: object):
+    # Every shopper is contacted at every login here: sleeping dogs' contact churn would swamp
+    # the effects under test (it has its own tests in tests/sim/test_causal.py).
     return load_scenario(
-        DEFAULT, {"population.shoppers": 4000, "population.acquisition_days": 10.0, **overrides}
+        DEFAULT,
+        {
+            "population.shoppers": 4000,
+            "population.acquisition_days": 10.0,
+            "population.uplift.sleeping_dog.contact_churn": 0.0,
+            **overrides,
+        },
     )
 
 

@@ -51,8 +51,11 @@ def test_year_of_twenty_percent_off_for_everyone_lowers_reference_prices_full_pr
     control = Simulation(scenario, seed=4, horizon_days=365, log_level="aggregates").run()
     n = control.acquired()
     buyers = control.pop.orders[:n] > 1
-    assert promoted.pop.reference_ratio[:n][buyers].mean() < 0.9
+    # Reference prices drift back to the posted price within weeks (a 30-day half-life: post-
+    # promotion dips are small, Van Heerde, Leeflang & Wittink 2000); promotion sensitivity stays.
+    assert promoted.pop.reference_ratio[:n][buyers].mean() < 0.95
     assert control.pop.reference_ratio[:n][buyers].mean() > 0.99  # only points redemptions lower it
+    assert promoted.pop.promo_share[:n][buyers].mean() > 0.3 > control.pop.promo_share[:n][buyers].mean()
     assert _full_price_conversion(promoted) < _full_price_conversion(control) - 0.05
     assert summarize(promoted)["margin"] < summarize(control)["margin"]
 

@@ -50,8 +50,8 @@ def test_referral_bonus_grows_the_population_through_the_graph():
     assert (pop.community[referred] == pop.community[referrers]).all()
     assert (pop.neighbours[referred, 0] == referrers).all()
     # Referred shoppers churn less (Schmitt, Skiera & Van den Bulte 2011: about 18%).
-    organic_dropout = pop.dropout_prob[: pop.planned].mean()
-    assert pop.dropout_prob[referred].mean() < 0.9 * organic_dropout
+    organic_dropout = pop.dropout_rate_per_day[: pop.planned].mean()
+    assert pop.dropout_rate_per_day[referred].mean() < 0.9 * organic_dropout
 
     # Organic acquisitions are untouched by however many friends joined (common random numbers).
     def organic_acquired(sim: Simulation) -> pd.DataFrame:
