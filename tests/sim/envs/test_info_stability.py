@@ -10,6 +10,8 @@ import pytest
 
 import sim  # noqa: F401 (registers the shopgym ids)
 from sim.envs import ENV_IDS
+from sim.envs.common import numeric_metrics
+from sim.metrics import summarize
 
 #: Small settings: full episodes in about a second each.
 TINY: dict[str, dict[str, Any]] = {
@@ -29,6 +31,11 @@ def _signature(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return (np.ndarray, value.dtype, value.shape)
     return type(value)
+
+
+def _raw_totals(env: gym.Env) -> dict[str, Any]:
+    base = env.unwrapped
+    return numeric_metrics(summarize(base._sim) if hasattr(base, "_sim") else base.summary())
 
 
 def _no_none_no_list(value: Any) -> bool:
@@ -51,6 +58,8 @@ def test_info_keys_and_types_match_on_every_step_reset_and_episode_end(env_id: s
         if terminated or truncated:
             ends += 1
             assert info["episode_metrics"]["l"] > 0  # the totals arrive at the end
+            raw = _raw_totals(env)  # and keep their values (no int truncating a float)
+            assert {k: info["episode_metrics"][k] for k in raw} == pytest.approx(raw)
             _, info = env.reset()
             signatures.append(_signature(info))
             assert info["episode_metrics"]["l"] == 0  # zeros of the same types until then
