@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -196,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.run_cli import add_parsers
 
     add_parsers(sub)
+    from experiments.calibrate import add_calibrate_parser
+
+    add_calibrate_parser(sub)
     return parser
 
 
@@ -207,6 +211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ScenarioError, ConfigError) as error:
         print(f"shopgym: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only or full disk, a vanished directory: one line, no traceback
+        if os.environ.get("SHOPGYM_TRACEBACK"):
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"shopgym: cannot read or write{where}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except RuntimeError as error:  # e.g. an environment in which no shopper ever reaches a decision
+        if os.environ.get("SHOPGYM_TRACEBACK"):
+            raise
+        text = " ".join(str(error).split())[:1000]
+        print(f"shopgym: {text} (SHOPGYM_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

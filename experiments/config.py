@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sim.envs import ENV_IDS
 from sim.envs.common import OBJECTIVES
@@ -28,7 +37,37 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+#: Upper bounds of environment constructor arguments (the environments check the lower ones).
+ENV_KWARG_LIMITS: dict[str, float] = {
+    "horizon_days": 36_500,
+    "attribution_days": 3650.0,
+    "incentive_budget": 1e12,
+    "reward_scale": 1e6,
+    "neighbour_signal": 1e6,
+    "new_days": 36_500.0,
+    "at_risk_days": 36_500.0,
+    "high_value": 1e9,
+    "low_value": 1e9,
+}
+
+
+def plain_json(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse NaN, infinities, nesting deeper than 8 and non-JSON values, naming the field."""
+    if depth > 8:
+        raise ValueError(f"{where}: nested deeper than 8 levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value!r} not allowed; finite numbers only")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            plain_json(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            plain_json(item, f"{where}[{i}]", depth + 1)
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise ValueError(f"{where}: {type(value).__name__} is not a JSON value")
 
 
 # At least one non-dot character: "." and ".." would resolve outside the run directory.
@@ -53,10 +92,18 @@ class EnvConfig(_Model):
 
     @field_validator("kwargs")
     @classmethod
-    def _no_shadowing(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _no_shadowing(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         taken = {"scenario", "overrides", "objective_weights"} & set(value)
         if taken:
             raise ValueError(f"{sorted(taken)} are set by env.scenario, env.overrides and objective_weights")
+        plain_json(value, "kwargs")
+        check_env_kwargs(str(info.data.get("id")), value)
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _finite_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        plain_json(value, "overrides")
         return value
 
 
@@ -65,6 +112,12 @@ class VariantConfig(_Model):
 
     name: Name
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _finite_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        plain_json(value, "overrides")
+        return value
 
 
 class PolicyConfig(_Model):
@@ -76,6 +129,12 @@ class PolicyConfig(_Model):
     variants: tuple[str, ...] | None = Field(
         default=None, min_length=1, description="run only on these variants (default: every variant)"
     )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _finite_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        plain_json(value, "kwargs")
+        return value
 
     @field_validator("kind")
     @classmethod
@@ -219,7 +278,7 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
     import gymnasium as gym
 
     from policies.base import env_spec
-    from policies.registry import RL_KINDS, make_policy
+    from policies.registry import ORACLE_KINDS, RL_KINDS, make_policy
 
     for variant in config.variant_names:
         try:
@@ -238,6 +297,19 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
             if policy.kind in RL_KINDS:
                 _check_rl_kwargs(policy.kind, policy.kwargs, where, env)
                 continue
+            if policy.kind in ORACLE_KINDS:
+                if policy.kwargs or not hasattr(env.unwrapped, "oracle_view"):
+                    raise ConfigError(
+                        f"{where}: got {policy.kwargs!r}; kind oracle takes no arguments and needs an "
+                        "environment with oracle_view() (every shopgym env has one)"
+                    )
+                continue
+            if policy.kind == "thompson" and policy.kwargs.get("likelihood", "bernoulli") == "bernoulli":
+                given = policy.kwargs.get("likelihood", "bernoulli (the default)")
+                raise ConfigError(
+                    f"{where}.likelihood: {given!r} needs rewards in [0, 1], but every shopgym environment "
+                    "rewards margin; set likelihood: gaussian"
+                )
             try:
                 make_policy(policy.kind, spec, 0, **policy.kwargs)
             except (TypeError, ValueError, KeyError) as error:
@@ -247,17 +319,40 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
 
 def _check_rl_kwargs(kind: str, kwargs: Mapping[str, Any], where: str, env: Any) -> None:
     """Reject hyperparameters the SB3 constructor does not take (without building a network)."""
-    from policies.rl import ALGORITHMS
+    from policies.rl import check_hyperparams
 
-    ours = {"self", "env", "seed", "device", "verbose", "tensorboard_log"}  # set by the runner
-    parameters = inspect.signature(ALGORITHMS[kind].__init__).parameters
-    accepted = {name for name in parameters if not name.startswith("_")} - ours
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"{where}: {unknown} not accepted by {ALGORITHMS[kind].__name__}; allowed: {sorted(accepted)}"
-        )
+    try:
+        check_hyperparams(kind, kwargs, "kwargs")
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
     if kind == "maskable_ppo" and not hasattr(env.unwrapped, "action_masks"):
         raise ConfigError(f"{where}: maskable_ppo needs action masks, which {env.spec.id} does not provide")
     if kind == "dqn" and len(env.action_space.shape or ()) > 0:
         raise ConfigError(f"{where}: dqn needs a Discrete action space; {env.spec.id} has {env.action_space}")
+
+
+def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """Type-check environment constructor arguments against the environment's signature and bounds."""
+    import importlib
+    import typing
+
+    import gymnasium as gym
+    from pydantic import TypeAdapter
+
+    if env_id not in ENV_IDS:
+        return  # the id validator names the problem
+    module_name, class_name = str(gym.spec(env_id).entry_point).split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    hints = typing.get_type_hints(cls.__init__)
+    allowed = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    for key, value in kwargs.items():
+        if key not in hints:
+            raise ValueError(f"kwargs.{key}: not an argument of {env_id}; allowed: {allowed}")
+        try:
+            TypeAdapter(hints[key]).validate_json(json.dumps(value), strict=True)
+        except (ValidationError, ValueError) as error:
+            first = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
+            raise ValueError(f"kwargs.{key}: {repr(value)[:80]} not allowed; {first}") from None
+        limit = ENV_KWARG_LIMITS.get(key)
+        if limit is not None and isinstance(value, int | float) and abs(value) > limit:
+            raise ValueError(f"kwargs.{key}: {value!r} not allowed; at most {limit:g}")

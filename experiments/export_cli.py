@@ -112,7 +112,7 @@ def add_export_parser(sub: Any) -> None:
     export.add_argument(
         "source",
         metavar="SOURCE",
-        help="a saved policy directory (holding policy.json, and model.zip for SB3) or a run directory "
+        help="a saved policy directory (holding policy.json, and weights.npz for SB3) or a run directory "
         "of `shopgym run` (then pick the model with --policy/--seed)",
     )
     export.add_argument(

@@ -106,6 +106,31 @@ def paired_differences(results: pd.DataFrame, reference: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def normalized_scores(
+    results: pd.DataFrame, reference: str, oracle: str, metric: str = "return"
+) -> pd.DataFrame:
+    """Per variant and policy: ``(policy - reference) / (oracle - reference)`` on ``metric``, with its CI.
+
+    Differences are paired episode by episode (common random numbers) and averaged per seed; the
+    score is the ratio of the per-seed means, and its 95% CI is the t interval over seeds. 0 is
+    the reference (``none``), 1 the privileged oracle.
+    """
+    table = results.set_index([*KEYS, "seed", "episode"])[metric].sort_index()
+    rows = []
+    for variant in table.index.get_level_values("variant").unique():
+        present = table.loc[variant].index.get_level_values("policy")
+        if reference not in present or oracle not in present:
+            continue
+        base = table.loc[(variant, reference)]
+        span = (table.loc[(variant, oracle)] - base).groupby(level="seed").mean()
+        for policy in present.unique():
+            gain = (table.loc[(variant, policy)] - base).groupby(level="seed").mean()
+            per_seed = (gain / span.reindex(gain.index)).replace([np.inf, -np.inf], np.nan).dropna()
+            mean, half = mean_ci(per_seed.to_numpy())
+            rows.append({"variant": variant, "policy": policy, "score": mean, "ci95": half})
+    return pd.DataFrame(rows)
+
+
 def _fmt(mean: float, half: float) -> str:
     scale = max(abs(mean), abs(half) if np.isfinite(half) else 0.0)
     digits = 3 if scale < 10 else 1 if scale < 1000 else 0
@@ -120,6 +145,8 @@ def markdown_summary(
     """The run's ``summary.md``: one table of means and CIs, one of paired differences, per variant."""
     summary = summary_table(results)
     diffs = paired_differences(results, config.reference_policy)
+    oracles = [p.name for p in config.policies if p.kind == "oracle"]
+    scores = normalized_scores(results, config.reference_policy, oracles[0]) if oracles else pd.DataFrame()
     metrics = metrics_present(results)
     seeds = results["seed"].nunique()
     episodes = results.groupby([*KEYS, "seed"]).size().max()
@@ -170,7 +197,27 @@ def markdown_summary(
                     )
                     + " |"
                 )
+        lines += ["", *_score_lines(scores, variant, config.reference_policy, oracles)]
     return "\n".join(lines) + "\n"
+
+
+def _score_lines(scores: pd.DataFrame, variant: str, reference: str, oracles: list[str]) -> list[str]:
+    """The normalized-score table of one variant, or why there is none."""
+    if not oracles:
+        return ["No `kind: oracle` policy in this run: add one for normalized scores."]
+    part = scores[scores["variant"] == variant] if not scores.empty else scores
+    if part.empty:
+        return [f"No normalized scores: `{reference}` or `{oracles[0]}` is missing from this variant."]
+    lines = [
+        f"Normalized score on the return, (policy - {reference}) / ({oracles[0]} - {reference}): 0 is "
+        f"`{reference}`, 1 the privileged oracle that reads the simulator's hidden state.",
+        "",
+        "| policy | normalized score |",
+        "|---|---:|",
+    ]
+    for row in part.to_dict(orient="records"):
+        lines.append(f"| {row['policy']} | {_fmt(float(row['score']), float(row['ci95']))} |")
+    return lines
 
 
 # ---- plots -----------------------------------------------------------------------------------------
@@ -307,8 +354,16 @@ def write_report(root: Path, config: ExperimentConfig, tables: dict[str, pd.Data
         ("incentive_mix", plot_incentive_mix, tables["mix"]),
     ):
         target = plots / f"{name}.png"
-        tmp = plots / f".{name}.tmp.png"
-        if draw(data, tmp):
-            tmp.replace(target)
-            written.append(target)
+        import os
+        import tempfile
+
+        fd, name_tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.png", dir=plots)  # unique per writer
+        os.close(fd)
+        tmp = Path(name_tmp)
+        try:
+            if draw(data, tmp):
+                tmp.replace(target)
+                written.append(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return written

@@ -14,9 +14,16 @@ and paired differences cancel most of the noise. Training uses different seeds.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import platform
+import signal
 import subprocess
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata
 from multiprocessing import get_context
@@ -60,12 +67,29 @@ def train_seed(seed: int) -> int:
 
 def cell_dir(out: Path, variant: str, policy: str, seed: int) -> Path:
     """Where one cell's results go."""
-    return out / "cells" / variant / policy / f"seed{seed}"
+    return _inside(out, "cells", variant, policy, f"seed{seed}")
 
 
 def model_dir(out: Path, variant: str, policy: str, seed: int) -> Path:
     """Where one cell's trained policy is saved (``policy.save``'s directory)."""
-    return out / "models" / variant / policy / f"seed{seed}"
+    return _inside(out, "models", variant, policy, f"seed{seed}")
+
+
+def _inside(out: Path, *names: str) -> Path:
+    """``out/names...``, checked to resolve inside the run directory ``out``.
+
+    Config names are validated at load too; this is the last line of defence: ``.`` would
+    collide with another cell, ``..`` would write beside the run.
+    """
+    for name in names:
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ConfigError(f"name {name!r} would resolve outside its folder in {out}; rename it")
+    path = out.joinpath(*names)
+    if not path.resolve().is_relative_to(out.resolve()):
+        raise ConfigError(
+            f"{path} would resolve outside the run directory {out}; rename the variant or policy"
+        )
+    return path
 
 
 def versions() -> dict[str, str]:
@@ -116,6 +140,7 @@ def run_cell(
     arm = config.policy(policy_name)
     root = Path(out)
     env = gym.make(config.env.id, **config.env_kwargs(variant))
+    scenario_hash = env.unwrapped.scenario.config_hash()  # type: ignore[attr-defined]
     spec = env_spec(env, config.env.id)
     tensorboard = root / "tensorboard" / f"{variant}__{policy_name}__seed{seed}"
     policy = make_policy(arm.kind, env, seed, tensorboard_log=tensorboard, **arm.kwargs)
@@ -169,43 +194,153 @@ def run_cell(
         ]
     )
     where = cell_dir(root, variant, policy_name, seed)
+    (where / "daily.parquet").unlink(missing_ok=True)  # a stale file of an earlier, different attempt
     atomic_write_parquet(episodes_frame, where / "episodes.parquet")
     if dailies:
         daily = pd.concat(dailies).reset_index(names="day").assign(**keys)
         atomic_write_parquet(daily, where / "daily.parquet")
     atomic_write_parquet(mix, where / "mix.parquet")
     atomic_write_parquet(pd.DataFrame([{**keys, **row} for row in curve]), where / "curve.parquet")
-    atomic_write_json({**keys, "episodes": len(records)}, where / "done.json")
+    files = {p.name: _sha256(p) for p in sorted(where.glob("*.parquet"))}
+    done = {**keys, "episodes": len(records), "scenario_hash": scenario_hash, "files": files}
+    atomic_write_json(done, where / "done.json")
     return keys
 
 
-def cell_done(out: Path, variant: str, policy: str, seed: int) -> bool:
-    """Whether a cell finished (its ``done.json`` is written last)."""
-    return (cell_dir(out, variant, policy, seed) / "done.json").is_file()
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cell_problem(
+    out: Path, variant: str, policy: str, seed: int, scenario_hash: str | None = None
+) -> str | None:
+    """Why a cell's files cannot be used (``None``: finished and intact).
+
+    A cell is finished when its ``done.json`` (written last) exists, was written for the same
+    scenario content, and every data file it lists is present with the SHA-256 it records.
+    """
+    where = cell_dir(out, variant, policy, seed)
+    try:
+        done = json.loads((where / "done.json").read_text())
+    except FileNotFoundError:
+        return "not finished"
+    except (OSError, ValueError) as error:
+        return f"done.json unreadable ({str(error)[:80]})"
+    if not isinstance(done, dict) or not isinstance(done.get("files"), dict):
+        return "done.json lists no file hashes (written by an older shopgym)"
+    if [done.get("variant"), done.get("policy"), done.get("seed")] != [variant, policy, seed]:
+        return "done.json belongs to another cell"
+    if scenario_hash is not None and done.get("scenario_hash") != scenario_hash:
+        return f"ran on scenario {done.get('scenario_hash')}, the config now resolves to {scenario_hash}"
+    for name, digest in done["files"].items():
+        path = where / str(name)
+        if path.parent != where or not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != digest:
+            return f"{name} does not match the sha256 its done.json records"
+    return None
+
+
+def cell_done(out: Path, variant: str, policy: str, seed: int, scenario_hash: str | None = None) -> bool:
+    """Whether a cell finished and its files are intact (see :func:`cell_problem`)."""
+    return cell_problem(out, variant, policy, seed, scenario_hash) is None
 
 
 # ---- the whole run ---------------------------------------------------------------------------------
-def prepare_run_dir(config: ExperimentConfig, out: Path) -> None:
-    """Write the resolved config and run metadata; refuse a directory holding another config's results."""
-    resolved = config.model_dump(mode="json")
+def scenario_hashes(config: ExperimentConfig) -> dict[str, str]:
+    """Each variant's resolved scenario content hash (what the cells of that variant run on)."""
+    from sim.envs.common import resolve_scenario
+
+    return {
+        v.name: resolve_scenario(config.env.scenario, {**config.env.overrides, **v.overrides}).config_hash()
+        for v in config.variants
+    }
+
+
+def check_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str]) -> None:
+    """Refuse a directory holding another config's results, or results of an edited scenario."""
+    from sim.params import read_yaml_mapping
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
     config_path = out / "config.resolved.yaml"
     if config_path.is_file():
-        existing = yaml.safe_load(config_path.read_text())
-        if existing != resolved:
+        existing = read_yaml_mapping(config_path, "run config", ConfigError)
+        if existing != config.model_dump(mode="json"):
             raise ConfigError(
                 f"{out} holds results of a different config ({config_path}); "
                 "use another --out, or delete that directory to start over"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), config_path)
-    from sim.envs.common import resolve_scenario
+    meta_path = out / "meta.json"
+    if meta_path.is_file():
+        try:
+            recorded = json.loads(meta_path.read_text()).get("scenario_hash")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded != dict(hashes):
+            raise ConfigError(
+                f"{out} holds results of scenario content {recorded}, but {config.env.scenario} with these "
+                f"overrides now resolves to {dict(hashes)} (was the scenario file edited?); "
+                "use another --out, or delete that directory to start over"
+            )
 
-    scenario_hashes = {
-        v.name: resolve_scenario(config.env.scenario, {**config.env.overrides, **v.overrides}).config_hash()
-        for v in config.variants
-    }
-    meta = {"scenario_hash": scenario_hashes, "versions": versions(), "git_sha": git_sha()}
+
+def prepare_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str] | None = None) -> None:
+    """Write the resolved config and run metadata (after :func:`check_run_dir` passed)."""
+    hashes = scenario_hashes(config) if hashes is None else hashes
+    check_run_dir(config, out, hashes)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = config.model_dump(mode="json")
+    atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), out / "config.resolved.yaml")
+    meta = {"scenario_hash": dict(hashes), "versions": versions(), "git_sha": git_sha()}
     atomic_write_json(meta, out / "meta.json")
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.lock`` for the block: two runs never write one directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / ".lock", "a+")  # noqa: SIM115 (held open for the whole block)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            pass
+        except OSError:
+            raise ConfigError(
+                f"another shopgym run is writing to {out} (it holds {out / '.lock'}); "
+                "wait for it to finish or use another --out"
+            ) from None
+        yield
+    finally:
+        handle.close()
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete temporary files a killed writer left in ``out`` (call with the run lock held)."""
+    stale = [p for p in out.rglob(".*.tmp*") if p.is_file()]
+    stale += [p for p in (out / "models").rglob("model.tmp.zip") if p.is_file()]  # older shopgym's SB3 saves
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: exit as soon as the parent process is gone (even after kill -9)."""
+    with contextlib.suppress(Exception):  # Linux: the kernel signals us when the parent dies
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="shopgym-parent-watch").start()
 
 
 def run_experiment(
@@ -216,49 +351,83 @@ def run_experiment(
     quiet: bool = False,
     console: Console | None = None,
 ) -> Path:
-    """Run every unfinished cell of ``config`` and write the results and the report; return the run dir."""
+    """Run every unfinished cell of ``config`` and write the results and the report; return the run dir.
+
+    Everything is checked before anything is written: the backend, the worker count, the
+    scenario of every variant and the run directory (same config, same scenario content).
+    """
     from experiments.report import write_report
 
     root = config.output_path(out)
     backend = backend or config.backend
     workers = workers or config.workers
-    prepare_run_dir(config, root)
-    todo = [cell for cell in config.cells() if not cell_done(root, *cell)]
-    console = console or Console(stderr=True)
-    skipped = len(config.cells()) - len(todo)
-    if skipped and not quiet:
-        console.print(f"resuming {root}: {skipped} of {len(config.cells())} cells already finished")
-    config_json = config.model_dump_json()
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, disable=quiet) as bars:
-        cells_task = bars.add_task("cells", total=len(config.cells()), completed=skipped)
-        if backend == "ray":
-            _run_ray(config_json, todo, root, workers, lambda: bars.advance(cells_task))
-        elif workers == 1 or len(todo) <= 1:
-            for variant, policy, seed in todo:
-                stage = bars.add_task(f"{policy} seed {seed} ({variant})", total=1.0)
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend {backend!r} unknown; allowed: ['local', 'ray']")
+    if not 1 <= workers <= 256:
+        raise ConfigError(f"workers: {workers} not allowed; an integer in [1, 256]")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("backend 'ray' needs ray: pip install 'shopgym[ray]'") from None
+    hashes = scenario_hashes(config)
+    check_run_dir(config, root, hashes)
+    with run_lock(root):
+        remove_stale_temporaries(root)
+        prepare_run_dir(config, root, hashes)
+        console = console or Console(stderr=True)
+        todo = []
+        for cell in config.cells():
+            problem = cell_problem(root, *cell, hashes[cell[0]])
+            if problem is None:
+                continue
+            todo.append(cell)
+            if problem != "not finished" and not quiet:
+                console.print(f"re-running cell {'/'.join(map(str, cell))}: {problem}")
+        skipped = len(config.cells()) - len(todo)
+        if skipped and not quiet:
+            console.print(f"resuming {root}: {skipped} of {len(config.cells())} cells already finished")
+        config_json = config.model_dump_json()
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, disable=quiet) as bars:
+            cells_task = bars.add_task("cells", total=len(config.cells()), completed=skipped)
+            if backend == "ray":
+                _run_ray(config_json, todo, root, workers, lambda: bars.advance(cells_task))
+            elif workers == 1 or len(todo) <= 1:
+                for variant, policy, seed in todo:
+                    stage = bars.add_task(f"{policy} seed {seed} ({variant})", total=1.0)
 
-                def hook(
-                    name: str, fraction: float, stage: Any = stage, label: str = f"{policy} seed {seed}"
-                ) -> None:
-                    bars.update(stage, completed=fraction, description=f"{label}: {name}")
+                    def hook(
+                        name: str, fraction: float, stage: Any = stage, label: str = f"{policy} seed {seed}"
+                    ) -> None:
+                        bars.update(stage, completed=fraction, description=f"{label}: {name}")
 
-                run_cell(config_json, variant, policy, seed, str(root), hook)
-                bars.remove_task(stage)
-                bars.advance(cells_task)
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
-                for future in as_completed(futures):
-                    future.result()
+                    run_cell(config_json, variant, policy, seed, str(root), hook)
+                    bars.remove_task(stage)
                     bars.advance(cells_task)
-    results = gather(root, config)
-    write_report(root, config, results)
+            else:
+                with ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=get_context("spawn"),
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
+                ) as pool:
+                    futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
+                    try:
+                        for future in as_completed(futures):
+                            future.result()
+                            bars.advance(cells_task)
+                    except BaseException:
+                        for future in futures:
+                            future.cancel()
+                        raise
+        results = gather(root, config, hashes)
+        write_report(root, config, results)
     return root
 
 
@@ -280,13 +449,22 @@ def _run_ray(
         done()
 
 
-def gather(root: Path, config: ExperimentConfig) -> dict[str, pd.DataFrame]:
-    """Concatenate the finished cells' files and write ``results.parquet`` (atomically)."""
+def gather(
+    root: Path, config: ExperimentConfig, hashes: Mapping[str, str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Concatenate the finished cells' files and write ``results.parquet`` (atomically).
+
+    Every cell's files are checked against its ``done.json`` first: a deleted, swapped or
+    edited file, or a cell of another scenario content, is an error, never a silent gap.
+    """
     frames: dict[str, list[pd.DataFrame]] = {"episodes": [], "daily": [], "mix": [], "curve": []}
     for cell in config.cells():
         where = cell_dir(root, *cell)
         if not (where / "done.json").is_file():
             continue
+        problem = cell_problem(root, *cell, None if hashes is None else hashes[cell[0]])
+        if problem is not None:
+            raise ConfigError(f"cell {'/'.join(map(str, cell))} of {root}: {problem}; re-run to redo it")
         for name in frames:
             path = where / f"{name}.parquet"
             if path.is_file():

@@ -10,6 +10,7 @@ no pickle, and a loaded policy chooses exactly what the saved one would have.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,33 @@ from sim.io import atomic_write_json
 Actions = NDArray[np.int64]
 #: A policy file's format version; bump when the JSON layout changes.
 FORMAT_VERSION = 1
+#: Environment ids a policy file may name: registered ``shopgym/`` ids only (no ``module:Env`` imports).
+ENV_ID_PREFIX = "shopgym/"
+
+
+class PolicyFileError(ValueError):
+    """A saved policy file is malformed, tampered with or points outside its directory."""
+
+
+def confined_path(directory: Path, name: Any, what: str) -> Path:
+    """``directory / name`` for a plain file name that stays inside ``directory``; else a clear error."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise PolicyFileError(f"{what}: {name!r} not allowed; a plain file name inside {directory}")
+    path = directory / name
+    root = directory.resolve()
+    if path.resolve().parent != root or not path.is_file():
+        raise PolicyFileError(f"{what}: {name!r} is not a file inside {directory}")
+    return path
+
+
+def registered_env_id(value: Any) -> str:
+    """``value`` if it is a registered shopgym environment id (files never import modules)."""
+    import sim.envs
+
+    if not isinstance(value, str) or value not in sim.envs.ENV_IDS:
+        text = repr(value)[:80]
+        raise PolicyFileError(f"env_id {text} not allowed; allowed: {list(sim.envs.ENV_IDS)}")
+    return value
 
 
 @runtime_checkable
@@ -100,10 +128,61 @@ class EnvSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EnvSpec:
-        """Inverse of :meth:`to_dict`."""
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**fields)
+    def from_dict(cls, data: Any) -> EnvSpec:
+        """Inverse of :meth:`to_dict`, validated: a file's spec is untrusted (``PolicyFileError``)."""
+        if not isinstance(data, Mapping):
+            raise PolicyFileError(f"env spec: expected a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        if set(data) != names:
+            raise PolicyFileError(f"env spec: keys {sorted(map(str, data))[:20]}; expected {sorted(names)}")
+        env_id = registered_env_id(data["env_id"])
+        try:
+            spec = cls(
+                env_id=env_id,
+                obs_fields=tuple(_strs(data["obs_fields"])),
+                obs_scales=tuple(_finite(data["obs_scales"])),
+                obs_clip=(lambda c: (c[0], c[1]))(_finite(data["obs_clip"])),
+                action_names=tuple(_strs(data["action_names"])),
+                action_kinds=tuple(_strs(data["action_kinds"])),
+                action_values=tuple(_finite(data["action_values"])),
+                heads=tuple(_strs(data["heads"])),
+            )
+        except (TypeError, ValueError, IndexError) as error:
+            raise PolicyFileError(f"env spec: {error}") from None
+        n = spec.n_actions
+        if (
+            not spec.obs_fields
+            or len(spec.obs_scales) != len(spec.obs_fields)
+            or not all(s > 0 for s in spec.obs_scales)
+            or len(spec.obs_clip) != 2
+            or not spec.obs_clip[0] < spec.obs_clip[1]
+            or n == 0
+            or len(set(spec.action_names)) != n
+            or len(spec.action_kinds) != n
+            or len(spec.action_values) != n
+            or not spec.heads
+            or len(spec.heads) > 64
+            or len(spec.obs_fields) > 4096
+        ):
+            raise PolicyFileError(
+                "env spec: inconsistent (fields and scales of equal length, scales > 0, clip low < high, "
+                "unique incentive names with one kind and value each, 1..64 heads)"
+            )
+        return spec
+
+
+def _strs(values: Any) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) and len(v) <= 200 for v in values):
+        raise ValueError(f"expected a list of names, got {repr(values)[:80]}")
+    return values
+
+
+def _finite(values: Any) -> list[float]:
+    if not isinstance(values, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in values
+    ):
+        raise ValueError(f"expected a list of finite numbers, got {repr(values)[:80]}")
+    return [float(v) for v in values]
 
 
 def env_spec(env: gym.Env[Any, Any], env_id: str | None = None) -> EnvSpec:
@@ -123,7 +202,7 @@ def env_spec(env: gym.Env[Any, Any], env_id: str | None = None) -> EnvSpec:
         heads = tuple(getattr(module, "SEGMENTS", tuple(f"head_{i}" for i in range(len(space.nvec)))))
     else:
         raise TypeError(f"unsupported action space {space}")
-    spec_id = env_id or (env.spec.id if env.spec is not None else type(base).__name__)
+    spec_id = env_id or (env.spec.id if env.spec is not None else _registered_id(type(base)))
     return EnvSpec(
         env_id=spec_id,
         obs_fields=tuple(name for name, *_ in fields),
@@ -134,6 +213,15 @@ def env_spec(env: gym.Env[Any, Any], env_id: str | None = None) -> EnvSpec:
         action_values=tuple(float(i.value) for i in scenario.incentives),
         heads=heads,
     )
+
+
+def _registered_id(cls: type) -> str:
+    """The registered id of an environment class built without ``gym.make`` (else its class name)."""
+    entry = f"{cls.__module__}:{cls.__name__}"
+    for spec in gym.registry.values():
+        if spec.entry_point == entry:
+            return spec.id
+    return cls.__name__
 
 
 def as_batch(observation: NDArray[np.floating[Any]], n_fields: int) -> tuple[NDArray[np.float64], bool]:

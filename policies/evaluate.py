@@ -60,7 +60,11 @@ def evaluate(
         pending: dict[int, tuple[NDArray[np.float32], int]] = {}  # decision_id -> (obs, action)
         mix: dict[tuple[str, str], int] = {}
         total, steps, cost_before = 0.0, 0, float(info.get("incentive_cost", 0.0))
-        done = False
+        # A small shop or a short horizon may reach no decision point at all: the episode is over
+        # at reset, with nothing to decide and nothing to step.
+        done = info.get("decision_kind") == "end"
+        if done:
+            info = {**info, "episode_metrics": _metrics_without_steps(base)}
         while not done:
             mask = base.action_masks() if masked else None  # type: ignore[attr-defined]
             action, _ = policy.predict(obs, deterministic=deterministic, action_masks=mask)
@@ -94,6 +98,16 @@ def evaluate(
         daily = sim.daily.to_frame() if sim is not None and hasattr(sim, "daily") else None
         records.append(EpisodeRecord(row, daily, mix))
     return records
+
+
+def _metrics_without_steps(base: Any) -> dict[str, Any]:
+    """The business metrics of an episode that ended at reset (the simulation ran to its horizon)."""
+    simulation = getattr(base, "_sim", None)
+    if simulation is None:
+        return {"r": 0.0, "l": 0}
+    from sim.metrics import summarize
+
+    return {"r": 0.0, "l": 0, **summarize(simulation)}
 
 
 def _feed(

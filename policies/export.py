@@ -40,9 +40,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.base import EnvSpec, JsonPolicy, Policy
+from policies.base import EnvSpec, JsonPolicy, Policy, PolicyFileError
 from policies.registry import RL_KINDS, load_policy
-from policies.runtime import CARD_FILE, CARD_FORMAT, MASK_INPUT, MODEL_FILES, OBS_INPUT, RuntimePolicy
+from policies.runtime import (
+    CARD_FILE,
+    CARD_FORMAT,
+    DECISION_SECTIONS,
+    MASK_INPUT,
+    MODEL_FILES,
+    OBS_INPUT,
+    RuntimePolicy,
+    card_digest,
+)
 from policies.runtime import load_policy as load_artifact
 from sim.io import atomic_write_json
 
@@ -113,7 +122,10 @@ def export_policy(
     if check_samples < 1:
         raise ExportError(f"check_samples must be >= 1, got {check_samples}")
     found = resolve_source(source, policy, seed, variant, scenario, overrides)
-    loaded = load_policy(found.model_dir)
+    try:
+        loaded = load_policy(found.model_dir)
+    except PolicyFileError as error:
+        raise ExportError(str(error)) from None
     spec: EnvSpec = loaded.spec  # type: ignore[attr-defined]
     kind = str(getattr(loaded, "kind", "?"))
     scenario_obj = _check_scenario(found, spec)
@@ -130,6 +142,7 @@ def export_policy(
         model_bytes, model_info = export_json(loaded, kind)
     fmt = model_info["format"]
     card = build_card(found, spec, kind, model_bytes, model_info)
+    card["integrity"] = {"sha256": card_digest(card), "covers": list(DECISION_SECTIONS)}
 
     check_obs, check_masks = _check_batch(spec, check_samples)
     with tempfile.TemporaryDirectory(prefix="shopgym-export-") as tmp:
@@ -184,7 +197,9 @@ def resolve_source(
             raise ExportError(
                 f"{path} is a saved policy, not a run directory; --policy and --variant pick a model in a run"
             )
-        meta = json.loads((path / "policy.json").read_text())
+        meta = _read_json(path / "policy.json")
+        if not isinstance(meta, dict):
+            raise ExportError(f"{path / 'policy.json'}: expected a JSON object")
         return Source(
             model_dir=path,
             name=str(meta.get("kind", "?")),
@@ -205,9 +220,9 @@ def _run_source(
     scenario: str | None,
     overrides: Mapping[str, Any] | None,
 ) -> Source:
-    import yaml
+    from sim.params import read_yaml_mapping
 
-    config = yaml.safe_load((run / "config.resolved.yaml").read_text()) or {}
+    config = read_yaml_mapping(run / "config.resolved.yaml", "run config", ExportError)
     saved = _saved_models(run)
     matches = [
         (v, p, s)
@@ -303,7 +318,15 @@ def _run_metrics(run: Path, name: str, seed: int, variant: str | None) -> dict[s
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A JSON file of a run or saved policy (untrusted: any problem is one ExportError line)."""
+    if not path.is_file():
+        return None
+    try:
+        if path.stat().st_size > 64 * 1024 * 1024:
+            raise ExportError(f"{path}: larger than 64 MiB; not a file shopgym wrote")
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise ExportError(f"{path}: not readable JSON: {str(error)[:200]}") from None
 
 
 def _check_scenario(found: Source, spec: EnvSpec) -> Any:

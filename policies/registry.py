@@ -12,7 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from policies.base import EnvSpec, JsonPolicy, Policy, env_spec
+from policies.base import EnvSpec, JsonPolicy, Policy, PolicyFileError, env_spec
 
 #: JSON-saved policies (baselines and bandits) by kind.
 JSON_POLICIES: dict[str, str] = {
@@ -31,7 +31,11 @@ JSON_POLICIES: dict[str, str] = {
 ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson")
 #: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
 RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo")
-POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS)
+#: Privileged kinds: read the simulator's hidden state (a measuring stick, never exported).
+ORACLE_KINDS = ("oracle",)
+POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS, *ORACLE_KINDS)
+#: Largest ``policy.json`` read (bandit state for many incentives and features stays far below).
+MAX_POLICY_FILE_BYTES = 64 * 1024 * 1024
 
 
 def json_policy_class(kind: str) -> type[JsonPolicy]:
@@ -60,6 +64,14 @@ def make_policy(
         from policies.rl import make_sb3
 
         return make_sb3(kind, env, seed, tensorboard_log=tensorboard_log, **kwargs)
+    if kind in ORACLE_KINDS:
+        if isinstance(env, EnvSpec):
+            raise ValueError("kind oracle reads the live environment; pass the env, not its spec")
+        if kwargs:
+            raise ValueError(f"policy 'oracle' takes no arguments, got {sorted(kwargs)}")
+        from policies.oracle import Oracle
+
+        return Oracle(env, seed)
     spec = env if isinstance(env, EnvSpec) else env_spec(env)
     cls = json_policy_class(kind)
     try:
@@ -69,12 +81,41 @@ def make_policy(
 
 
 def load_policy(path: str | Path, env: gym.Env[Any, Any] | None = None) -> Policy:
-    """Read a policy saved with ``policy.save(path)`` (a directory holding ``policy.json``)."""
+    """Read a policy saved with ``policy.save(path)`` (a directory holding ``policy.json``).
+
+    The file is untrusted: nothing in it is unpickled or imported, its environment must be a
+    registered ``shopgym/`` id and any file it names must lie in its own directory. Every
+    problem raises :class:`PolicyFileError` (a ``ValueError``) with one line naming it.
+    """
     directory = Path(path)
     meta_path = directory / "policy.json" if directory.is_dir() else directory
-    meta = json.loads(meta_path.read_text())
-    if meta.get("kind") in RL_KINDS:
+    try:
+        size = meta_path.stat().st_size
+        if size > MAX_POLICY_FILE_BYTES:
+            raise PolicyFileError(
+                f"{meta_path}: {size:,} bytes; a policy file has at most {MAX_POLICY_FILE_BYTES:,}"
+            )
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise PolicyFileError(f"{meta_path}: not a readable policy file: {str(error)[:200]}") from None
+    if not isinstance(meta, dict):
+        raise PolicyFileError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    kind = meta.get("kind")
+    if kind in ORACLE_KINDS:
+        from policies.oracle import NOT_EXPORTABLE
+
+        raise PolicyFileError(f"{meta_path}: {NOT_EXPORTABLE}")
+    if kind in RL_KINDS:
         from policies.rl import load_sb3
 
         return load_sb3(meta, meta_path.parent, env)
-    return json_policy_class(meta.get("kind", "?")).from_dict(meta)
+    if kind not in JSON_POLICIES:
+        raise PolicyFileError(
+            f"{meta_path}: policy kind {str(kind)[:80]!r} unknown; allowed: {list(POLICY_KINDS)}"
+        )
+    try:
+        return json_policy_class(kind).from_dict(meta)
+    except PolicyFileError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise PolicyFileError(f"{meta_path}: malformed {kind} policy: {str(error)[:200]}") from None

@@ -1,9 +1,13 @@
 """Reinforcement-learning policies: stable-baselines3 PPO, A2C, DQN and sb3-contrib MaskablePPO.
 
 One small factory builds them; hyperparameters are the algorithms' constructor keyword
-arguments, as in rl-zoo3's ``hyperparams`` files (``policy_kwargs`` included). The trained
-model saves as SB3's zip next to a ``policy.json`` that names the algorithm and the
-environment spec, so :func:`policies.load_policy` can rebuild it.
+arguments, as in rl-zoo3's ``hyperparams`` files (``policy_kwargs`` included), checked by
+:func:`check_hyperparams` before anything is built. A trained model saves as
+``weights.npz`` (the policy network's ``state_dict`` as plain numpy arrays) next to a
+``policy.json`` that names the algorithm, its hyperparameters and the environment spec.
+:func:`load_sb3` rebuilds the network from that validated JSON and loads the arrays with
+``allow_pickle=False``: SB3's own ``model.zip`` is never written or read, because loading it
+unpickles (cloudpickle) whatever its ``data`` entry carries.
 
 Reproducibility: SB3 seeds Python, numpy and torch from ``seed``; on CPU with a fixed number
 of torch threads (we train with one) the same seed gives the same weights and actions, and
@@ -13,7 +17,12 @@ reductions may differ, so trained weights are not guaranteed bit-identical acros
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import inspect
+import io
+import math
+import zipfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,11 +36,46 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policies.base import FORMAT_VERSION, Actions, EnvSpec, env_spec
-from sim.io import atomic_write_json
+from policies.base import FORMAT_VERSION, Actions, EnvSpec, PolicyFileError, confined_path, env_spec
+from sim.io import atomic_write_bytes, atomic_write_json
 
 #: Algorithms by policy kind.
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "maskable_ppo": MaskablePPO}
+#: The file a saved SB3 policy's network weights live in (numpy arrays, read without pickle).
+WEIGHTS_FILE = "weights.npz"
+#: Constructor arguments a config or a policy file may not set (the runner and loader own them).
+RESERVED_HYPERPARAMS = frozenset(
+    {"env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "replay_buffer_class"}
+)
+#: Policy network classes a config or file may name (SB3's aliases for flat Box observations).
+POLICY_NETWORKS = ("MlpPolicy",)
+#: Numeric hyperparameters and their allowed closed range (SB3 asserts or misbehaves outside).
+HYPERPARAM_RANGES: dict[str, tuple[float, float, type]] = {
+    "learning_rate": (1e-12, 10.0, float),
+    "n_steps": (2, 1_000_000, int),
+    "batch_size": (2, 1_000_000, int),
+    "n_epochs": (1, 1_000, int),
+    "gamma": (0.0, 1.0, float),
+    "gae_lambda": (0.0, 1.0, float),
+    "clip_range": (1e-6, 10.0, float),
+    "ent_coef": (0.0, 10.0, float),
+    "vf_coef": (0.0, 10.0, float),
+    "max_grad_norm": (1e-6, 1e6, float),
+    "buffer_size": (1, 10_000_000, int),
+    "learning_starts": (0, 100_000_000, int),
+    "tau": (0.0, 1.0, float),
+    "train_freq": (1, 1_000_000, int),
+    "gradient_steps": (-1, 1_000, int),
+    "target_update_interval": (1, 100_000_000, int),
+    "exploration_fraction": (0.0, 1.0, float),
+    "exploration_initial_eps": (0.0, 1.0, float),
+    "exploration_final_eps": (0.0, 1.0, float),
+    "rms_prop_eps": (1e-12, 1.0, float),
+}
+#: Largest unpacked ``weights.npz`` loaded (16 layers of 4096 x 4096 float32 stay below it).
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+#: Largest layer a file or config may ask for (units), and most layers.
+MAX_LAYER_UNITS, MAX_LAYERS = 4096, 16
 #: Business metrics of ``info["episode_metrics"]`` logged to TensorBoard under ``shop/``.
 LOGGED_METRICS = (
     "margin",
@@ -145,19 +189,25 @@ class SB3Policy:
             self.model.learn(total_timesteps, callback=callbacks, progress_bar=progress_bar)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``model.zip`` (SB3's format) and ``policy.json`` into the directory ``path``."""
+        """Write ``weights.npz`` (no pickle) and ``policy.json`` into the directory ``path``."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / "model.tmp.zip"
-        self.model.save(tmp)
-        tmp.replace(directory / "model.zip")
+        state = {k: v.detach().cpu().numpy() for k, v in self.model.policy.state_dict().items()}
+        buffer = io.BytesIO()
+        np.savez(buffer, **state)
+        data = buffer.getvalue()
+        atomic_write_bytes(data, directory / WEIGHTS_FILE)
+        (directory / "model.zip").unlink(missing_ok=True)  # an SB3 zip of an older version: never read
         meta = {
             "format": FORMAT_VERSION,
             "kind": self.kind,
             "seed": self.seed,
             "params": self.params,
             "env": self.spec.to_dict(),
-            "model": "model.zip",
+            "weights": WEIGHTS_FILE,
+            "weights_sha256": hashlib.sha256(data).hexdigest(),
+            "num_timesteps": int(self.model.num_timesteps),
+            "exploration_rate": float(getattr(self.model, "exploration_rate", 0.0)),
         }
         atomic_write_json(meta, directory / "policy.json")
         return directory / "policy.json"
@@ -178,6 +228,7 @@ def make_sb3(
         raise ValueError(f"maskable_ppo needs an env with action_masks(); {env.unwrapped} has none")
     if kind == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
         raise ValueError(f"dqn needs a Discrete action space, got {env.action_space}")
+    hyperparams = check_hyperparams(kind, hyperparams, "hyperparameters")
     hyperparams.setdefault("policy", "MlpPolicy")
     policy = hyperparams.pop("policy")
     try:
@@ -198,11 +249,215 @@ def make_sb3(
     return SB3Policy(model, kind, env_spec(env), seed, {"policy": policy, **hyperparams})
 
 
-def load_sb3(meta: dict[str, Any], directory: Path, env: gym.Env[Any, Any] | None = None) -> SB3Policy:
-    """Rebuild an :class:`SB3Policy` from its ``policy.json`` and ``model.zip``."""
-    algorithm = ALGORITHMS[meta["kind"]]
-    model = algorithm.load(directory / meta["model"], env=env, device="cpu")
-    return SB3Policy(model, meta["kind"], EnvSpec.from_dict(meta["env"]), meta["seed"], meta["params"])
+def check_hyperparams(kind: str, params: Any, where: str = "params") -> dict[str, Any]:
+    """Check SB3 constructor arguments: known names, JSON values, finite numbers in range.
+
+    Raises ``ValueError`` naming the field, the value and what is allowed. Used on configs at
+    load time and on saved ``policy.json`` files before any network is built.
+    """
+    if kind not in ALGORITHMS:
+        raise ValueError(f"RL kind {kind!r} unknown; allowed: {list(ALGORITHMS)}")
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{where}: expected a mapping of hyperparameters, got {type(params).__name__}")
+    algorithm = ALGORITHMS[kind]
+    known = set(inspect.signature(algorithm.__init__).parameters) - {"self"} - RESERVED_HYPERPARAMS
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in known:
+            raise ValueError(
+                f"{where}.{key}: not a {algorithm.__name__} hyperparameter (or set by shopgym); "
+                f"allowed: {sorted(known)}"
+            )
+        if key == "policy":
+            if value not in POLICY_NETWORKS:
+                raise ValueError(f"{where}.policy: {value!r} not allowed; allowed: {list(POLICY_NETWORKS)}")
+        elif key == "policy_kwargs":
+            _check_policy_kwargs(value, f"{where}.policy_kwargs")
+        elif key == "train_freq" and isinstance(value, list | tuple):
+            if (
+                len(value) != 2
+                or not isinstance(value[0], int)
+                or isinstance(value[0], bool)
+                or not 1 <= value[0] <= 1_000_000
+                or value[1] not in ("step", "episode")
+            ):
+                raise ValueError(
+                    f"{where}.train_freq: {_short(value)} not allowed; an integer in [1, 1e6] "
+                    "or [n, 'step' | 'episode']"
+                )
+        elif key in HYPERPARAM_RANGES:
+            low, high, typ = HYPERPARAM_RANGES[key]
+            ok_type = isinstance(value, int) if typ is int else isinstance(value, int | float)
+            if (
+                isinstance(value, bool)
+                or not ok_type
+                or not math.isfinite(float(value))
+                or not low <= value <= high
+            ):
+                kind_name = "an integer" if typ is int else "a number"
+                raise ValueError(
+                    f"{where}.{key}: {_short(value)} not allowed; {kind_name} in [{low:g}, {high:g}]"
+                )
+        elif not _plain_json(value):
+            raise ValueError(
+                f"{where}.{key}: {_short(value)} is not a plain JSON value (finite numbers only)"
+            )
+        out[key] = value
+    if out.get("batch_size") is not None and kind in ("ppo", "maskable_ppo"):
+        n_steps = int(out.get("n_steps", 2048))
+        if int(out["batch_size"]) > n_steps:
+            raise ValueError(
+                f"{where}.batch_size: {out['batch_size']} exceeds n_steps {n_steps}; allowed: 2..n_steps"
+            )
+    return out
+
+
+def _check_policy_kwargs(value: Any, where: str) -> None:
+    """``policy_kwargs``: only ``net_arch`` (layer sizes) and a few flags, as plain JSON."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {_short(value)}")
+    allowed = {
+        "net_arch",
+        "ortho_init",
+        "share_features_extractor",
+        "normalize_images",
+        "log_std_init",
+        "optimizer_kwargs",
+    }
+    for key, item in value.items():
+        if key not in allowed:
+            raise ValueError(f"{where}.{key}: not allowed from a config or file; allowed: {sorted(allowed)}")
+        if key == "optimizer_kwargs":
+            if not isinstance(item, Mapping) or not all(
+                isinstance(v, bool | int | float) and math.isfinite(float(v)) for v in item.values()
+            ):
+                raise ValueError(f"{where}.optimizer_kwargs: {_short(item)} must map names to finite numbers")
+        elif key == "net_arch":
+            layers = list(item.values()) if isinstance(item, Mapping) else [item]
+            if isinstance(item, Mapping) and not set(item) <= {"pi", "vf", "qf"}:
+                raise ValueError(f"{where}.net_arch: keys {sorted(item)}; allowed: pi, vf, qf")
+            for sizes in layers:
+                if (
+                    not isinstance(sizes, list)
+                    or len(sizes) > MAX_LAYERS
+                    or not all(
+                        isinstance(u, int) and not isinstance(u, bool) and 1 <= u <= MAX_LAYER_UNITS
+                        for u in sizes
+                    )
+                ):
+                    raise ValueError(
+                        f"{where}.net_arch: {_short(item)} not allowed; lists of at most {MAX_LAYERS} "
+                        f"layer sizes, each an integer in [1, {MAX_LAYER_UNITS}]"
+                    )
+        elif not _plain_json(item) or isinstance(item, Mapping | list):
+            raise ValueError(f"{where}.{key}: {_short(item)} must be a finite number or a boolean")
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON data (no objects), with finite numbers, nested at most 8 deep."""
+    if depth > 8:
+        return False
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_plain_json(v, depth + 1) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value, cut to ``limit`` characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _SpacesEnv(gym.Env[Any, Any]):
+    """An environment that only has the saved policy's spaces: enough to rebuild its network."""
+
+    def __init__(self, spec: EnvSpec) -> None:
+        low, high = spec.obs_clip
+        self.observation_space = gym.spaces.Box(low, high, (len(spec.obs_fields),), np.float32)
+        n = spec.n_actions
+        self.action_space = (
+            gym.spaces.Discrete(n)
+            if spec.heads == ("shopper",)
+            else gym.spaces.MultiDiscrete([n] * len(spec.heads))
+        )
+
+    def action_masks(self) -> NDArray[np.bool_]:  # pragma: no cover - never stepped
+        """Every incentive allowed (MaskablePPO looks for this method)."""
+        return np.ones(self.action_space.shape or (1,), dtype=np.bool_)
+
+
+def load_sb3(meta: Mapping[str, Any], directory: Path, env: gym.Env[Any, Any] | None = None) -> SB3Policy:
+    """Rebuild an :class:`SB3Policy` from its validated ``policy.json`` and ``weights.npz`` (no pickle)."""
+    kind = meta.get("kind")
+    if kind not in ALGORITHMS:
+        raise PolicyFileError(f"policy.json: kind {kind!r} unknown; allowed: {list(ALGORITHMS)}")
+    if "weights" not in meta:
+        raise PolicyFileError(
+            f"{directory}/policy.json has no 'weights' entry: an SB3 model.zip of an older shopgym, "
+            "which this version never loads (loading it would unpickle code). Re-train the policy."
+        )
+    try:
+        params = check_hyperparams(kind, meta.get("params", {}), "policy.json params")
+    except ValueError as error:
+        raise PolicyFileError(str(error)) from None
+    spec = EnvSpec.from_dict(meta.get("env"))
+    seed, timesteps, epsilon = (
+        meta.get("seed"),
+        meta.get("num_timesteps", 0),
+        meta.get("exploration_rate", 0.0),
+    )
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise PolicyFileError(f"policy.json seed: {_short(seed)} not allowed; an integer in [0, 2**32 - 1]")
+    if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 0:
+        raise PolicyFileError(f"policy.json num_timesteps: {_short(timesteps)} not allowed; an integer >= 0")
+    if not isinstance(epsilon, int | float) or not 0.0 <= epsilon <= 1.0:
+        raise PolicyFileError(
+            f"policy.json exploration_rate: {_short(epsilon)} not allowed; a number in [0, 1]"
+        )
+    path = confined_path(directory, meta["weights"], "policy.json weights")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta.get("weights_sha256"):
+        raise PolicyFileError(
+            f"{path}: sha256 {digest[:16]}... differs from policy.json's weights_sha256; the file was changed"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:  # sizes before anything is decompressed
+            unpacked = sum(item.file_size for item in archive.infolist())
+        if unpacked > MAX_WEIGHTS_BYTES:
+            raise ValueError(f"{unpacked:,} bytes unpacked; at most {MAX_WEIGHTS_BYTES:,}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            state = {name: torch.from_numpy(np.array(arrays[name])) for name in arrays.files}
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise PolicyFileError(f"{path}: not a weights archive shopgym reads: {str(error)[:200]}") from None
+    hyper = dict(params)
+    policy = hyper.pop("policy", "MlpPolicy")
+    if kind == "dqn":  # the loaded model only decides: a small replay buffer, not the training one
+        hyper["buffer_size"] = 1
+    with torch_threads(1):
+        model = ALGORITHMS[kind](
+            policy, env if env is not None else _SpacesEnv(spec), seed=seed, device="cpu", verbose=0, **hyper
+        )
+        try:
+            if any(
+                not torch.is_floating_point(t) or not bool(torch.isfinite(t).all()) for t in state.values()
+            ):
+                raise ValueError("weights must be finite floating-point arrays")
+            model.policy.load_state_dict(state, strict=True)
+        except (RuntimeError, ValueError) as error:
+            raise PolicyFileError(
+                f"{path}: weights do not fit the network policy.json describes: {error}"
+            ) from None
+    model.num_timesteps = timesteps
+    if kind == "dqn":
+        model.exploration_rate = float(epsilon)  # type: ignore[attr-defined]
+    return SB3Policy(model, kind, spec, seed, dict(params))
 
 
 @contextmanager

@@ -42,6 +42,10 @@ CARD_FORMAT = 1
 MODEL_FILES = {"onnx": "policy.onnx", "json": "policy.json"}
 #: Name of the observation input of every exported ONNX graph, and of MaskablePPO's mask input.
 OBS_INPUT, MASK_INPUT = "obs", "action_mask"
+#: Card sections that decide what the artifact does: covered by the card's ``integrity`` hash.
+DECISION_SECTIONS = ("format", "policy", "env_id", "features", "normalization", "actions", "model")
+#: Largest card read (a real card is a few tens of kilobytes).
+MAX_CARD_BYTES = 16 * 1024 * 1024
 
 Ids = NDArray[np.int64]
 Masks = NDArray[np.bool_]
@@ -83,8 +87,8 @@ class CardLayout:
                 action_values=tuple(float(a) for a in actions["values"]),
                 heads=tuple(str(h) for h in actions["heads"]),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise ArtifactError(f"policy card lacks or garbles its layout: {error!r}") from error
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as error:
+            raise ArtifactError(f"policy card lacks or garbles its layout: {repr(error)[:200]}") from None
         if len(set(layout.obs_fields)) != len(layout.obs_fields) or not layout.obs_fields:
             raise ArtifactError(
                 f"policy card features must be unique and non-empty: {list(layout.obs_fields)}"
@@ -235,6 +239,11 @@ class RuntimePolicy:
         ``allowed`` names the incentives this shopper may receive (eligibility); default all.
         For a per-segment policy it may map each head to its own allowed set.
         """
+        if not isinstance(features, Mapping):
+            raise FeatureError(
+                f"features must be a mapping of feature name to number, got {type(features).__name__}; "
+                f"give {{name: value}} for {list(self._names)} (decide_batch takes arrays and lists)"
+            )
         if len(features) != self._n:
             raise FeatureError(self._mismatch(features.keys()))
         try:
@@ -245,7 +254,7 @@ class RuntimePolicy:
             # sum() screens cheaply: a TypeError for non-numbers, non-finite if any value is.
             total = sum(values)
             raw = np.array(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise FeatureError(self._bad_values(None, values)) from None
         if raw.shape != (self._n,):
             raise FeatureError(self._bad_values(None, values))
@@ -271,6 +280,9 @@ class RuntimePolicy:
         """Like :meth:`decide_batch`, as incentive ids (indices into :attr:`action_names`)."""
         raw = self.features_array(features)
         masks = None if allowed is None else self._mask_batch(allowed, raw.shape[0])
+        if raw.shape[0] == 0:  # nothing to decide: the empty answer, in the usual shape
+            empty = np.zeros((0, len(self.heads)), dtype=np.int64)
+            return empty[:, 0] if self._single_head else empty
         ids = self._model.ids(self._normalize(raw), masks)
         return ids[:, 0] if self._single_head else ids
 
@@ -306,8 +318,8 @@ class RuntimePolicy:
             values = features
         try:
             raw = np.asarray(values)
-        except (TypeError, ValueError) as error:
-            raise FeatureError(f"features are not an array of numbers: {error}") from error
+        except (TypeError, ValueError, OverflowError) as error:
+            raise FeatureError(f"features are not an array of numbers: {str(error)[:200]}") from None
         if raw.ndim == 1 and raw.shape[0] == self._n:
             raw = raw.reshape(1, -1)
         if raw.ndim != 2 or raw.shape[1] != self._n:
@@ -316,9 +328,14 @@ class RuntimePolicy:
                 f"in the order {list(self._names)}"
             )
         if raw.dtype.kind not in "biuf":
+            # Numbers only, as decide() takes them: strings like "1.5" are refused, not parsed.
+            if raw.dtype.kind != "O" or not all(
+                isinstance(v, int | float | np.number) and not isinstance(v, str | bytes) for v in raw.flat
+            ):
+                raise FeatureError(self._bad_values(None, raw))
             try:
                 raw = raw.astype(np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise FeatureError(self._bad_values(None, raw)) from None
             if raw.dtype.kind == "O":  # pragma: no cover - astype to float64 never returns object
                 raise FeatureError(self._bad_values(None, raw))
@@ -371,11 +388,16 @@ class RuntimePolicy:
             f"{int(bad.sum())} non-finite value(s) in all); every feature must be a finite number"
         )
 
-    def _ids_of(self, names: Collection[str], where: str) -> list[int]:
-        if isinstance(names, str | bytes):
+    def _ids_of(self, names: Any, where: str) -> list[int]:
+        if isinstance(names, np.ndarray) and names.dtype.kind in "US":
+            names = names.reshape(-1).tolist()
+        if isinstance(names, str | bytes) or not isinstance(names, Collection) or isinstance(names, Mapping):
             raise FeatureError(
-                f"allowed{where} must be a collection of incentive names, got the string {names!r}"
+                f"allowed{where} must be a collection of incentive names, got {repr(names)[:80]}"
             )
+        if not all(isinstance(n, str) for n in names):
+            bad = next(n for n in names if not isinstance(n, str))
+            raise FeatureError(f"allowed{where} holds {repr(bad)[:80]}, not an incentive name")
         unknown = sorted(str(n) for n in names if n not in self._action_index)
         if unknown:
             raise FeatureError(
@@ -389,6 +411,8 @@ class RuntimePolicy:
 
     def _mask_one(self, allowed: Collection[str] | Mapping[str, Collection[str]]) -> Masks:
         shape = (1, len(self.heads), len(self.action_names))
+        if isinstance(allowed, np.ndarray) and allowed.dtype == np.bool_:
+            return self._mask_batch(allowed, 1)
         names = allowed if isinstance(allowed, set | frozenset) else None
         if names and names <= self._action_set:  # the fast path: a set of known names
             row = np.fromiter((a in names for a in self.layout.action_names), dtype=np.bool_, count=shape[2])
@@ -426,6 +450,11 @@ class RuntimePolicy:
             and all(isinstance(a, str) for a in allowed)
         ):
             return np.broadcast_to(self._mask_one(allowed), shape)
+        if isinstance(allowed, str | bytes | Mapping) or not isinstance(allowed, Collection):
+            raise FeatureError(
+                f"allowed must be incentive names (one set for all rows or one per row) or a boolean "
+                f"array (rows x {len(self.action_names)}), got {repr(allowed)[:80]}"
+            )
         rows = list(allowed)
         if len(rows) != n:
             raise FeatureError(
@@ -435,6 +464,19 @@ class RuntimePolicy:
         for row, names in enumerate(rows):
             masks[row, :, self._ids_of(names, f"[{row}]")] = True
         return masks
+
+
+def card_digest(card: Mapping[str, Any]) -> str:
+    """SHA-256 of the card's decision-relevant sections in canonical JSON (:data:`DECISION_SECTIONS`).
+
+    Feature order and scales, clip bounds, incentive names, heads and the model file's own hash
+    all change decisions; an edit to any of them makes the card's recorded digest mismatch.
+    This detects accidental and careless edits; it is not a signature (whoever can write the
+    directory can recompute it), so serve artifacts from storage only trusted exporters write.
+    """
+    covered = {key: card.get(key) for key in DECISION_SECTIONS}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -452,9 +494,13 @@ def read_card(path: str | Path) -> dict[str, Any]:
             f"{card_path} not found; export the policy first: shopgym export SOURCE --out DIR"
         )
     try:
-        card: dict[str, Any] = json.loads(card_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ArtifactError(f"{card_path} is not valid JSON: {error}") from error
+        if card_path.stat().st_size > MAX_CARD_BYTES:
+            raise ArtifactError(f"{card_path} is larger than {MAX_CARD_BYTES:,} bytes; not a policy card")
+        card: Any = json.loads(card_path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError) as error:
+        raise ArtifactError(f"{card_path} is not a readable JSON policy card: {str(error)[:200]}") from None
+    if not isinstance(card, dict):
+        raise ArtifactError(f"{card_path}: a policy card is a JSON object, got {type(card).__name__}")
     if card.get("format") != CARD_FORMAT:
         raise ArtifactError(
             f"{card_path}: card format {card.get('format')!r} unsupported; this runtime reads {CARD_FORMAT}"
@@ -470,8 +516,21 @@ def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
     """
     card = read_card(path)
     directory = Path(path) if Path(path).is_dir() else Path(path).parent
+    integrity = card.get("integrity")
+    recorded = integrity.get("sha256") if isinstance(integrity, Mapping) else None
+    try:
+        digest = card_digest(card)
+    except (TypeError, ValueError) as error:  # NaN or non-JSON values: never a card export wrote
+        raise ArtifactError(f"{directory / CARD_FILE}: card content is not plain JSON: {error}") from None
+    if digest != recorded:
+        raise ArtifactError(
+            f"{directory / CARD_FILE}: its decision-relevant content ({', '.join(DECISION_SECTIONS)}) does "
+            f"not match its integrity sha256 {str(recorded)[:16]}...; the card was edited. Re-export it."
+        )
     layout = CardLayout.from_card(card)
-    spec = card.get("model", {})
+    spec = card.get("model")
+    if not isinstance(spec, Mapping):
+        raise ArtifactError(f"{directory / CARD_FILE}: 'model' must be an object")
     fmt = spec.get("format")
     if fmt not in MODEL_FILES or spec.get("file") != MODEL_FILES[fmt]:
         raise ArtifactError(
@@ -494,6 +553,16 @@ def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
     try:
         document = json.loads(data)
         rule = compile_rule(document["decision"], layout)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ArtifactError(f"{model_path}: not a decision model this runtime reads: {error}") from error
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        OverflowError,
+    ) as error:
+        raise ArtifactError(
+            f"{model_path}: not a decision model this runtime reads: {str(error)[:200]}"
+        ) from None
     return RuntimePolicy(card, layout, _RuleModel(rule, layout), directory)

@@ -41,7 +41,8 @@ def checkout_probability(
     """
     gap = (pay - reference) / reference
     weighted = np.where(gap > 0.0, loss_aversion * gap, gap)
-    return 1.0 / (1.0 + np.exp(price_sensitivity * weighted - base_logit))
+    with np.errstate(over="ignore"):  # a hopeless cart: exp overflows to inf, the probability to 0
+        return 1.0 / (1.0 + np.exp(price_sensitivity * weighted - base_logit))
 
 
 def shipping_fee(basket: FloatArray, fee: float, free_threshold: float) -> FloatArray:

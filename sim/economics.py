@@ -40,9 +40,20 @@ REVENUE, COGS, INCENTIVE, SHIPPING, RETURNS, OVERTIME = range(len(LEDGER_LINES))
 _SIGN = np.array([1.0, -1.0, -1.0, -1.0, -1.0, -1.0])
 
 
+#: Largest single amount booked (dollars): sums of millions of them stay far inside int64 cents.
+MAX_BOOKED_DOLLARS = 1e10
+
+
 def to_cents(dollars: NDArray[np.floating[Any]] | float) -> NDArray[np.int64]:
-    """Round dollar amounts to whole cents (half to even), as int64."""
-    return np.rint(np.asarray(dollars, dtype=np.float64) * 100.0).astype(np.int64)
+    """Round dollar amounts to whole cents (half to even), as int64; never silently overflows."""
+    amounts = np.asarray(dollars, dtype=np.float64)
+    if amounts.size and not np.all(np.abs(amounts) <= MAX_BOOKED_DOLLARS):  # NaN fails too
+        worst = amounts.flat[int(np.argmax(~(np.abs(amounts) <= MAX_BOOKED_DOLLARS)))]
+        raise OverflowError(
+            f"money amount {worst!r} dollars is not finite or exceeds {MAX_BOOKED_DOLLARS:g}; "
+            "int64 cents would overflow. The scenario's prices or spend parameters are unphysical."
+        )
+    return np.rint(amounts * 100.0).astype(np.int64)
 
 
 def daily_discount_rate(annual_rate: float) -> float:

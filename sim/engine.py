@@ -64,6 +64,7 @@ from sim.mechanisms.tiers import (
     tier_of,
     tier_progress,
 )
+from sim.oracle import TrueState
 from sim.params import DecisionKind, Scenario
 from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, draw_shoppers, sample_population
 from sim.rng import Streams
@@ -157,6 +158,46 @@ class Simulation:
         self._on_day: Callable[[int], None] | None = None
         self.done = False
         self.env.process(self._day_loop())
+
+    # ---- the oracle's hook: the truth ordinary policies never see ------------------------------
+    def true_state(self, shoppers: I64) -> TrueState:
+        """The latent traits and hidden state of ``shoppers`` now (for the privileged oracle only)."""
+        pop, scenario = self.pop, self.scenario
+        churn, reference = scenario.mechanisms.churn, scenario.mechanisms.reference_price
+        today = np.full(shoppers.size, int(self.now_hours // HOURS_PER_DAY), dtype=np.int64)
+        ratio, promo = self._reference_now(shoppers, today)
+        experience = experience_multiplier(
+            pop.last_delivery_late[shoppers],
+            pop.deliveries[shoppers] > 0,
+            pop.frustration[shoppers],
+            churn.late_dropout_multiplier,
+            churn.on_time_relief,
+            0.0,
+        )
+        return TrueState(
+            alive=pop.alive[shoppers].copy(),
+            purchase_rate_per_day=pop.purchase_rate_per_day[shoppers],
+            dropout_prob=pop.dropout_prob[shoppers],
+            hazard_per_day=pop.dropout_rate_per_day[shoppers] * experience,
+            spend_nu=pop.spend_nu[shoppers],
+            loss_aversion=pop.loss_aversion[shoppers],
+            price_sensitivity=effective_price_sensitivity(
+                pop.price_sensitivity[shoppers], promo, reference.promo_sensitivity
+            ),
+            checkout_shift=pop.checkout_shift[shoppers],
+            offer_response=pop.offer_response[shoppers],
+            contact_churn=pop.contact_churn[shoppers],
+            winback_sensitivity=pop.winback_sensitivity[shoppers],
+            affinity=pop.affinity[shoppers],
+            reference_ratio=ratio,
+            visit_prob=pop.visit_prob[shoppers],
+            cart_prob=pop.cart_prob[shoppers],
+            cart_value=np.where(pop.cart_id[shoppers] >= 0, pop.cart_value[shoppers], 0.0),
+            referral_propensity=pop.referral_propensity[shoppers],
+            invites_left=(scenario.mechanisms.referral.max_invites - pop.invites_sent[shoppers]).astype(
+                np.float64
+            ),
+        )
 
     # ---- driving the clock ------------------------------------------------------------------
     def run(
@@ -308,8 +349,9 @@ class Simulation:
         pop, rng = self.pop, self.streams.referred
         count = referrers.size
         neighbours = np.empty((count, pop.neighbours.shape[1]), dtype=np.int32)
-        neighbours[:, 0] = referrers
-        neighbours[:, 1:] = pop.neighbours[referrers, :-1]
+        if neighbours.shape[1]:  # a graph without edges (both degrees 0) has no referrer link to keep
+            neighbours[:, 0] = referrers
+            neighbours[:, 1:] = pop.neighbours[referrers, :-1]
         joined = draw_shoppers(
             self.scenario,
             start + np.sort(rng.random(count)) * HOURS_PER_DAY,

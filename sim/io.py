@@ -37,6 +37,15 @@ def atomic_write_text(text: str, path: Path) -> None:
     _atomic(path, write)
 
 
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` atomically."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    _atomic(path, write)
+
+
 def atomic_write_json(data: Any, path: Path) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     atomic_write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", path)

@@ -49,12 +49,14 @@ from typing import Any, NamedTuple, cast
 
 import numpy as np
 import simpy
+from numpy.typing import NDArray
 from scipy import special
 
 from sim.behaviour import checkout_probability, expected_orders_per_cart, logit, shipping_fee
 from sim.economics import daily_discount_rate
 from sim.incentives import KIND_CODES, IncentiveCatalog
 from sim.mechanisms.affinity import TYPE_COLUMN
+from sim.oracle import TrueState
 from sim.params import DecisionKind, LogNormalTrait, Scenario
 from sim.population import (
     DAYS_PER_WEEK,
@@ -261,7 +263,8 @@ def winback_probability_scalar(value: float, sensitivity: float, ceiling: float,
 
 def need_factor_scalar(age_days: float, rate_per_day: float, depletion: float, restock_days: float) -> float:
     """Twin of :func:`sim.mechanisms.need.need_factor`."""
-    norm = 1.0 - depletion / (1.0 + rate_per_day * restock_days)
+    x = rate_per_day * restock_days
+    norm = 1.0 - depletion * x / (1.0 + x)
     return (1.0 - depletion * math.exp(-max(age_days, 0.0) / restock_days)) / norm
 
 
@@ -453,7 +456,9 @@ def calibrate_one(
     checkout = checkout_probability(
         model.base_logit + checkout_shift, np.array(price_sensitivity), pay, baskets, loss_aversion
     )
-    carts_per_day = rate_per_day / float(expected_orders_per_cart(checkout.mean(), s.cart_return_rate))
+    carts_per_day = rate_per_day / max(
+        float(expected_orders_per_cart(checkout.mean(), s.cart_return_rate)), 1e-12
+    )
     visit_prob = -math.expm1(-carts_per_day / s.add_to_cart_rate)
     return visit_prob, min(1.0, carts_per_day / max(visit_prob, 1e-300))
 
@@ -790,6 +795,41 @@ class Journey:
             (self.now_hours - self.acquired_at) / HOURS_PER_DAY,
         )
 
+    def true_state(self) -> TrueState:
+        """Her latent traits and hidden state now, as one-row arrays (for the privileged oracle only)."""
+        traits, mech = self.traits, self._mech
+        churn = mech.churn
+        ratio, promo = self._reference_on(int(self.now_hours // HOURS_PER_DAY))
+        hazard = traits.dropout_rate_per_day * experience_multiplier_scalar(
+            self.last_delivery_late, self.deliveries > 0, churn.late_dropout_multiplier, churn.on_time_relief
+        )
+
+        def one(value: float) -> NDArray[np.float64]:
+            return np.array([value], dtype=np.float64)
+
+        return TrueState(
+            alive=np.array([self.alive]),
+            purchase_rate_per_day=one(traits.purchase_rate_per_day),
+            dropout_prob=one(traits.dropout_prob),
+            hazard_per_day=one(hazard),
+            spend_nu=one(traits.spend_nu),
+            loss_aversion=one(traits.loss_aversion),
+            price_sensitivity=one(
+                traits.price_sensitivity * (1.0 + mech.reference_price.promo_sensitivity * promo)
+            ),
+            checkout_shift=one(traits.checkout_shift),
+            offer_response=one(traits.offer_response),
+            contact_churn=one(traits.contact_churn),
+            winback_sensitivity=one(traits.winback_sensitivity),
+            affinity=np.array([traits.affinity], dtype=np.float32),
+            reference_ratio=one(ratio),
+            visit_prob=one(traits.visit_prob),
+            cart_prob=one(traits.cart_prob),
+            cart_value=one(self.cart_value),
+            referral_propensity=one(traits.referral_propensity),
+            invites_left=one(float(mech.referral.max_invites - self.invites_sent)),
+        )
+
     # ---- Pareto/NBD attrition ---------------------------------------------------------------
     def _hazard_rate(self) -> float:
         """Her hazard per day in her present state (the engine's ``_attrition`` for one shopper)."""
@@ -849,6 +889,11 @@ class Journey:
     def offer_active(self, now: float) -> bool:
         """Whether she holds an unexpired offer."""
         return self.offer != _NO_OFFER and self.offer_expires_at >= now
+
+    def reseed(self, rng: np.random.Generator) -> None:
+        """Draw the rest of her life from ``rng``: a counterfactual replicate (:mod:`sim.counterfactual`)."""
+        self.rng = rng
+        self._u, self._gammas = [], []
 
     # ---- random numbers ---------------------------------------------------------------------
     def _uniform(self) -> float:

@@ -59,7 +59,10 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "ltv_residual_mean": float(residual.mean()) if n else 0.0,
             "active_share": _ratio(float(pop.alive[rows].sum()), n),
             "deliveries": delivered,
+            # Returns decided (the shopper will send the order back) vs received at the warehouse
+            # by the horizon: returns_cost books only the received ones.
             "returns": int(orders.column("returned").sum()),
+            "returns_received": int(daily["returns"].sum()),
             "returns_share": _ratio(float(orders.column("returned").sum()), delivered),
             "late_delivery_share": _ratio(daily["late_deliveries"].sum(), daily["deliveries"].sum()),
             "utilization_mean": float(utilization.mean()),

@@ -22,10 +22,15 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+#: Largest value of any rate, duration or multiplier and of any amount of money in a scenario: far
+#: above anything physical, far below what overflows int64 cents or numpy array sizes.
+MAX_VALUE = 1e6
+#: Largest mean order value (dollars) a scenario may imply: keeps ledger sums far from int64 cents.
+MAX_MEAN_ORDER = 100_000.0
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveFloat = Annotated[float, Field(gt=0.0)]
-NonNegativeFloat = Annotated[float, Field(ge=0.0)]
-Money = Annotated[float, Field(ge=0.0, description="US dollars")]
+PositiveFloat = Annotated[float, Field(gt=0.0, le=MAX_VALUE)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0, le=MAX_VALUE)]
+Money = Annotated[float, Field(ge=0.0, le=MAX_VALUE, description="US dollars")]
 HourOfDay = Annotated[float, Field(ge=0.0, lt=24.0)]
 
 DecisionKind = Literal["login", "cart_abandoned", "lapsing"]
@@ -37,7 +42,7 @@ class ScenarioError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class LogNormalTrait(_Model):
@@ -106,8 +111,8 @@ class UpliftParams(_Model):
     a 15% share quitting with probability 0.24 at a contact gives that average.
     """
 
-    persuadable: UpliftClass = UpliftClass(share=0.35, offer_response=1.6, checkout_logit_shift=0.0)
-    sure_thing: UpliftClass = UpliftClass(share=0.25, offer_response=0.15, checkout_logit_shift=1.0)
+    persuadable: UpliftClass = UpliftClass(share=0.25, offer_response=2.5, checkout_logit_shift=-1.0)
+    sure_thing: UpliftClass = UpliftClass(share=0.35, offer_response=0.15, checkout_logit_shift=1.0)
     lost_cause: UpliftClass = UpliftClass(share=0.25, offer_response=0.15, checkout_logit_shift=-1.0)
     sleeping_dog: UpliftClass = UpliftClass(
         share=0.15, offer_response=1.0, checkout_logit_shift=0.0, contact_churn=0.24
@@ -132,8 +137,18 @@ class SpendParams(_Model):
     """
 
     p: PositiveFloat
-    q: Annotated[float, Field(gt=1.0)]
+    q: Annotated[float, Field(gt=1.0, le=MAX_VALUE)]
     gamma: PositiveFloat
+
+    @model_validator(mode="after")
+    def _check_mean(self) -> SpendParams:
+        mean = self.p * self.gamma / (self.q - 1.0)
+        if not mean <= MAX_MEAN_ORDER:
+            raise ValueError(
+                f"mean order value p * gamma / (q - 1) = {mean:.4g} dollars; at most {MAX_MEAN_ORDER:g} "
+                "(lower p or gamma, or raise q)"
+            )
+        return self
 
 
 class AffinityParams(_Model):
@@ -148,7 +163,7 @@ class AffinityParams(_Model):
 class PopulationParams(_Model):
     """Who the shoppers are and when they are acquired (acquisition = first order)."""
 
-    shoppers: Annotated[int, Field(ge=1, description="shoppers acquired over the run")]
+    shoppers: Annotated[int, Field(ge=1, le=5_000_000, description="shoppers acquired over the run")]
     acquisition_days: NonNegativeFloat = Field(
         description="acquisitions spread uniformly over [0, acquisition_days); 0 = all at t=0"
     )
@@ -195,8 +210,8 @@ class PopulationParams(_Model):
 class Peak(_Model):
     """A demand peak: sessions ``visit_multiplier`` times as likely on days [start, start + days)."""
 
-    start_day: Annotated[int, Field(ge=0)]
-    days: Annotated[int, Field(ge=1)]
+    start_day: Annotated[int, Field(ge=0, le=100_000)]
+    days: Annotated[int, Field(ge=1, le=100_000)]
     visit_multiplier: PositiveFloat
 
 
@@ -219,8 +234,11 @@ class SessionParams(_Model):
     lapse_after_days: PositiveFloat = Field(
         default=60.0, description="recency at which a shopper becomes a 'lapsing' decision point"
     )
-    peaks: tuple[Peak, ...] = Field(default=(), description="seasonal peaks (e.g. holiday weeks)")
+    peaks: tuple[Peak, ...] = Field(
+        default=(), max_length=1000, description="seasonal peaks (e.g. holiday weeks)"
+    )
     hour_weights: tuple[NonNegativeFloat, ...] = Field(
+        max_length=24,
         # Diurnal traffic of a Western online shop: night trough, evening peak around 20h.
         default=(
             0.5,
@@ -273,7 +291,7 @@ class Category(_Model):
 class CatalogParams(_Model):
     """The product categories; shares must sum to 1."""
 
-    categories: tuple[Category, ...] = Field(min_length=1)
+    categories: tuple[Category, ...] = Field(min_length=1, max_length=1000)
     price_index: Annotated[float, Field(gt=0.0, le=10.0)] = Field(
         default=1.0,
         description="posted prices as a multiple of the regular prices (0.9 = a permanent 10% cut)",
@@ -298,8 +316,8 @@ class ShippingParams(_Model):
     carrier_cost_per_order: Money = 6.50
     carrier_cutoff_hour: HourOfDay = 17.0
     delivery_hour: HourOfDay = 14.0
-    base_transit_days: Annotated[int, Field(ge=0)] = 2
-    transit_jitter_days: Annotated[int, Field(ge=0, description="uniform extra 0..N days")] = 1
+    base_transit_days: Annotated[int, Field(ge=0, le=365)] = 2
+    transit_jitter_days: Annotated[int, Field(ge=0, le=365, description="uniform extra 0..N days")] = 1
     promised_days: PositiveFloat = Field(default=4.0, description="promise from order to delivery")
     carrier_capacity_per_1k_shoppers: PositiveFloat = Field(
         default=30.0, description="parcels per day the carrier takes without delay"
@@ -326,7 +344,7 @@ class WarehouseParams(_Model):
     pick_capacity_per_1k_shoppers: PositiveFloat = Field(
         default=30.0, description="orders per day picked in regular hours per 1,000 shoppers"
     )
-    wave_hours: tuple[HourOfDay, ...] = Field(default=(7.0, 11.0, 15.0), min_length=1)
+    wave_hours: tuple[HourOfDay, ...] = Field(default=(7.0, 11.0, 15.0), min_length=1, max_length=96)
     pick_hours_per_wave: PositiveFloat = 3.0
     overtime_capacity_share: NonNegativeFloat = Field(
         default=0.25, description="extra daily capacity available as overtime"
@@ -349,8 +367,9 @@ class LoyaltyParams(_Model):
 
     points_per_dollar: NonNegativeFloat = 1.0
     point_value: Money = 0.01
-    min_redeem_points: Annotated[int, Field(ge=1)] = 500
+    min_redeem_points: Annotated[int, Field(ge=1, le=1_000_000_000)] = 500
     tier_thresholds: tuple[NonNegativeFloat, ...] = Field(
+        max_length=100,  # tiers are int8 per shopper
         default=(0.0, 500.0, 2000.0, 10000.0),
         description="cumulative spend (dollars) that opens each tier; starts at 0",
     )
@@ -547,7 +566,7 @@ class StreakParams(_Model):
 
     weight: NonNegativeFloat = Field(default=0.4, description="visit-hazard pull of a full streak")
     cap_days: PositiveFloat = Field(default=14.0, description="streak length at which the pull saturates")
-    min_days: Annotated[int, Field(ge=1)] = Field(
+    min_days: Annotated[int, Field(ge=1, le=100_000)] = Field(
         default=3, description="a streak is shown, pulls and can be lost from this length"
     )
     missed_day_rule: Literal["reset", "decay", "freeze"] = "reset"
@@ -587,11 +606,15 @@ class SocialParams(_Model):
     Neutral: ``proof_weight: 0``, ``bestseller_lift: 0``.
     """
 
-    community_size: Annotated[int, Field(ge=2)] = Field(default=100, description="shoppers per community")
-    within_degree: Annotated[int, Field(ge=0)] = Field(
+    community_size: Annotated[int, Field(ge=2, le=5_000_000)] = Field(
+        default=100, description="shoppers per community"
+    )
+    within_degree: Annotated[int, Field(ge=0, le=1000)] = Field(
         default=5, description="neighbours seen in one's community"
     )
-    across_degree: Annotated[int, Field(ge=0)] = Field(default=1, description="neighbours seen anywhere")
+    across_degree: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=1, description="neighbours seen anywhere"
+    )
     recent_half_life_days: PositiveFloat = 7.0
     proof_weight: NonNegativeFloat = Field(
         default=1.0, description="checkout logit lift at saturation for a fully susceptible shopper"
@@ -613,7 +636,7 @@ class ReferralParams(_Model):
     )
     accept_rate: Probability = Field(default=0.15, description="share of invitations accepted (assumption)")
     referred_churn_reduction: Probability = 0.18
-    abuser_fake_accounts: Annotated[int, Field(ge=0)] = 5
+    abuser_fake_accounts: Annotated[int, Field(ge=0, le=100)] = 5
     fake_order_value: Money = 8.0
 
 
@@ -714,7 +737,7 @@ class Scenario(_Model):
     returns: ReturnsParams = ReturnsParams()
     warehouse: WarehouseParams = WarehouseParams()
     loyalty: LoyaltyParams = LoyaltyParams()
-    incentives: tuple[IncentiveSpec, ...] = Field(default_factory=_default_incentives)
+    incentives: tuple[IncentiveSpec, ...] = Field(default_factory=_default_incentives, max_length=256)
     mechanisms: MechanismParams = MechanismParams()
     economics: EconomicsParams = EconomicsParams()
     engine: EngineParams = EngineParams()
@@ -737,16 +760,34 @@ class Scenario(_Model):
 def format_validation_errors(error: ValidationError, heading: str) -> str:
     """One line per problem under ``heading``: the field path, the value and what is allowed."""
     lines = [f"{heading}:"]
-    for item in error.errors(include_url=False):
+    items = error.errors(include_url=False)
+    # A tuple whose items failed also reports "too short"; the item's own error says it all.
+    failed = [tuple(i["loc"]) for i in items if i["type"] != "too_short"]
+    items = [
+        i
+        for i in items
+        if not (i["type"] == "too_short" and any(f[: len(i["loc"])] == tuple(i["loc"]) for f in failed))
+    ]
+    for item in items[:20]:
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        value = _excerpt(item["input"])
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {path}: unknown key (value {item['input']!r}); remove it or fix its spelling")
+            lines.append(f"  {path}: unknown key (value {value}); remove it or fix its spelling")
         elif item["type"] == "missing":
             lines.append(f"  {path}: required field is missing")
         else:
-            message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"  {path}: got {item['input']!r}; {message}")
-    return "\n".join(lines)
+            message = _excerpt(item["msg"].removeprefix("Value error, "), 600, plain=True)
+            lines.append(f"  {path}: got {value}; {message}")
+    if len(items) > 20:
+        lines.append(f"  ... and {len(items) - 20} more problems")
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 4] + " ..."
+
+
+def _excerpt(value: Any, limit: int = 120, plain: bool = False) -> str:
+    """A value's ``repr`` (or text), cut to ``limit`` characters: messages name values, not sections."""
+    text = str(value) if plain else repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -779,15 +820,86 @@ def scenario_from_dict(
         raise ScenarioError(format_validation_errors(error, f"invalid scenario {source}")) from None
 
 
+#: Limits on YAML read from files: bytes, nesting depth and nodes after alias expansion.
+MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES = 4_000_000, 40, 200_000
+#: Longest error message a bad file produces (a field's value is cut to a short excerpt).
+MAX_MESSAGE_CHARS = 4000
+
+
+def safe_yaml_load(text: str) -> Any:
+    """Parse YAML data only (no tags), refusing deep nesting and alias bombs before expanding them.
+
+    Raises ``yaml.YAMLError`` (or ``ValueError`` for the limits) with a one-line reason.
+    """
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: 5x faster
+    depth = 0
+    for event in yaml.parse(text, Loader=loader_class):  # events stream without recursion
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ValueError(
+                    f"nested deeper than {MAX_YAML_DEPTH} levels"
+                    + (f" (line {event.start_mark.line + 1})" if event.start_mark is not None else "")
+                )
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+    loader = loader_class(text)
+    try:
+        root = loader.get_single_node()  # aliases stay shared nodes here
+        sizes: dict[int, int] = {}
+
+        def expanded(node: yaml.Node) -> int:
+            if id(node) in sizes:
+                return sizes[id(node)]
+            sizes[id(node)] = MAX_YAML_NODES + 1  # a cycle counts as too big
+            if isinstance(node, yaml.MappingNode):
+                size = 1 + sum(expanded(k) + expanded(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(expanded(v) for v in node.value)
+            else:
+                size = 1
+            sizes[id(node)] = min(size, MAX_YAML_NODES + 1)
+            return sizes[id(node)]
+
+        if root is None:
+            return None
+        if expanded(root) > MAX_YAML_NODES:
+            raise ValueError(
+                f"more than {MAX_YAML_NODES:,} values once aliases are expanded (an alias bomb?)"
+            )
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError]) -> dict[str, Any]:
-    """A YAML file's top-level mapping; a missing file, bad YAML or a non-mapping raise ``error``."""
+    """A YAML file's top-level mapping; a missing file, bad YAML or a non-mapping raise ``error``.
+
+    The file is untrusted: it must be UTF-8, at most ``MAX_YAML_BYTES``, nested at most
+    ``MAX_YAML_DEPTH`` deep and expand to at most ``MAX_YAML_NODES`` values; YAML tags never run.
+    """
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(f"{what} {path}: {size:,} bytes; at most {MAX_YAML_BYTES:,}")
+        text = path.read_bytes().decode("utf-8")
+        data = safe_yaml_load(text)
+    except UnicodeDecodeError as problem:
+        raise error(f"{what} {path} is not UTF-8 text (byte {problem.start}); save it as UTF-8") from None
+    except OSError as problem:
+        raise error(f"{what} {path} cannot be read: {problem.strerror or problem}") from None
     except yaml.YAMLError as problem:
-        raise error(f"{what} {path} is not valid YAML: {problem}") from None
+        reason = " ".join(str(problem).split())[:300]
+        raise error(f"{what} {path} is not valid YAML: {reason}") from None
+    except RecursionError:
+        raise error(f"{what} {path}: nested too deeply") from None
+    except error:
+        raise
+    except ValueError as problem:
+        raise error(f"{what} {path}: {problem}") from None
     if not isinstance(data, dict):
         raise error(f"{what} {path} must be a mapping at the top level, got {type(data).__name__}")
     return data

@@ -327,7 +327,8 @@ def calibrate_session_rates(
             loss_aversion[lo:hi, None],
         )
         checkout[lo:hi] = probability.mean(axis=1)
-    carts_per_day = rate_per_day / expected_orders_per_cart(checkout, s.cart_return_rate)
+    # A shopper who can never check out (an extreme scenario) visits and fills a cart every day.
+    carts_per_day = rate_per_day / np.maximum(expected_orders_per_cart(checkout, s.cart_return_rate), 1e-12)
     sessions_per_day = carts_per_day / s.add_to_cart_rate
     visit_prob = -np.expm1(-sessions_per_day)
     cart_prob = np.minimum(1.0, carts_per_day / np.maximum(visit_prob, 1e-300))

@@ -15,3 +15,12 @@ def test_repeat_orders_non_negative_without_first_order(small_scenario: Scenario
     buyers = int(np.unique(sim.orders.column("shopper")).size)
     assert summary["repeat_orders"] == summary["orders"] - buyers
     assert 0 <= summary["repeat_orders"] <= summary["orders"]
+
+
+def test_returns_decided_and_received_are_both_reported(small_scenario: Scenario) -> None:
+    """``returns`` counts returns decided, ``returns_cost`` only the received ones: both are named."""
+    sim = Simulation(small_scenario, seed=1, horizon_days=40).run()
+    summary = summarize(sim)
+    assert 0 < summary["returns_received"] <= summary["returns"]
+    assert summary["returns_received"] < summary["returns"]  # some were still on their way at the horizon
+    assert summary["returns_cost"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,17 @@ from sim.envs.common import (
     conform_metrics,
     metrics_template,
     new_simulation,
+    oracle_view_of,
     resolve_scenario,
     weights_over_objectives,
 )
 from sim.metrics import summarize
-from sim.params import Scenario
+from sim.oracle import OracleView
+from sim.params import DECISION_KINDS, Scenario
 from sim.population import HOURS_PER_DAY
 
+#: Shoppers per decision kind the oracle values each day (a sample of larger groups).
+ORACLE_SAMPLE = 1000
 #: Segments, in action order. Cart abandoners are shoppers at a cart_abandoned decision.
 SEGMENTS = ("new", "active_mid", "high_value_at_risk", "low_value", "cart_abandoners")
 #: Observation fields, in order: (name, unit, scale).
@@ -213,6 +218,56 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             f"incentives ${s['incentive_cost']:,.0f}  backlog {self._sim.fulfillment.queue_length:,}  "
             f"late {s['late_delivery_share']:.1%}  peak util {s['peak_utilization']:.2f}"
         )
+
+    def oracle_view(self) -> OracleView:
+        """The truth about every shopper today's plan may reach, for ``kind: oracle`` only (never observed).
+
+        Each alive shopper may log in (weight: her session probability, with the day's seasonal
+        peak; head: her segment) or
+        abandon a cart (weight: session x cart x typical abandonment; head ``cart_abandoners``);
+        a shopper whose recency crosses the lapse threshold today meets her lapsing decision
+        (weight 1; head: her segment), alive or not. Groups above ``ORACLE_SAMPLE`` shoppers are
+        represented by a fixed-seed random sample of that size, its weights scaled up.
+        """
+        sim = self._sim
+        if sim is None or self._done:
+            raise RuntimeError("no day is pending: reset() first, or the episode has ended")
+        pop, rows = sim.pop, sim.acquired_rows()
+        ids = np.arange(rows.stop) if isinstance(rows, slice) else rows
+        alive = ids[pop.alive[ids]]
+        start = self._day * HOURS_PER_DAY
+        lapse = sim.scenario.sessions.lapse_after_days * HOURS_PER_DAY
+        recency = start - pop.last_order_at[ids]
+        lapsing = ids[(recency >= lapse - HOURS_PER_DAY) & (recency < lapse) & ~pop.lapsing_flagged[ids]]
+        shoppers = np.concatenate([alive, alive, lapsing])
+        kinds = np.repeat(
+            np.array(
+                [DECISION_KINDS.index(k) for k in ("login", "cart_abandoned", "lapsing")], dtype=np.int8
+            ),
+            [alive.size, alive.size, lapsing.size],
+        )
+        heads = np.concatenate(
+            [
+                self.segments_of(alive),
+                np.full(alive.size, SEGMENTS.index("cart_abandoners")),
+                self.segments_of(lapsing),
+            ]
+        )
+        session = np.minimum(pop.visit_prob[alive] * sim.season_multiplier(start), 1.0)
+        abandon = session * pop.cart_prob[alive] * 0.7  # about 70% of carts are abandoned
+        weights = np.concatenate([session, abandon, np.ones(lapsing.size)])
+        keep = np.ones(shoppers.size, dtype=bool)
+        rng = np.random.default_rng(self._day)  # the same sample whatever the policy did before
+        for code in np.unique(kinds):
+            group = np.flatnonzero(kinds == code)
+            if group.size > ORACLE_SAMPLE:
+                chosen = np.zeros(group.size, dtype=bool)
+                chosen[rng.choice(group.size, ORACLE_SAMPLE, replace=False)] = True
+                keep[group[~chosen]] = False
+                weights[group] *= group.size / ORACLE_SAMPLE
+        shoppers, kinds, heads, weights = shoppers[keep], kinds[keep], heads[keep], weights[keep]
+        view = oracle_view_of(sim, shoppers, kinds, self.objective_weights, self.horizon_days)
+        return replace(view, heads=heads.astype(np.int64), weights=weights)
 
     # ---- internals ----------------------------------------------------------------------------
     def _info(self) -> dict[str, Any]:

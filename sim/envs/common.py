@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.economics import expected_order_margin
 from sim.engine import Simulation
+from sim.oracle import OracleView, friend_value
 from sim.params import DECISION_KINDS, Scenario, load_scenario, scenario_from_dict
+from sim.population import HOURS_PER_DAY
 
 #: The objective vector, in order: margin ($), LTV ($), load (late deliveries, overtime), incentive cost ($).
 OBJECTIVES = ("margin", "ltv", "load", "budget")
@@ -121,3 +125,46 @@ def budget_left(spent_dollars: float, budget: float) -> float:
     if not np.isfinite(budget):
         return 1.0
     return max(0.0, 1.0 - spent_dollars / budget) if budget > 0 else 0.0
+
+
+#: Per simulation: (day, a referred friend's worth over the episode and as LTV), for the oracle.
+_FRIEND_VALUE: weakref.WeakKeyDictionary[Simulation, tuple[int, float, float]] = weakref.WeakKeyDictionary()
+
+
+def oracle_view_of(
+    sim: Simulation,
+    shoppers: NDArray[np.int64],
+    kinds: NDArray[np.int8],
+    objective_weights: NDArray[np.float64],
+    horizon_days: int,
+) -> OracleView:
+    """The privileged oracle's view of ``shoppers`` at their decisions in a population simulation.
+
+    One more order's load is the last week's late deliveries and overtime orders per order.
+    """
+    days_left = horizon_days - sim.now_hours / HOURS_PER_DAY
+    today = int(sim.now_hours // HOURS_PER_DAY)
+    cached = _FRIEND_VALUE.get(sim)
+    if cached is None or cached[0] != today:
+        sample = np.arange(min(sim.pop.planned, 1000))  # organic shoppers: what a new one is like
+        margin = expected_order_margin(sim.scenario, sim.pop, sample)
+        state = sim.true_state(sample)
+        cached = (
+            today,
+            friend_value(sim.scenario, state, margin, days_left),
+            friend_value(sim.scenario, state, margin, float("inf")),
+        )
+        _FRIEND_VALUE[sim] = cached
+    daily = sim.daily.values
+    week = slice(max(today - 7, 0), today + 1)
+    load = float(daily["late_deliveries"][week].sum() + daily["overtime_orders"][week].sum())
+    return OracleView(
+        scenario=sim.scenario,
+        catalog=sim.catalog,
+        state=sim.true_state(shoppers),
+        kinds=kinds,
+        objective_weights=np.asarray(objective_weights, dtype=np.float64),
+        days_left=days_left,
+        friend_value=(cached[1], cached[2]),
+        load_per_order=load / max(float(daily["orders"][week].sum()), 1.0),
+    )

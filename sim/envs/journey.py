@@ -23,6 +23,7 @@ from sim.envs.common import (
     with_decision_points,
 )
 from sim.journey import Decision, Journey, JourneyModel, tier_progress_scalar
+from sim.oracle import OracleView
 from sim.params import DECISION_KINDS, Scenario
 from sim.population import HOURS_PER_DAY
 
@@ -352,6 +353,22 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             float(j.late_deliveries),
             j.incentive_cents / 100.0,
         )  # in the order of OBJECTIVES
+
+    def oracle_view(self) -> OracleView:
+        """The truth about the shopper at the current decision, for ``kind: oracle`` only (never observed)."""
+        journey, decision = self._journey, self._decision
+        if journey is None or decision is None:
+            raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
+        days_left = self.horizon_days - journey.now_hours / HOURS_PER_DAY
+        return OracleView(
+            scenario=self.scenario,
+            catalog=self.catalog,
+            state=journey.true_state(),
+            kinds=np.array([DECISION_KINDS.index(decision.kind)], dtype=np.int8),
+            objective_weights=np.asarray(self._weights, dtype=np.float64),
+            days_left=days_left,
+            friend_value=(0.0, 0.0),  # her friends are not simulated here: a referral shows only its cost
+        )
 
     def _budget_left(self) -> float:
         if self._unlimited:

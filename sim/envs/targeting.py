@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,12 +21,14 @@ from sim.envs.common import (
     conform_metrics,
     metrics_template,
     new_simulation,
+    oracle_view_of,
     resolve_scenario,
     weights_over_objectives,
     with_decision_points,
 )
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
+from sim.oracle import OracleView
 from sim.params import DECISION_KINDS, Scenario
 from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY
 
@@ -186,6 +189,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._metrics_zero: dict[str, Any] | None = None
         self._attributed: list[Attribution] = []
         self._step_objective = np.zeros(len(OBJECTIVES))
+        self._batches = 0  # decision batches seen over every episode: names each for the oracle
 
     # ---- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -306,11 +310,27 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             f"late {s['late_delivery_share']:.1%}  peak util {s['peak_utilization']:.2f}"
         )
 
+    def oracle_view(self) -> OracleView:
+        """The truth about the shopper at the current decision, for ``kind: oracle`` only (never observed)."""
+        sim, batch = self._sim, self._batch
+        if sim is None or batch is None:
+            raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
+        # The whole batch at once: its shoppers' states do not change until the batch is submitted.
+        view = oracle_view_of(
+            sim,
+            batch.shoppers,
+            np.full(batch.shoppers.size, DECISION_KINDS.index(batch.kind), dtype=np.int8),
+            self.objective_weights,
+            self.horizon_days,
+        )
+        return replace(view, row=self._position, batch=self._batches)
+
     # ---- internals ----------------------------------------------------------------------------
     def _advance(self) -> None:
         """Run the clock to the next decision batch; the shop's totals only change here."""
         assert self._sim is not None
         self._batch = self._sim.next_decision()
+        self._batches += 1  # names the batch for the oracle's cache
         self._position = 0
         self._totals = self._sim.ledger.totals_cents()
         if self._batch is not None:

@@ -1,10 +1,11 @@
 """The scenarios that ship with shopgym, as package data, found by name.
 
-``default`` (an online shop), ``cdnow`` (the CDNOW cohort of Fader, Hardie & Lee 2005) and
-``peak_season`` (capacity binds in the holiday peak) live in this folder, so a wheel install
-finds them without a repository checkout. A scenario argument is a name of one of them, or a
-YAML path (relative to the working directory). The paths these files had before they moved
-here, ``configs/scenarios/<name>.yaml``, still resolve to them.
+``default`` (an online shop), ``cdnow`` (the CDNOW cohort of Fader, Hardie & Lee 2005),
+``peak_season`` (capacity binds in the holiday peak) and the other YAML files of this folder
+are package data, so a wheel install finds them by name without a repository checkout. A
+scenario argument is a name of one of them, or a YAML path (relative to the working
+directory). The paths these files had before they moved here, ``configs/scenarios/<name>.yaml``,
+still resolve to them.
 """
 
 from __future__ import annotations

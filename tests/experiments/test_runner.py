@@ -67,7 +67,7 @@ def test_a_run_writes_config_results_summary_plots_models_and_tensorboard(run_di
     for plot in ("learning_curves", "frontier", "pareto_front", "fulfillment_load", "incentive_mix"):
         data = (run_dir / "plots" / f"{plot}.png").read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
-    assert (run_dir / "models" / "base" / "ppo" / "seed1" / "model.zip").is_file()
+    assert (run_dir / "models" / "base" / "ppo" / "seed1" / "weights.npz").is_file()
     assert (run_dir / "models" / "base" / "rules" / "seed0" / "policy.json").is_file()
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 

@@ -29,7 +29,7 @@ LINEAR = ("lin_ucb", "lin_thompson")
 
 def make_spec(n_actions: int, n_fields: int = 1, heads: tuple[str, ...] = ("shopper",)) -> EnvSpec:
     return EnvSpec(
-        env_id="stub",
+        env_id="shopgym/IncentiveTargeting-v0",  # files may name only registered ids (issue 12)
         obs_fields=tuple(f"x{i}" for i in range(n_fields)),
         obs_scales=(1.0,) * n_fields,
         obs_clip=(-10.0, 10.0),

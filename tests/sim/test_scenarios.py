@@ -13,8 +13,8 @@ from sim.params import ScenarioError, load_scenario
 from sim.scenarios import SCENARIO_DIR, SHIPPED, scenario_path
 
 
-def test_the_three_scenarios_ship_inside_the_sim_package():
-    assert SHIPPED == ("cdnow", "default", "peak_season")
+def test_the_scenarios_ship_inside_the_sim_package():
+    assert {"cdnow", "default", "peak_season"} <= set(SHIPPED)
     assert Path(sim.__file__).resolve().parent / "scenarios" == SCENARIO_DIR
 
 

@@ -17,7 +17,7 @@ from sim.envs import ENV_IDS
 
 #: Small, fast settings per environment for tests.
 SMALL: dict[str, dict[str, Any]] = {
-    "shopgym/ShopperJourney-v0": {"horizon_days": 120},
+    "shopgym/ShopperJourney-v0": {"horizon_days": 365},
     "shopgym/IncentiveTargeting-v0": {
         "overrides": {"population.shoppers": 400, "population.acquisition_days": 5.0},
         "horizon_days": 15,

@@ -1,0 +1,110 @@
+"""``kind: oracle``: the privileged policy that reads the simulator's truth, as a measuring stick.
+
+At each step it asks the environment for its :class:`sim.oracle.OracleView` (the true latent
+traits and hidden state of the shoppers the step decides for, a hook ordinary policies never
+use) and gives each decision the allowed incentive of highest true expected value
+(:func:`sim.oracle.incentive_values`), or ``none`` when nothing beats it. For per-segment
+actions it sums each segment's members' values, weighted by their chance of meeting a decision
+that day. Reports normalize every policy by it: ``(policy - none) / (oracle - none)``.
+
+It is exportable as nothing: it needs the live simulator. ``save`` writes a small card saying
+so, and loading or exporting an oracle fails with that reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from policies.base import FORMAT_VERSION, Actions, EnvSpec, env_spec
+from sim.io import atomic_write_json
+from sim.oracle import OracleView, TrueState, incentive_values
+from sim.params import DECISION_KINDS
+
+#: Why an oracle cannot be exported or loaded from a file.
+NOT_EXPORTABLE = "an oracle reads the live simulator's hidden state: it cannot be exported or loaded"
+
+
+class Oracle:
+    """Chooses by each incentive's true expected value, read from the environment's oracle hook."""
+
+    name = "oracle"
+
+    def __init__(self, env: gym.Env[Any, Any], seed: int = 0) -> None:
+        base = env.unwrapped
+        if not hasattr(base, "oracle_view"):
+            raise ValueError(
+                f"kind oracle needs an environment with oracle_view(); {type(base).__name__} has none"
+            )
+        self._env = base
+        self.spec: EnvSpec = env_spec(env)
+        self.seed = seed
+        self._cached: tuple[int | None, NDArray[np.float64]] = (None, np.zeros((0, 0)))
+
+    def predict(
+        self,
+        observation: NDArray[np.floating[Any]],
+        state: tuple[NDArray[Any], ...] | None = None,
+        episode_start: NDArray[np.bool_] | None = None,
+        deterministic: bool = False,
+        action_masks: NDArray[np.bool_] | None = None,
+    ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
+        """The best allowed incentive at the environment's current decision (the observation is unused)."""
+        view: OracleView = self._env.oracle_view()
+        if view.row is not None and view.batch is not None and view.batch == self._cached[0]:
+            totals = self._cached[1][view.row : view.row + 1].copy()
+        else:
+            totals = self._head_values(view)
+            if view.row is not None:
+                self._cached = (view.batch, totals)
+                totals = totals[view.row : view.row + 1].copy()
+        if action_masks is not None:
+            allowed = np.asarray(action_masks, dtype=bool).reshape(totals.shape)
+            totals = np.where(allowed, totals, -np.inf)
+        totals[:, 0] = np.maximum(totals[:, 0], 0.0)  # none is always allowed and worth 0
+        best = np.argmax(totals, axis=1).astype(np.int64)
+        if view.heads is None:
+            return np.asarray(best[0], dtype=np.int64), state
+        return best, state
+
+    def _head_values(self, view: OracleView) -> NDArray[np.float64]:
+        """Each action component's value of each incentive: ``(heads, incentives)``."""
+        values = np.zeros((view.kinds.size, len(view.catalog)))
+        for code in np.unique(view.kinds):
+            rows = np.flatnonzero(view.kinds == code)
+            state = _select(view, rows)
+            values[rows] = incentive_values(view, state, DECISION_KINDS[code])
+        if view.heads is None:
+            return values
+        heads = len(self.spec.heads)
+        weighted = values * (view.weights[:, None] if view.weights is not None else 1.0)
+        totals = np.zeros((heads, values.shape[1]))
+        np.add.at(totals, view.heads, weighted)
+        return totals
+
+    def update(
+        self,
+        observations: NDArray[np.floating[Any]],
+        actions: Actions,
+        rewards: NDArray[np.floating[Any]],
+        costs: NDArray[np.floating[Any]] | None = None,
+    ) -> None:
+        """Nothing to learn: the oracle knows the model."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write a card that records the oracle (no model: it cannot be exported)."""
+        target = Path(path) / "policy.json"
+        card = {"kind": "oracle", "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
+        atomic_write_json({**card, "note": NOT_EXPORTABLE}, target)
+        return target
+
+
+def _select(view: OracleView, rows: NDArray[np.int64]) -> TrueState:
+    """The true state of the shoppers in ``rows`` only."""
+    state = view.state
+    return replace(state, **{f.name: getattr(state, f.name)[rows] for f in fields(state)})

@@ -1,0 +1,249 @@
+"""The privileged oracle's view: every shopper's true state and each incentive's true expected value.
+
+Ordinary policies see observations; the simulator also knows each shopper's latent traits
+(purchase rate, lifetime hazard, uplift class, price and loss sensitivity, win-back
+sensitivity) and hidden state (alive or not, reference price, promotion share). The engine
+(:meth:`sim.engine.Simulation.true_state`) and the one-shopper journey
+(:meth:`sim.journey.Journey.true_state`) hand that truth out as one :class:`TrueState`, and the
+environments expose it through ``oracle_view()`` (documented on each env, never part of an
+observation). :func:`incentive_values` turns it into the expected value of every incentive at
+a decision by a one-step lookahead on the true model, for ``kind: oracle``
+(:mod:`policies.oracle`): a measuring stick for how much a policy leaves on the table.
+
+The lookahead (dollars of margin, each incentive against ``none``):
+
+* **the offer's validity window**: her expected carts in the window (her daily session and
+  cart probabilities, raised by the advertising effect of a held offer) times the change in
+  each cart's expected margin: checkout probability with the offer as she feels it (her uplift
+  class's response, the loss-framed pull of points and perks) times the order's margin net of
+  what the incentive costs, less the same without it. A cart-abandonment decision adds her
+  open cart, which comes back with the cart-return rate. Checkout is integrated over her
+  Gamma-Gamma basket distribution (32-point quadrature);
+* **retention**: a sleeping dog's contact ends her life with ``contact_churn``, losing her
+  future value; a churned shopper at her lapsing decision comes back with the win-back
+  probability of the incentive's dollar value, regaining it;
+* **referral bonuses**: expected friends times what a friend is worth to the objective, less
+  the bonus.
+
+It is myopic where the model has long-run effects (reference prices, promotion sensitivity,
+the need state's pull-forward, streaks and tiers) and ignores social proof: it values each
+decision alone. An oracle that beats it would have to plan; one it beats leaves money on the
+table that the simulator can name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sim.behaviour import checkout_probability, logit, shipping_fee
+from sim.economics import daily_discount_rate
+from sim.incentives import KIND_CODES, IncentiveCatalog
+from sim.mechanisms.affinity import TYPE_COLUMN, affinity_factor
+from sim.mechanisms.churn import winback_probability
+from sim.mechanisms.prospect import framed_offer_pull, prospect_value
+from sim.params import DecisionKind, Scenario
+from sim.population import basket_quantiles
+
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class TrueState:
+    """The simulator's truth about ``n`` shoppers at a decision (arrays of length ``n``)."""
+
+    alive: NDArray[np.bool_]
+    purchase_rate_per_day: F64
+    dropout_prob: F64
+    hazard_per_day: F64  # her Pareto/NBD hazard now, moved by her delivery experience
+    spend_nu: F64
+    loss_aversion: F64
+    price_sensitivity: F64  # moved by her promotion history
+    checkout_shift: F64
+    offer_response: F64
+    contact_churn: F64
+    winback_sensitivity: F64
+    affinity: NDArray[np.float32]  # (n, 4)
+    reference_ratio: F64  # today's, faded since her last purchase
+    visit_prob: F64
+    cart_prob: F64
+    cart_value: F64  # the open cart's posted value (0 without one)
+    referral_propensity: F64
+    invites_left: F64
+
+
+@dataclass(frozen=True)
+class OracleView:
+    """What the oracle sees at a step: the truth about the shoppers this step decides for.
+
+    ``heads`` maps each shopper to the action component that decides for her (per-segment
+    actions); ``None`` means one shopper and one action: the one at ``row`` (0 if ``None``).
+    ``weights`` is each shopper's chance of meeting a decision point in the step (already scaled
+    up where shoppers were subsampled).
+    """
+
+    scenario: Scenario
+    catalog: IncentiveCatalog
+    state: TrueState
+    kinds: NDArray[np.int8]  # each shopper's decision kind, as an index into DECISION_KINDS
+    objective_weights: F64  # over (margin, ltv, load, budget), as the environment's reward
+    days_left: float  # of the episode: how far ahead margin counts
+    friend_value: tuple[float, float]  # a referred friend's worth over days_left, and as LTV
+    load_per_order: float = 0.0  # late deliveries and overtime orders one more order now adds
+    heads: NDArray[np.int64] | None = None
+    weights: F64 | None = None
+    row: int | None = None  # one shopper's decision: her row in ``state`` (a batch's rows share it)
+    batch: int | None = None  # identifies the batch ``state`` describes, for caching its values
+
+
+def friend_value(scenario: Scenario, state: TrueState, order_margin: F64, days: float) -> float:
+    """What a new shopper like these is worth: her first order and her future (for referral bonuses)."""
+    return float(np.mean(order_margin + future_value(scenario, state, order_margin, days)))
+
+
+def future_value(scenario: Scenario, state: TrueState, order_margin: F64, days: float) -> F64:
+    """Her expected discounted margin over the next ``days`` were she alive (``inf`` days: LTV's residual)."""
+    delta = daily_discount_rate(scenario.economics.annual_discount_rate)
+    rate = state.purchase_rate_per_day
+    leave = delta + rate * state.dropout_prob + state.hazard_per_day
+    share = 1.0 if np.isinf(days) else -np.expm1(-leave * max(days, 0.0))
+    return np.asarray(rate * order_margin * share / leave, dtype=np.float64)
+
+
+def incentive_values(view: OracleView, state: TrueState, kind: DecisionKind) -> F64:
+    """Expected gain in the objective of each incentive against ``none``, shape ``(n, incentives)``.
+
+    The objective is the environment's weighted vector: margin (the window's orders, and her
+    future over the episode's remaining days), LTV (the same with her whole future), load (the
+    extra orders times ``load_per_order``) and incentive cost.
+    """
+    scenario, catalog = view.scenario, view.catalog
+    w_margin, w_ltv, w_load, w_budget = (float(w) for w in view.objective_weights)
+    n, count = state.alive.size, len(catalog)
+    ship, loyalty, mech = scenario.shipping, scenario.loyalty, scenario.mechanisms
+    price_index = scenario.catalog.price_index
+    cats = scenario.catalog.categories
+    share = np.array([c.share for c in cats])
+    cogs = float(share @ np.array([c.cogs_ratio for c in cats]))
+    ret = float(share @ np.array([c.return_rate for c in cats]))
+    ret_cogs = float(share @ np.array([c.return_rate * c.cogs_ratio for c in cats]))
+    point_dollars = loyalty.points_per_dollar * loyalty.point_value
+
+    def margin(charged: F64) -> F64:  # one order's expected margin at posted prices, no incentive
+        regular = charged / price_index
+        fee = shipping_fee(charged, ship.fee, ship.free_threshold)
+        return (
+            charged * (1.0 - point_dollars)
+            - regular * cogs
+            + fee
+            - ship.carrier_cost_per_order
+            - ret * (charged + scenario.returns.handling_cost)
+            + scenario.returns.restock_share * ret_cogs * regular
+        )
+
+    # Baskets: the quadrature of her Gamma-Gamma spend, plus her open cart as the last column.
+    quantiles = basket_quantiles(scenario.population.spend.p)
+    spend = quantiles[None, :] / state.spend_nu[:, None] * price_index
+    open_cart = np.where(state.cart_value > 0.0, state.cart_value, spend.mean(axis=1))
+    baskets = np.concatenate([spend, open_cart[:, None]], axis=1)
+    shape, points = baskets.shape, quantiles.size
+    base_logit = logit(scenario.sessions.checkout_conversion_at_reference) + state.checkout_shift
+    reference = baskets / price_index * state.reference_ratio[:, None]
+    fee = shipping_fee(baskets, ship.fee, ship.free_threshold)
+    order_margin = margin(baskets)
+    p_none = checkout_probability(
+        base_logit[:, None], state.price_sensitivity[:, None], baskets + fee, reference,
+        state.loss_aversion[:, None],
+    )  # fmt: skip
+    carts_per_day = state.visit_prob * state.cart_prob
+    typical_margin = order_margin[:, :points].mean(axis=1)
+    # Her future were she alive: over the episode (margin) and in full (LTV).
+    future = w_margin * future_value(scenario, state, typical_margin, view.days_left)
+    future = future + w_ltv * future_value(scenario, state, typical_margin, float("inf"))
+    friend = w_margin * view.friend_value[0] + w_ltv * view.friend_value[1]
+    types = mech.incentive_types
+    values = np.zeros((n, count))
+    for a in range(1, count):
+        terms = catalog.terms(np.full(baskets.size, a, dtype=np.int16), baskets.ravel())
+        waived = np.where(terms.free_shipping.reshape(shape), fee, 0.0)
+        saving = terms.discount.reshape(shape) + waived
+        extra_points = (terms.points_multiplier.reshape(shape) - 1.0) * baskets * loyalty.points_per_dollar
+        extra_points = extra_points + terms.bonus_points.reshape(shape)
+        hedonic = terms.hedonic_value.reshape(shape)
+        surprise = catalog.type_column[a] == TYPE_COLUMN["surprise"]
+        perk_cost = hedonic * (types.surprise_cost_ratio if surprise else types.perk_cost_ratio)
+        applies = terms.applies.reshape(shape)
+        cost = np.where(applies, saving + extra_points * loyalty.point_value + perk_cost, 0.0)
+        appeal = affinity_factor(
+            np.repeat(state.affinity, shape[1], axis=0), terms.type_column, types.affinity_weight
+        ).reshape(shape)
+        perk = hedonic * (1.0 + types.uncertainty_premium if surprise else 1.0)
+        pull = appeal * (
+            framed_offer_pull(
+                extra_points * loyalty.point_value,
+                terms.loss_framed.reshape(shape),
+                state.loss_aversion[:, None],
+                mech.prospect.alpha,
+                mech.prospect.beta,
+            )
+            + prospect_value(perk, 1.0, mech.prospect.alpha, mech.prospect.beta)
+        )
+        response = state.offer_response[:, None]
+        felt = baskets + fee - saving + (1.0 - response) * saving - response * pull
+        p_offer = np.where(
+            applies,
+            checkout_probability(
+                base_logit[:, None], state.price_sensitivity[:, None], felt, reference,
+                state.loss_aversion[:, None],
+            ),
+            p_none,
+        )  # fmt: skip
+        # Per cart: the margin gained, what the incentive costs, the extra orders.
+        gained = p_offer * (order_margin - cost) - p_none * order_margin
+        paid, orders = p_offer * cost, p_offer - p_none
+        kind_code = catalog.kind[a]
+        held = kind_code not in (KIND_CODES["streak_freeze"], KIND_CODES["referral_bonus"])
+        carts = np.zeros(n)  # expected carts that meet the offer
+        extra = np.zeros(n)  # carts the advertising effect adds (bought at the no-offer odds)
+        gain, cost_total, more_orders = np.zeros(n), np.zeros(n), np.zeros(n)
+        if held:
+            carts = carts_per_day * catalog.valid_hours[a] / 24.0
+            if kind == "login":  # the session she just started may fill a cart at once
+                carts = carts + state.cart_prob
+            extra = carts * mech.advertising.visit_lift * state.offer_response
+            mean = slice(0, points)
+            gain = (carts + extra) * gained[:, mean].mean(axis=1)
+            gain += extra * (p_none * order_margin)[:, mean].mean(axis=1)
+            cost_total = (carts + extra) * paid[:, mean].mean(axis=1)
+            more_orders = (carts + extra) * orders[:, mean].mean(axis=1) + extra * p_none[:, mean].mean(
+                axis=1
+            )
+            if kind == "cart_abandoned":  # her open cart comes back on the abandonment timer
+                returns = scenario.sessions.cart_return_rate
+                gain += returns * gained[:, points]
+                cost_total += returns * paid[:, points]
+                more_orders += returns * orders[:, points]
+        value = np.where(
+            state.alive, (w_margin + w_ltv) * gain + w_load * view.load_per_order * more_orders, 0.0
+        )
+        value += w_budget * np.where(state.alive, cost_total, 0.0)
+        value -= np.where(state.alive, state.contact_churn * future, 0.0)  # a sleeping dog woken
+        if kind_code == KIND_CODES["referral_bonus"]:
+            friends = state.referral_propensity * state.invites_left * mech.referral.accept_rate
+            bonus = catalog.value[a]
+            value += np.where(state.alive, friends * (friend - (w_margin + w_ltv - w_budget) * bonus), 0.0)
+        if kind == "lapsing":  # a churned shopper may come back for it (and then redeem it)
+            typical = scenario.population.spend.p / state.spend_nu * price_index  # as the engine values it
+            back = winback_probability(
+                catalog.face_value(np.full(n, a, dtype=np.int16), typical),
+                state.winback_sensitivity,
+                mech.churn.winback_ceiling,
+                mech.churn.winback_value_dollars,
+            )
+            redeemed = np.minimum(carts, 1.0) * paid[:, :points].mean(axis=1)
+            regained = future - (w_margin + w_ltv - w_budget) * redeemed
+            value += np.where(state.alive, 0.0, back * regained)
+        values[:, a] = value
+    return values
