@@ -1,4 +1,4 @@
-"""tianshou's PPO and DQN train on the shopgym envs with discrete actions; its buffer takes their info."""
+"""tianshou's PPO trains on every env id and DQN on the Discrete ones; its buffer takes their info."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytest.importorskip("tianshou", reason="optional client: pip install --no-deps t
 import torch
 from tianshou.algorithm import DQN, PPO
 from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
-from tianshou.algorithm.modelfree.reinforce import DiscreteActorPolicy
+from tianshou.algorithm.modelfree.reinforce import DiscreteActorPolicy, ProbabilisticActorPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
@@ -99,3 +99,50 @@ def test_tianshou_dqn_trains_through_episode_ends(env_id: str):
     )
     assert result.timing.total_time > 0
     assert (train.buffer.done > 0).any()  # at least one episode ended inside the buffer
+
+
+def test_tianshou_ppo_plans_campaigns_with_one_categorical_per_segment():
+    torch.manual_seed(0)
+    env_id = "shopgym/CampaignPlanning-v0"
+    env = gym.make(env_id, **TINY[env_id])
+    nvec = env.action_space.nvec
+    n_obs = int(np.prod(env.observation_space.shape))
+
+    def per_segment(logits: torch.Tensor) -> torch.distributions.Distribution:
+        by_segment = logits.view(*logits.shape[:-1], len(nvec), int(nvec[0]))
+        return torch.distributions.Independent(torch.distributions.Categorical(logits=by_segment), 1)
+
+    actor = DiscreteActor(
+        preprocess_net=Net(state_shape=n_obs, hidden_sizes=[32]),
+        action_shape=int(nvec.sum()),
+        softmax_output=False,
+    )
+    policy = ProbabilisticActorPolicy(
+        actor=actor,
+        dist_fn=per_segment,
+        action_space=env.action_space,
+        action_scaling=False,
+        action_bound_method=None,
+    )
+    critic = DiscreteCritic(preprocess_net=Net(state_shape=n_obs, hidden_sizes=[32]))
+    algorithm = PPO(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=3e-4))
+    train = Collector[CollectStats](algorithm, _envs(env_id, 2), VectorReplayBuffer(1000, 2))
+    algorithm.run_training(
+        OnPolicyTrainerParams(
+            training_collector=train,
+            test_collector=Collector[CollectStats](algorithm, _envs(env_id, 2)),
+            max_epochs=1,
+            epoch_num_steps=100,
+            collection_step_num_env_steps=50,
+            update_step_num_repetitions=1,
+            batch_size=32,
+            test_step_num_episodes=2,
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    train.reset()  # on-policy training empties the buffer after each update: collect once more to look
+    train.collect(n_step=20)
+    plans = train.buffer.act[: len(train.buffer)]
+    assert plans.shape == (20, len(nvec)) and env.action_space.contains(plans[0].astype(np.int64))
+    assert (train.buffer.done > 0).any()  # a 5-day episode ended inside the 10 steps per env
