@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
             "DIR/daily.parquet and DIR/summary.json."
         ),
     )
-    sim.add_argument("--scenario", required=True, help="scenario YAML, e.g. configs/scenarios/default.yaml")
+    sim.add_argument(
+        "--scenario", required=True, help="a shipped scenario (default, cdnow, peak_season) or a YAML path"
+    )
     sim.add_argument("--shoppers", type=int, help="override population.shoppers")
     sim.add_argument("--days", type=int, default=365, help="simulated days (default 365)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export: decision latency of exported policies",
     )
     bench.add_argument("--ppo-steps", type=int, default=4096, help="envs: PPO timesteps for the env share")
-    bench.add_argument("--scenario", default="configs/scenarios/default.yaml", help="scenario YAML")
+    bench.add_argument("--scenario", default="default", help="shipped scenario name or YAML path")
     bench.add_argument(
         "--sizes", default="1000,10000,100000,1000000", help="comma-separated population sizes"
     )

@@ -22,9 +22,10 @@ class LearningCurve(BaseCallback):
         self._reported = 0.0
 
     def _on_step(self) -> bool:
-        for info in self.locals.get("infos", ()):
+        dones = self.locals.get("dones", ())
+        for info, done in zip(self.locals.get("infos", ()), dones, strict=False):
             metrics = info.get("episode_metrics")
-            if metrics is not None:
+            if done and metrics is not None:  # the envs report zeros until the episode ends
                 row = {"x": self.num_timesteps, "x_unit": "timesteps", "return": float(metrics["r"])}
                 row.update({k: float(metrics[k]) for k in CURVE_METRICS if k in metrics})
                 self.rows.append(row)

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from experiments.config import ExperimentConfig
+from experiments.pareto import plot_pareto_front
 from sim.io import atomic_write_text
 
 #: Metrics reported when present, in order, with their labels.
@@ -348,6 +349,7 @@ def write_report(root: Path, config: ExperimentConfig, tables: dict[str, pd.Data
     for name, draw, data in (
         ("learning_curves", plot_learning_curves, tables["curve"]),
         ("frontier", plot_frontier, summary),
+        ("pareto_front", plot_pareto_front, summary),
         ("fulfillment_load", plot_fulfillment, tables["daily"]),
         ("incentive_mix", plot_incentive_mix, tables["mix"]),
     ):

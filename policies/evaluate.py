@@ -1,7 +1,7 @@
 """One evaluation loop for every policy: run episodes, feed learners, collect business metrics.
 
 The loop honours each environment's feedback protocol: IncentiveTargeting's delayed,
-attributed rewards (``info["attributed"]``, matched to the decision's observation by
+attributed rewards (``env.attributed_feedback()``, matched to the decision's observation by
 ``decision_id``) and the other environments' immediate rewards (the step's reward belongs to
 the action just taken). Online learners (bandits) learn during evaluation when ``learn`` is
 set; fixed policies and SB3 models ignore the feedback. Episode ``k`` is reset with seed
@@ -85,7 +85,7 @@ def evaluate(
             done = terminated or truncated
             if learn:
                 cost_now = float(info.get("incentive_cost", cost_before))
-                _feed(policy, info, pending, previous, action, float(reward), cost_now - cost_before)
+                _feed(policy, base, pending, previous, action, float(reward), cost_now - cost_before)
                 cost_before = cost_now
             if on_step is not None:
                 on_step()
@@ -112,7 +112,7 @@ def _metrics_without_steps(base: Any) -> dict[str, Any]:
 
 def _feed(
     policy: Policy,
-    info: dict[str, Any],
+    base: Any,
     pending: dict[int, tuple[NDArray[np.float32], int]],
     obs: NDArray[np.float32],
     action: Any,
@@ -120,8 +120,8 @@ def _feed(
     cost: float,
 ) -> None:
     """Give the learner the feedback this step revealed (delayed or immediate)."""
-    if "attributed" in info:
-        closed = [a for a in info["attributed"] if a[0] in pending]
+    if hasattr(base, "attributed_feedback"):
+        closed = [a for a in base.attributed_feedback() if a[0] in pending]
         if not closed:
             return
         contexts = np.array([pending.pop(a[0])[0] for a in closed])

@@ -93,9 +93,10 @@ class ShopMetricsCallback(BaseCallback):
     """Log each finished episode's LTV, margin and fulfillment metrics to TensorBoard (``shop/*``)."""
 
     def _on_step(self) -> bool:
-        for info in self.locals.get("infos", ()):
+        dones = self.locals.get("dones", ())
+        for info, done in zip(self.locals.get("infos", ()), dones, strict=False):
             metrics = info.get("episode_metrics")
-            if metrics is None:
+            if not done or metrics is None:  # the envs report zeros until the episode ends
                 continue
             for key in LOGGED_METRICS:
                 if key in metrics:

@@ -1,6 +1,6 @@
 """Scenario parameters: typed, validated once at load, then passed down as frozen objects.
 
-A scenario is a YAML file (see ``configs/scenarios/``) describing one shop: its customer base
+A scenario is a YAML file (see ``sim/scenarios/``) describing one shop: its customer base
 (BG/NBD purchase and dropout, Gamma-Gamma spend, behavioural traits), its catalogue, shipping,
 warehouse and loyalty economics. Loading rejects unknown keys, wrong types and out-of-range
 values with the field path, the bad value and what is allowed (:class:`ScenarioError`).
@@ -906,6 +906,12 @@ def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError]) -> d
 
 
 def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Scenario:
-    """Read and validate a scenario YAML file; raises :class:`ScenarioError` on any problem."""
-    data = read_yaml_mapping(path, "scenario", ScenarioError)
+    """Read and validate a scenario: a shipped name (``"default"``) or a YAML file.
+
+    Names and the legacy ``configs/scenarios/<name>.yaml`` paths resolve to the package data of
+    :mod:`sim.scenarios`. Raises :class:`ScenarioError` on any problem.
+    """
+    from sim.scenarios import scenario_path  # here, not at the top: sim.scenarios is data, not model
+
+    data = read_yaml_mapping(scenario_path(path), "scenario", ScenarioError)
     return scenario_from_dict(data, overrides, source=str(path))

@@ -9,8 +9,8 @@ import pytest
 from sim.params import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "configs" / "scenarios" / "default.yaml"
-CDNOW = ROOT / "configs" / "scenarios" / "cdnow.yaml"
+DEFAULT = ROOT / "sim" / "scenarios" / "default.yaml"
+CDNOW = ROOT / "sim" / "scenarios" / "cdnow.yaml"
 
 
 @pytest.fixture(scope="session")

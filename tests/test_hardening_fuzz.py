@@ -26,7 +26,7 @@ from sim.metrics import summarize
 from sim.params import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "configs" / "scenarios" / "default.yaml"
+DEFAULT = ROOT / "sim" / "scenarios" / "default.yaml"
 SMALL = {"population.shoppers": 150, "population.acquisition_days": 3.0}
 #: Examples per property; SHOPGYM_FUZZ_EXAMPLES raises them for a long fuzzing session.
 EXAMPLES = int(os.environ.get("SHOPGYM_FUZZ_EXAMPLES", "80"))

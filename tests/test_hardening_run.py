@@ -85,7 +85,7 @@ def test_bad_configs_exit_2_with_one_message_and_write_nothing(
 def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     where = tmp_path_factory.mktemp("runs")
     scenario = where / "scenario.yaml"
-    scenario.write_text((ROOT / "configs" / "scenarios" / "default.yaml").read_text())
+    scenario.write_text((ROOT / "sim" / "scenarios" / "default.yaml").read_text())
     data = copy.deepcopy(SMALL)
     data["env"]["scenario"] = str(scenario)
     run = run_experiment(config_from_dict(data), where / "run", quiet=True)

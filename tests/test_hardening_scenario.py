@@ -12,7 +12,7 @@ from sim.economics import to_cents
 from sim.params import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "configs" / "scenarios" / "default.yaml"
+DEFAULT = ROOT / "sim" / "scenarios" / "default.yaml"
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_non_finite_or_huge_values_are_refused_naming_the_field(key: str, value:
 
 
 def test_every_shipped_scenario_still_loads():
-    for path in sorted((ROOT / "configs" / "scenarios").glob("*.yaml")):
+    for path in sorted((ROOT / "sim" / "scenarios").glob("*.yaml")):
         assert load_scenario(path).name
 
 

@@ -63,7 +63,7 @@ def test_cross_field_messages_are_capped(tmp_path: Path):
     names = "".join(
         "  - {name: c, share: 0.00001, cogs_ratio: 0.5, return_rate: 0.1}\n" for _ in range(20000)
     )
-    base = (ROOT / "configs" / "scenarios" / "default.yaml").read_text()
+    base = (ROOT / "sim" / "scenarios" / "default.yaml").read_text()
     data = base.replace("catalog:", "catalog_unused:", 1) + f"catalog:\n categories:\n{names}"
     path = tmp_path / "big.yaml"
     path.write_text(data)

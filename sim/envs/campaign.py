@@ -17,6 +17,8 @@ from sim.envs.common import (
     OBJECTIVES,
     budget_left,
     check_common_arguments,
+    conform_metrics,
+    metrics_template,
     new_simulation,
     oracle_view_of,
     resolve_scenario,
@@ -65,7 +67,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ``high_value`` dollars, no order for ``at_risk_days``), ``low_value`` (spent under
     ``low_value``), ``active_mid`` (the rest), ``cart_abandoners``. Incentives that pull
     orders into a peak the warehouse cannot carry cause late deliveries, which raise churn:
-    ``configs/scenarios/peak_season.yaml`` is built for this trade-off.
+    the shipped ``peak_season`` scenario is built for this trade-off.
 
     ## Action Space
     ``MultiDiscrete([n] * 5)``: one incentive id per segment, in ``SEGMENTS`` order (0 is
@@ -98,11 +100,17 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     Truncated after exactly ``horizon_days`` steps; never terminated. Decisions at the very
     end of the last day (cart timers running out at the horizon) follow the last day's plan.
     The last step's ``info["episode_metrics"]`` holds the episode's return ``r``, length ``l``
-    and the shop's business totals (``sim.metrics.summarize``). It is not ``info["episode"]``,
-    which gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write themselves.
+    and the shop's business totals (the numbers of ``sim.metrics.summarize``); every other step
+    and the reset hold zeros of the same keys and types. It is not ``info["episode"]``, which
+    gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write themselves.
+
+    ## Info
+    ``objective`` (the day's objective vector, a dict over ``OBJECTIVES``; zeros at reset) and
+    ``episode_metrics``: the same keys and types on every step, so vector envs and replay
+    buffers batch them. ``step_objective()`` returns the day's vector as an array.
 
     ## Arguments
-    ``scenario`` (default ``configs/scenarios/peak_season.yaml``), ``overrides`` (dotted),
+    ``scenario`` (name, YAML path or Scenario; default ``"peak_season"``), ``overrides`` (dotted),
     ``horizon_days`` (90), ``incentive_budget`` (dollars, default unlimited),
     ``objective_weights``, ``reward_scale`` (0.001), ``new_days`` (30), ``at_risk_days`` (45),
     ``high_value`` (300), ``low_value`` (80), ``render_mode`` (``"ansi"`` or None).
@@ -115,7 +123,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def __init__(
         self,
-        scenario: str | Path | Scenario = "configs/scenarios/peak_season.yaml",
+        scenario: str | Path | Scenario = "peak_season",
         overrides: dict[str, Any] | None = None,
         horizon_days: int = 90,
         incentive_budget: float = float("inf"),
@@ -143,6 +151,8 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.action_space = spaces.MultiDiscrete([n] * len(SEGMENTS))
         self.observation_space = spaces.Box(-1.0, 10.0, (len(OBS_FIELDS),), np.float32)
         self._sim: Simulation | None = None
+        self._metrics_zero: dict[str, Any] | None = None
+        self._step_objective = np.zeros(len(OBJECTIVES))
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -156,7 +166,10 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._done = False
         self._state = self._objective_state()
         self._episode_reward = 0.0
-        return self._observe(), {"objective": dict.fromkeys(OBJECTIVES, 0.0)}
+        self._step_objective = np.zeros(len(OBJECTIVES))
+        if self._metrics_zero is None:
+            self._metrics_zero = metrics_template({"r": 0.0, "l": 0, **summarize(self._sim)})
+        return self._observe(), self._info()
 
     def step(
         self, action: NDArray[np.int64]
@@ -184,10 +197,16 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._state = state
         reward = float(self.objective_weights @ objective) * self.reward_scale
         self._episode_reward += reward
-        info: dict[str, Any] = {"objective": dict(zip(OBJECTIVES, map(float, objective), strict=True))}
+        self._step_objective = objective
+        info = self._info()
         if self._done:
-            info["episode_metrics"] = {"r": self._episode_reward, "l": self._day, **summarize(self._sim)}
+            totals = {"r": self._episode_reward, "l": self._day, **summarize(self._sim)}
+            info["episode_metrics"] = conform_metrics(info["episode_metrics"], totals)
         return self._observe(), reward, False, self._done, info
+
+    def step_objective(self) -> NDArray[np.float64]:
+        """The last day's objective vector (``OBJECTIVES``; zeros after reset)."""
+        return self._step_objective.copy()
 
     def render(self) -> str | None:
         """The shop's KPIs so far, as text."""
@@ -251,6 +270,12 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return replace(view, heads=heads.astype(np.int64), weights=weights)
 
     # ---- internals ----------------------------------------------------------------------------
+    def _info(self) -> dict[str, Any]:
+        assert self._metrics_zero is not None
+        objective = dict(zip(OBJECTIVES, map(float, self._step_objective), strict=True))
+        # Zeros (same keys and types) until the step that ends the episode: batchable.
+        return {"objective": objective, "episode_metrics": self._metrics_zero.copy()}
+
     def segments_of(self, shoppers: NDArray[np.int64], kind: str | None = None) -> NDArray[np.int64]:
         """Segment index of each shopper, from what the shop can observe."""
         assert self._sim is not None

@@ -25,15 +25,19 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_scenario(scenario: str | Path | Scenario, overrides: Mapping[str, Any] | None) -> Scenario:
-    """A validated scenario from an object, or a YAML path (relative to cwd or to the project)."""
+    """A validated scenario from an object, a shipped scenario's name or a YAML path.
+
+    A relative path is looked up in the working directory, then in the project checkout (when
+    there is one); names (``"default"``) are the package data of :mod:`sim.scenarios`.
+    """
     if isinstance(scenario, Scenario):
         if not overrides:
             return scenario
         return scenario_from_dict(scenario.model_dump(mode="json"), overrides, source=scenario.name)
     path = Path(scenario)
-    if not path.exists() and (_PROJECT_ROOT / path).exists():
-        path = _PROJECT_ROOT / path
-    return load_scenario(path, overrides)
+    if not path.is_file() and (_PROJECT_ROOT / path).is_file():
+        return load_scenario(_PROJECT_ROOT / path, overrides)
+    return load_scenario(scenario, overrides)
 
 
 def check_common_arguments(horizon_days: int, incentive_budget: float, render_mode: str | None) -> str | None:
@@ -87,6 +91,33 @@ def new_simulation(env: gym.Env[Any, Any], scenario: Scenario, horizon_days: int
     """A fresh simulation seeded from the environment's ``np_random`` (call after ``Env.reset``)."""
     seed = int(env.np_random.integers(0, 2**63 - 1))
     return Simulation(scenario, seed=seed, horizon_days=horizon_days, log_level="aggregates")
+
+
+def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, bool | int | float]:
+    """An episode summary's numbers as plain Python bools, ints and floats (text is left out)."""
+    out: dict[str, bool | int | float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool | np.bool_):
+            out[key] = bool(value)
+        elif isinstance(value, int | np.integer):
+            out[key] = int(value)
+        elif isinstance(value, float | np.floating):
+            out[key] = float(value)
+    return out
+
+
+def metrics_template(metrics: Mapping[str, Any]) -> dict[str, bool | int | float]:
+    """Zeros of the types of an episode summary's numbers: ``info["episode_metrics"]`` mid-episode."""
+    return {key: type(value)() for key, value in numeric_metrics(metrics).items()}
+
+
+def conform_metrics(template: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` with exactly ``template``'s keys and value types (missing values are 0).
+
+    ``info["episode_metrics"]`` is on every step with the same keys and types (zeros until the
+    episode ends), so vector envs and replay buffers can batch it.
+    """
+    return {key: type(zero)(metrics.get(key, zero)) for key, zero in template.items()}
 
 
 def budget_left(spent_dollars: float, budget: float) -> float:

@@ -16,6 +16,8 @@ from sim.envs.common import (
     OBJECTIVES,
     budget_left,
     check_common_arguments,
+    conform_metrics,
+    metrics_template,
     resolve_scenario,
     weights_over_objectives,
     with_decision_points,
@@ -135,10 +137,20 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     after the start of her acquisition day. A shopper who would reach no decision point
     before the horizon is redrawn. ``info["episode_metrics"]`` holds the episode's return ``r``,
     length ``l`` and her business totals at the end (not ``info["episode"]``, which gymnasium's
-    ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write).
+    ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write); on every other step it holds
+    zeros of the same keys and types.
+
+    ## Info
+    The same keys with the same value types on every step, at reset and at episode ends (no
+    ``None``, no per-step lists), so gymnasium's vector envs, SB3 and replay buffers
+    (tianshou) batch them: ``objective`` (the step's objective vector, a dict over
+    ``OBJECTIVES``), ``decision_kind`` (str: login, cart_abandoned, lapsing; ``"end"`` once
+    the episode is over), ``given`` (bool), ``time_days``, ``alive``, ``margin``, ``ltv``,
+    ``ltv_mean``, ``active_share``, ``incentive_cost`` and ``episode_metrics`` (numbers only).
+    ``step_objective()`` returns the step's objective vector as an array.
 
     ## Arguments
-    ``scenario`` (YAML path or Scenario; default ``configs/scenarios/default.yaml``),
+    ``scenario`` (a shipped scenario's name, a YAML path or a Scenario; default ``"default"``),
     ``overrides`` (dotted scenario overrides), ``horizon_days`` (365), ``incentive_budget``
     (dollars per episode, default unlimited), ``objective_weights`` (mapping over
     ``OBJECTIVES``, default ``{"margin": 1}``), ``decision_points`` (subset of login,
@@ -153,7 +165,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
 
     def __init__(
         self,
-        scenario: str | Path | Scenario = "configs/scenarios/default.yaml",
+        scenario: str | Path | Scenario = "default",
         overrides: dict[str, Any] | None = None,
         horizon_days: int = 365,
         incentive_budget: float = float("inf"),
@@ -207,6 +219,8 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._horizon_hours = horizon_days * HOURS_PER_DAY
         self._journey: Journey | None = None
         self._decision: Decision | None = None
+        self._metrics_zero: dict[str, Any] | None = None
+        self._objective = dict.fromkeys(OBJECTIVES, 0.0)
 
     # ---- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -230,8 +244,11 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._state = self._objective_state()
         self._episode_reward = 0.0
         self._episode_steps = 0
+        self._objective = dict.fromkeys(OBJECTIVES, 0.0)
+        if self._metrics_zero is None:
+            self._metrics_zero = metrics_template({"r": 0.0, "l": 0, **self.summary()})
         now = journey.now_hours
-        return self._observe(now), self._info(dict.fromkeys(OBJECTIVES, 0.0), False, now)
+        return self._observe(now), self._info(self._objective, False, now)
 
     def step(self, action: np.int64 | int) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Give ``action`` at the current decision point and run her life to the next one."""
@@ -262,12 +279,13 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         ) * self.reward_scale
         self._episode_reward += reward
         self._episode_steps += 1
+        self._objective = objective
         info = self._info(objective, given, now)
         terminated = journey.done and journey.terminated
         truncated = journey.done and not journey.terminated
         if journey.done:
             totals = {"r": self._episode_reward, "l": self._episode_steps}
-            info["episode_metrics"] = {**totals, **self.summary()}
+            info["episode_metrics"] = conform_metrics(info["episode_metrics"], {**totals, **self.summary()})
         return self._observe(now), reward, terminated, truncated, info
 
     def action_masks(self) -> NDArray[np.bool_]:
@@ -275,6 +293,10 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         if self._journey is None or self._decision is None:
             return self._none_only.copy()
         return self._allowed(self._journey).copy()
+
+    def step_objective(self) -> NDArray[np.float64]:
+        """The last step's objective vector (``OBJECTIVES``: dollars, late deliveries, dollars)."""
+        return np.array([self._objective[key] for key in OBJECTIVES])
 
     def render(self) -> str | None:
         """Her KPIs so far, as text."""
@@ -402,7 +424,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
 
     def _info(self, objective: dict[str, float], given: bool, now: float) -> dict[str, Any]:
         j = self._journey
-        assert j is not None
+        assert j is not None and self._metrics_zero is not None
         return {
             "objective": objective,
             # Type-stable for vector envs and replay buffers: a str on every step, "end" at the end.
@@ -415,4 +437,6 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             "ltv_mean": self._state[1],  # the population envs' name: here a population of one
             "active_share": float(j.alive),
             "incentive_cost": self._state[3],
+            # Zeros (same keys and types) until the step that ends the episode: batchable.
+            "episode_metrics": self._metrics_zero.copy(),
         }

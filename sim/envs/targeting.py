@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +18,8 @@ from sim.envs.common import (
     OBJECTIVES,
     budget_left,
     check_common_arguments,
+    conform_metrics,
+    metrics_template,
     new_simulation,
     oracle_view_of,
     resolve_scenario,
@@ -52,6 +54,16 @@ OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("budget_left", "share of the incentive budget left", 1.0),
 )
 OBS_HIGH = 10.0
+
+
+class Attribution(NamedTuple):
+    """One decision whose attribution window closed: the delayed feedback a bandit learns from."""
+
+    decision_id: int
+    shopper: int
+    action: int
+    reward: float  # its scalarized objective over the window, times reward_scale
+    cost: float  # incentive dollars booked on her over the window
 
 
 class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
@@ -101,10 +113,12 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     (``OBJECTIVES``): ``margin`` (ledger net margin, dollars, incentives included), ``ltv``
     (realized discounted margin plus residual value from her true traits, dollars), ``load``
     (her late deliveries) and ``budget`` (incentive cost booked on her, dollars). The reward
-    is ``objective_weights`` (default margin only) dotted with it. ``info["attributed"]`` lists
-    those decisions (``decision_id``, ``shopper``, ``action``, ``reward``, ``cost``: incentive
-    dollars booked on her over the window), so bandits can match feedback to their choices and
-    budget pacing can learn what each incentive costs. At truncation every open window is closed.
+    is ``objective_weights`` (default margin only) dotted with it. ``attributed_feedback()``
+    returns those decisions of the last step as :class:`Attribution` tuples (``decision_id``,
+    ``shopper``, ``action``, ``reward``, ``cost``: incentive dollars booked on her over the
+    window), so bandits can match feedback to their choices and budget pacing can learn what
+    each incentive costs; ``info["attributed_count"]`` says how many there are (through a vector
+    env: ``envs.call("attributed_feedback")``). At truncation every open window is closed.
 
     ## Logging for off-policy evaluation
     A policy that chooses stochastically may call ``record_propensity(p)`` before ``step``;
@@ -116,11 +130,22 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     ## Episode End
     Truncated at ``horizon_days``; never terminated (the shop goes on).
     The last step's ``info["episode_metrics"]`` holds the episode's return ``r``, length ``l``
-    and the shop's business totals (``sim.metrics.summarize``). It is not ``info["episode"]``,
-    which gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write themselves.
+    and the shop's business totals (the numbers of ``sim.metrics.summarize``); every other step
+    holds zeros of the same keys and types. It is not ``info["episode"]``, which gymnasium's
+    ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write themselves.
+
+    ## Info
+    The same keys with the same value types on every step, at reset and at the episode's end
+    (no ``None``, no variable-length lists), so gymnasium's vector envs, SB3 and replay buffers
+    (tianshou) batch them: ``attributed_count`` (int), ``decision_id`` (int: the id the next
+    action's decision gets), ``decision_kind`` (str; ``"end"`` once the episode is over),
+    ``shopper`` (int; -1 at the end), ``action_mask`` (bool array), ``objective`` (the
+    episode's attributed objective vector so far, a dict over ``OBJECTIVES``), ``margin``,
+    ``incentive_cost``, ``time_days`` and ``episode_metrics``. ``step_objective()`` returns the
+    objective vector attributed in the last step.
 
     ## Arguments
-    ``scenario`` (YAML path or Scenario; default ``configs/scenarios/default.yaml``),
+    ``scenario`` (a shipped scenario's name, a YAML path or a Scenario; default ``"default"``),
     ``overrides`` (dotted scenario overrides, e.g. ``{"population.shoppers": 100000}``),
     ``horizon_days`` (90), ``attribution_days`` (14), ``incentive_budget`` (dollars, default
     unlimited), ``objective_weights`` (mapping over ``OBJECTIVES``, default ``{"margin": 1}``),
@@ -135,7 +160,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
 
     def __init__(
         self,
-        scenario: str | Path | Scenario = "configs/scenarios/default.yaml",
+        scenario: str | Path | Scenario = "default",
         overrides: dict[str, Any] | None = None,
         horizon_days: int = 90,
         attribution_days: float = 14.0,
@@ -161,6 +186,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self.observation_space = spaces.Box(0.0, OBS_HIGH, (len(OBS_FIELDS),), np.float32)
         self._thresholds = np.asarray(self.scenario.loyalty.tier_thresholds)
         self._sim: Simulation | None = None
+        self._metrics_zero: dict[str, Any] | None = None
+        self._attributed: list[Attribution] = []
+        self._step_objective = np.zeros(len(OBJECTIVES))
         self._batches = 0  # decision batches seen over every episode: names each for the oracle
 
     # ---- gymnasium API ------------------------------------------------------------------------
@@ -181,8 +209,12 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._order_margin = expected_order_margin(self.scenario, self._sim.pop)  # traits only
         self._episode_steps = 0
         self._batch: DecisionBatch | None = None
+        self._attributed = []
+        self._step_objective = np.zeros(len(OBJECTIVES))
+        if self._metrics_zero is None:
+            self._metrics_zero = metrics_template({"r": 0.0, "l": 0, **summarize(self._sim)})
         self._advance()
-        return self._observe(), self._info([])
+        return self._observe(), self._info()
 
     def step(self, action: np.int64 | int) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Give ``action`` to the current shopper, move to the next decision, collect closed feedback."""
@@ -195,6 +227,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         if self._pscore is not None:
             self._logged[self._next_decision_id] = [self._observe(), int(action), self._pscore, None]
             self._pscore = None
+        self._step_objective = np.zeros(len(OBJECTIVES))
         state_now = self._objective_state(shopper)
         superseded = self._open.pop(shopper, None)
         attributed = [self._close(superseded, state_now)] if superseded is not None else []
@@ -209,14 +242,25 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             self._advance()
         truncated = self._batch is None
         attributed += self._close_windows(np.inf if truncated else self._sim.now_hours)
-        reward = float(sum(a[3] for a in attributed))
+        reward = float(sum(a.reward for a in attributed))
+        self._attributed = attributed
         self._episode_reward += reward
         self._episode_steps += 1
-        info = self._info(attributed)
+        info = self._info()
         if truncated:
             totals = {"r": self._episode_reward, "l": self._episode_steps}
-            info["episode_metrics"] = {**totals, **summarize(self._sim)}
+            info["episode_metrics"] = conform_metrics(
+                info["episode_metrics"], {**totals, **summarize(self._sim)}
+            )
         return self._observe(), reward, False, truncated, info
+
+    def attributed_feedback(self) -> list[Attribution]:
+        """The decisions whose attribution window closed in the last step (none after reset)."""
+        return list(self._attributed)
+
+    def step_objective(self) -> NDArray[np.float64]:
+        """The objective vector (``OBJECTIVES``) of the decisions attributed in the last step."""
+        return self._step_objective.copy()
 
     def record_propensity(self, pscore: float) -> None:
         """Log the next step's decision with the probability the policy chose its action with."""
@@ -309,18 +353,19 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             ]
         )
 
-    def _close(self, window: list[Any], state: NDArray[np.float64]) -> tuple[int, int, int, float, float]:
-        """Close one window at her current state: (decision_id, shopper, action, reward, cost)."""
+    def _close(self, window: list[Any], state: NDArray[np.float64]) -> Attribution:
+        """Close one window at her current state."""
         _, decision_id, shopper, action, state_then, _ = window
         window[5] = False
         objective = state - state_then
         self._objective_total += objective
+        self._step_objective += objective
         reward = float(self.objective_weights @ objective) * self.reward_scale
         if decision_id in self._logged:
             self._logged[decision_id][3] = reward
-        return decision_id, shopper, action, reward, float(objective[OBJECTIVES.index("budget")])
+        return Attribution(decision_id, shopper, action, reward, float(objective[OBJECTIVES.index("budget")]))
 
-    def _close_windows(self, now: float) -> list[tuple[int, int, int, float, float]]:
+    def _close_windows(self, now: float) -> list[Attribution]:
         """Close every window due by ``now`` (windows superseded earlier are skipped)."""
         assert self._sim is not None
         closed = []
@@ -366,18 +411,19 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         obs[:] = np.clip(np.asarray(raw, dtype=np.float64) / scale, 0.0, OBS_HIGH)
         return obs
 
-    def _info(self, attributed: list[tuple[int, int, int, float, float]]) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "attributed": attributed,
+    def _info(self) -> dict[str, Any]:
+        assert self._sim is not None and self._metrics_zero is not None
+        return {
+            "attributed_count": len(self._attributed),
             "decision_id": self._next_decision_id,
             # Type-stable for vector envs and replay buffers: "end" and -1 when no shopper is waiting.
             "decision_kind": "end" if self._batch is None else self._batch.kind,
             "shopper": -1 if self._batch is None else int(self._batch.shoppers[self._position]),
             "action_mask": self.action_masks(),
             "objective": dict(zip(OBJECTIVES, (float(v) for v in self._objective_total), strict=True)),
+            "margin": float(self._totals["margin"]) / 100.0,
+            "incentive_cost": float(self._totals["incentive"]) / 100.0,
+            "time_days": float(self._sim.now_hours) / HOURS_PER_DAY,
+            # Zeros (same keys and types) until the step that ends the episode: batchable.
+            "episode_metrics": self._metrics_zero.copy(),
         }
-        if self._sim is not None:
-            info["margin"] = self._totals["margin"] / 100.0
-            info["incentive_cost"] = self._totals["incentive"] / 100.0
-            info["time_days"] = self._sim.now_hours / HOURS_PER_DAY
-        return info

@@ -64,7 +64,7 @@ def test_a_run_writes_config_results_summary_plots_models_and_tensorboard(run_di
     summary = (run_dir / "summary.md").read_text()
     for name in ("none", "coupon_all", "rules", "ppo", "thompson", "±", "Paired differences against `none`"):
         assert name in summary
-    for plot in ("learning_curves", "frontier", "fulfillment_load", "incentive_mix"):
+    for plot in ("learning_curves", "frontier", "pareto_front", "fulfillment_load", "incentive_mix"):
         data = (run_dir / "plots" / f"{plot}.png").read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     assert (run_dir / "models" / "base" / "ppo" / "seed1" / "weights.npz").is_file()

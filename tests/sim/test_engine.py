@@ -189,7 +189,7 @@ def test_cdnow_cohort_reproduces_published_repeat_buying_under_bgnbd_and_pareto_
     The BG/NBD scenario (dropout after purchases) and the Pareto/NBD one (a lifetime in calendar
     time), each with its published fit, reproduce the same cohort moments.
     """
-    scenario = load_scenario(ROOT / "configs" / "scenarios" / f"{name}.yaml")
+    scenario = load_scenario(ROOT / "sim" / "scenarios" / f"{name}.yaml")
     assert scenario.population.attrition == ("bgnbd" if name == "cdnow" else "pareto_nbd")
     sim = Simulation(scenario, seed=0, horizon_days=39 * 7, log_level="aggregates").run()
     n = sim.acquired()

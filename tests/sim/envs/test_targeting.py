@@ -18,7 +18,8 @@ def _run(env: IncentiveTargetingEnv, seed: int, policy) -> tuple[float, list, di
     while not done:
         _, reward, terminated, truncated, info = env.step(policy(env))
         total += reward
-        attributed += info["attributed"]
+        attributed += env.attributed_feedback()
+        assert info["attributed_count"] == len(env.attributed_feedback())
         done = terminated or truncated
     return total, attributed, info
 
@@ -47,7 +48,7 @@ def test_feedback_arrives_when_the_window_ends_or_the_shopper_decides_again():
         _, _, _, truncated, info = env.step(0)
         if truncated:
             break
-        for decision_id, who, *_ in info["attributed"]:
+        for decision_id, who, *_ in env.attributed_feedback():
             decided_day, _ = made[decision_id]
             if info["time_days"] - decided_day >= 3.0 - 1e-9:
                 on_time += 1
@@ -114,15 +115,15 @@ def test_propensity_logged_decisions_form_open_bandit_pipeline_feedback():
     env.reset(seed=4)
     rng = np_random(0)
     by_decision: dict[int, float] = {}
-    done, info, step = False, {"decision_id": 0}, 0
+    done, step = False, 0
     while not done:
         allowed = env.action_masks().nonzero()[0]
         action = int(rng.choice(allowed))
         if step % 2 == 0:  # only every other decision comes with a propensity
             env.record_propensity(1.0 / allowed.size)
         step += 1
-        _, _, _, done, info = env.step(action)
-        by_decision.update({a[0]: a[3] for a in info["attributed"]})
+        _, _, _, done, _ = env.step(action)
+        by_decision.update({a.decision_id: a.reward for a in env.attributed_feedback()})
     feedback = env.bandit_feedback()
     n = feedback["n_rounds"]
     assert n == (step + 1) // 2  # every logged decision got its reward by the end
