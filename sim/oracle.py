@@ -92,6 +92,7 @@ class OracleView:
     days_left: float  # of the episode: how far ahead margin counts
     friend_value: tuple[float, float]  # a referred friend's worth over days_left, and as LTV
     load_per_order: float = 0.0  # late deliveries and overtime orders one more order now adds
+    late_per_order: float = 0.0  # late deliveries one more order now adds (congestion)
     heads: NDArray[np.int64] | None = None
     weights: F64 | None = None
     row: int | None = None  # one shopper's decision: her row in ``state`` (a batch's rows share it)
@@ -229,6 +230,13 @@ def incentive_values(view: OracleView, state: TrueState, kind: DecisionKind) -> 
         more_orders = more_orders + returns * orders[:, points]
     alive = state.alive[:, None]
     values = np.where(alive, (w_margin + w_ltv) * gain + w_load * view.load_per_order * more_orders, 0.0)
+    # Orders into a congested warehouse make deliveries late, and a late delivery may end a life
+    # and raises attrition until the next one: priced at her future (the average shopper's).
+    churn = mech.churn
+    late_loss = churn.late_delivery_churn + churn.late_dropout_multiplier / (
+        1.0 + churn.late_dropout_multiplier
+    )
+    values -= np.where(alive, view.late_per_order * late_loss * more_orders * future.mean(), 0.0)
     values += w_budget * np.where(alive, cost_total, 0.0)
     values -= np.where(alive, (state.contact_churn * future)[:, None], 0.0)  # a sleeping dog woken
     per_bonus = w_margin + w_ltv - w_budget  # what a dollar the shop pays out costs the objective

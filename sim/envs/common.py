@@ -167,4 +167,6 @@ def oracle_view_of(
         days_left=days_left,
         friend_value=(cached[1], cached[2]),
         load_per_order=load / max(float(daily["orders"][week].sum()), 1.0),
+        late_per_order=float(daily["late_deliveries"][week].sum())
+        / max(float(daily["orders"][week].sum()), 1.0),
     )

@@ -1,7 +1,8 @@
 """The privileged oracle and the causal world it measures, on each environment's default scenario.
 
 Five seeds each, every policy facing the same shoppers and draws (episode seeds shared: common
-random numbers), differences paired per seed with a 95% t interval. These are the issue's
+random numbers), differences paired episode by episode with a 95% t interval over the paired
+episodes (one whole shop per seed; many independent one-shopper journeys per seed). These are the issue's
 acceptance tests for a world where incentives have real, heterogeneous effects: the oracle
 (which reads the true model) beats doing nothing, a coupon for everyone loses margin, and the
 same coupon given only to persuadables pays.
@@ -28,7 +29,7 @@ SEEDS = range(5)
 PERSUADABLE = UPLIFT_CLASSES.index("persuadable")
 #: Evaluation episodes per seed: many one-shopper journeys, one whole shop otherwise.
 EPISODES = {
-    "shopgym/ShopperJourney-v0": 120,
+    "shopgym/ShopperJourney-v0": 400,
     "shopgym/IncentiveTargeting-v0": 1,
     "shopgym/CampaignPlanning-v0": 1,
 }
@@ -61,17 +62,18 @@ class CouponToPersuadables:
 
 
 def _per_seed(env_id: str, make: Any, metric: str) -> np.ndarray:
+    """``metric`` of every evaluated episode, seeds in order (episode ``k`` of seed ``s``: seed 1000 s + k)."""
     env = gym.make(env_id)
-    means = []
+    values = []
     for seed in SEEDS:
         records = evaluate(make(env), env, EPISODES[env_id], seed=1000 * seed, learn=False)
-        means.append(float(episode_frame(records)[metric].mean()))
+        values.append(episode_frame(records)[metric].to_numpy(dtype=np.float64))
     env.close()
-    return np.array(means)
+    return np.concatenate(values)
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean of ``a - b`` over seeds and the half-width of its 95% t interval."""
+    """Mean of ``a - b`` over paired episodes and the half-width of its 95% t interval."""
     diff = a - b
     return float(diff.mean()), float(
         stats.t.ppf(0.975, diff.size - 1) * diff.std(ddof=1) / np.sqrt(diff.size)
@@ -156,19 +158,23 @@ def test_oracle_is_a_measuring_stick_not_an_artifact(tmp_path):
         make_policy("oracle", env_spec(env))
 
 
-def test_oracle_never_gives_a_sleeping_dog_anything_while_she_is_alive():
-    """The contact alone would cost her future: no incentive is worth that to the oracle."""
+def test_oracle_contacts_alive_sleeping_dogs_far_less_than_persuadables():
+    """A contact can cost a sleeping dog's future; only near the episode's end is that worth less."""
     env = gym.make("shopgym/ShopperJourney-v0")
     oracle = make_policy("oracle", env)
-    given = 0
-    for seed in range(60):
+    decisions, given = np.zeros(4), np.zeros(4)
+    for seed in range(80):
         env.reset(seed=seed)
         journey = env.unwrapped._journey
         done = False
         while not done:
             action, _ = oracle.predict(np.zeros(1), action_masks=env.unwrapped.action_masks())
-            sleeping_dog = journey.traits.uplift_class == UPLIFT_CLASSES.index("sleeping_dog")
-            given += int(sleeping_dog and journey.alive and int(action) > 0)
+            if journey.alive:
+                decisions[journey.traits.uplift_class] += 1
+                given[journey.traits.uplift_class] += int(action) > 0
             _, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
-    assert given == 0
+    share = given / np.maximum(decisions, 1)
+    sleeping_dog, persuadable = UPLIFT_CLASSES.index("sleeping_dog"), PERSUADABLE
+    assert decisions[sleeping_dog] > 50 and share[persuadable] > 0.3
+    assert share[sleeping_dog] < share[persuadable] / 5
