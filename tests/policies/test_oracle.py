@@ -10,10 +10,12 @@ same coupon given only to persuadables pays.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -62,14 +64,20 @@ class CouponToPersuadables:
 
 
 def _per_seed(env_id: str, make: Any, metric: str) -> np.ndarray:
-    """``metric`` of every evaluated episode, seeds in order (episode ``k`` of seed ``s``: seed 1000 s + k)."""
+    """``metric`` of every evaluated episode, seeds in order (episode k of seed s: seed 1000 s + k)."""
+    return _episodes(env_id, make)[metric].to_numpy(dtype=np.float64)
+
+
+@functools.cache
+def _episodes(env_id: str, make: Any) -> pd.DataFrame:
+    """Every evaluated episode of one policy (cached: several tests compare against the same runs)."""
     env = gym.make(env_id)
-    values = []
-    for seed in SEEDS:
-        records = evaluate(make(env), env, EPISODES[env_id], seed=1000 * seed, learn=False)
-        values.append(episode_frame(records)[metric].to_numpy(dtype=np.float64))
+    frames = [
+        episode_frame(evaluate(make(env), env, EPISODES[env_id], seed=1000 * seed, learn=False))
+        for seed in SEEDS
+    ]
     env.close()
-    return np.concatenate(values)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
