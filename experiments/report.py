@@ -111,9 +111,10 @@ def normalized_scores(
 ) -> pd.DataFrame:
     """Per variant and policy: ``(policy - reference) / (oracle - reference)`` on ``metric``, with its CI.
 
-    Differences are paired episode by episode (common random numbers) and averaged per seed; the
-    score is the ratio of the per-seed means, and its 95% CI is the t interval over seeds. 0 is
-    the reference (``none``), 1 the privileged oracle.
+    Differences are paired episode by episode (common random numbers) and averaged per seed;
+    the score is the ratio of their means over seeds (a ratio of per-seed ratios would explode
+    on a seed where the oracle gains little), and its 95% CI comes from the delta method with
+    the t quantile over seeds. 0 is the reference (``none``), 1 the privileged oracle.
     """
     table = results.set_index([*KEYS, "seed", "episode"])[metric].sort_index()
     rows = []
@@ -125,10 +126,22 @@ def normalized_scores(
         span = (table.loc[(variant, oracle)] - base).groupby(level="seed").mean()
         for policy in present.unique():
             gain = (table.loc[(variant, policy)] - base).groupby(level="seed").mean()
-            per_seed = (gain / span.reindex(gain.index)).replace([np.inf, -np.inf], np.nan).dropna()
-            mean, half = mean_ci(per_seed.to_numpy())
-            rows.append({"variant": variant, "policy": policy, "score": mean, "ci95": half})
+            pair = pd.concat([gain, span], axis=1, keys=["gain", "span"]).dropna()
+            rows.append({"variant": variant, "policy": policy, **_ratio_ci(pair["gain"], pair["span"])})
     return pd.DataFrame(rows)
+
+
+def _ratio_ci(gain: pd.Series, span: pd.Series, level: float = 0.95) -> dict[str, float]:
+    """``mean(gain) / mean(span)`` and the half-width of its delta-method t interval."""
+    n, mean_span = len(gain), float(span.mean()) if len(span) else float("nan")
+    if n == 0 or mean_span == 0.0:
+        return {"score": float("nan"), "ci95": float("nan")}
+    ratio = float(gain.mean()) / mean_span
+    if n < 2:
+        return {"score": ratio, "ci95": float("nan")}
+    residual = (gain - ratio * span).to_numpy(dtype=np.float64)  # linearized ratio estimator
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * residual.std(ddof=1) / np.sqrt(n) / abs(mean_span))
+    return {"score": ratio, "ci95": half}
 
 
 def _fmt(mean: float, half: float) -> str:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -168,3 +169,22 @@ def test_regress_passes_on_a_rerun_and_fails_when_a_behavioural_parameter_moves(
     capsys.readouterr()
     assert main(["regress", str(config_path), "--baseline", str(baseline), "--quiet"]) == 1
     assert "REGRESSION" in capsys.readouterr().out
+
+
+def test_normalized_score_puts_none_at_zero_the_oracle_at_one_and_pairs_by_episode():
+    from experiments.report import normalized_scores
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(5):
+        for episode in range(20):
+            base = rng.normal(10.0, 5.0)  # the shopper's own luck, shared by every policy
+            gain = rng.normal(2.0, 0.5)
+            for policy, value in (("none", base), ("oracle", base + gain), ("half", base + gain / 2)):
+                rows.append(
+                    {"variant": "base", "policy": policy, "seed": seed, "episode": episode, "return": value}
+                )
+    scores = normalized_scores(pd.DataFrame(rows), "none", "oracle").set_index("policy")
+    assert scores.at["none", "score"] == 0.0 and scores.at["oracle", "score"] == 1.0
+    assert scores.at["half", "score"] == pytest.approx(0.5)
+    assert scores.at["half", "ci95"] < 0.05  # paired: the shared luck cancels
