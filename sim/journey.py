@@ -927,6 +927,8 @@ class Journey:
                 if not woke:
                     day = self._replan_day
                     continue
+                if self._pareto:  # the days before keep the tier they had (its perk's relief)
+                    self._accrue(day)
                 self._requalify(start)
             if self.streak_days > 0 and self.last_visit_day < day - 1:
                 self._settle_streak(day)
