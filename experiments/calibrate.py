@@ -50,6 +50,7 @@ from experiments.clv_fit import (
 )
 from sim.io import atomic_write_json, atomic_write_text
 from sim.params import NEUTRAL_MECHANISMS, Scenario, read_yaml_mapping, scenario_from_dict
+from sim.scenarios import scenario_path
 
 F64 = NDArray[np.float64]
 Attrition = Literal["pareto_nbd", "bgnbd"]
@@ -468,7 +469,7 @@ def scenario_text(data: dict[str, Any], calibration: dict[str, Any]) -> str:
 def calibrate(
     log: TransactionLog,
     calibration_end: pd.Timestamp | None = None,
-    base: str | Path = "configs/scenarios/default.yaml",
+    base: str | Path = "default",
     attrition: Attrition = "pareto_nbd",
     name: str = "calibrated",
     log_name: str = "<log>",
@@ -495,7 +496,7 @@ def calibrate(
                 CalibrationWarning,
                 stacklevel=2,
             )
-    base_data = read_yaml_mapping(base, "base scenario", CalibrationError)
+    base_data = read_yaml_mapping(scenario_path(base), "base scenario", CalibrationError)
     data = scenario_mapping(base_data, cohort, pnbd, bg, gg, attrition, name, log.source_hash or "n/a")
     scenario = scenario_from_dict(data, source="calibrated scenario")
     info = {
@@ -1005,9 +1006,9 @@ def add_calibrate_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--base",
-        default="configs/scenarios/default.yaml",
+        default="default",
         help="scenario whose shop (catalogue, shipping, warehouse, incentives, behavioural traits) is kept "
-        "(default configs/scenarios/default.yaml)",
+        "(a shipped scenario's name or a path; default: default)",
     )
     parser.add_argument("--name", default="calibrated", help="scenario name (default calibrated)")
     parser.add_argument(

