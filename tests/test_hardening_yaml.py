@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,14 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_hostile_scenario_yaml_is_refused_quickly_in_one_line(tmp_path: Path, case: str):
+def test_hostile_scenario_yaml_is_refused_before_expansion_in_one_line(tmp_path: Path, case: str):
+    # No wall-clock assertion (timings belong in benchmarks): the alias bomb expands to 10^10
+    # values, so a loader that built it would exhaust memory instead of returning this error.
     content, needle = CASES[case]
     path = tmp_path / "scenario.yaml"
     path.write_bytes(content)
-    start = time.perf_counter()
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
-    assert time.perf_counter() - start < 5.0
     message = str(info.value)
     assert needle in message and "\n" not in message and len(message) < 600
     assert not (tmp_path / "pwned").exists()
