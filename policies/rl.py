@@ -7,7 +7,7 @@ arguments, as in rl-zoo3's ``hyperparams`` files (``policy_kwargs`` included), c
 ``policy.json`` that names the algorithm, its hyperparameters and the environment spec.
 :func:`load_sb3` rebuilds the network from that validated JSON and loads the arrays with
 ``allow_pickle=False``: SB3's own ``model.zip`` is never written or read, because loading it
-unpickles (cloudpickle) whatever its ``data`` entry carries.
+unpickles whatever its ``data`` entry carries.
 
 Reproducibility: SB3 seeds Python, numpy and torch from ``seed``; on CPU with a fixed number
 of torch threads (we train with one) the same seed gives the same weights and actions, and
