@@ -826,23 +826,42 @@ MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES = 4_000_000, 40, 200_000
 MAX_MESSAGE_CHARS = 4000
 
 
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """The pure-Python safe loader, refusing nesting deeper than ``MAX_YAML_DEPTH`` as it scans.
+
+    The check sits in the scanner, where each level opens: libyaml looks far ahead in flow
+    collections and refuses deep ones with its own wording before any event reaches shopgym.
+    """
+
+    def _refuse_deeper(self, depth: int) -> None:
+        if depth > MAX_YAML_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_YAML_DEPTH} levels (line {self.get_mark().line + 1})")
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        """Open a flow collection (``[`` or ``{``), counting it towards the depth limit."""
+        self._refuse_deeper(self.flow_level + len(self.indents) + 1)
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column: int) -> bool:
+        """Open a block level, counting it towards the depth limit."""
+        opened = bool(super().add_indent(column))
+        if opened:
+            self._refuse_deeper(self.flow_level + len(self.indents))
+        return opened
+
+
 def safe_yaml_load(text: str) -> Any:
     """Parse YAML data only (no tags), refusing deep nesting and alias bombs before expanding them.
 
     Raises ``yaml.YAMLError`` (or ``ValueError`` for the limits) with a one-line reason.
     """
+    depth_check = _DepthLimitedLoader(text)
+    try:
+        while depth_check.check_token():  # tokens stream without recursion
+            depth_check.get_token()
+    finally:
+        depth_check.dispose()
     loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: 5x faster
-    depth = 0
-    for event in yaml.parse(text, Loader=loader_class):  # events stream without recursion
-        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise ValueError(
-                    f"nested deeper than {MAX_YAML_DEPTH} levels"
-                    + (f" (line {event.start_mark.line + 1})" if event.start_mark is not None else "")
-                )
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            depth -= 1
     loader = loader_class(text)
     try:
         root = loader.get_single_node()  # aliases stay shared nodes here

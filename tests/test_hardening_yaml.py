@@ -23,8 +23,11 @@ def _bomb(levels: int = 10, width: int = 10) -> str:
 
 CASES = {
     "not_utf8": (b"name: caf\xe9\n", "UTF-8"),
-    "deep_flow": (b"name: " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested"),
-    "deep_block": ("".join(f"{' ' * (2 * i)}k{i}:\n" for i in range(200)).encode() + b"x\n", "nested"),
+    "deep_flow": (b"name: " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested deeper than 40 levels"),
+    "deep_block": (
+        "".join(f"{' ' * (2 * i)}k{i}:\n" for i in range(200)).encode() + b"x\n",
+        "nested deeper than 40 levels",
+    ),
     "alias_bomb": (_bomb().encode(), "alias"),  # 10^10 values once expanded
     "python_tag": (b"name: !!python/object/apply:os.system ['touch pwned']\n", "YAML"),
 }
