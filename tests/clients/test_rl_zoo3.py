@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("rl_zoo3", reason="optional client: pip install --no-deps rl_zoo3 (see README)")
+pytest.importorskip("rl_zoo3", reason="optional client: its own venv, see requirements/legacy-clients.in")
 
 ROOT = Path(__file__).resolve().parents[2]
 HYPERPARAMS = ROOT / "configs" / "rl_zoo3" / "ppo.yml"

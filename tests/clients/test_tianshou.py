@@ -11,7 +11,7 @@ import pytest
 import sim  # noqa: F401 (registers the shopgym ids)
 from tests.clients.small import TINY
 
-pytest.importorskip("tianshou", reason="optional client: pip install --no-deps tianshou (see README)")
+pytest.importorskip("tianshou", reason="optional client: its own venv, see requirements/legacy-clients.in")
 import torch
 from tianshou.algorithm import DQN, PPO
 from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
