@@ -41,7 +41,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from policies.base import EnvSpec, JsonPolicy, Policy, PolicyFileError
-from policies.registry import RL_KINDS, load_policy
+from policies.registry import BUILTIN_KINDS, RL_KINDS, load_policy
+from policies.rules import RULES
 from policies.runtime import (
     CARD_FILE,
     CARD_FORMAT,
@@ -378,9 +379,16 @@ def _evaluate(policy: Policy, spec: EnvSpec, found: Source, episodes: int) -> di
 
 # ---- model files ----------------------------------------------------------------------------------
 def export_json(policy: Policy, kind: str) -> tuple[bytes, dict[str, Any]]:
-    """A baseline's or bandit's deterministic decision model as ``policy.json`` bytes."""
+    """A baseline's, bandit's or plugin's deterministic decision model as ``policy.json`` bytes."""
     greedy = getattr(policy, "greedy_model", None)
-    if not isinstance(policy, JsonPolicy) or greedy is None:
+    if kind not in BUILTIN_KINDS:  # a plugin: its decision model is compiled by the runtime at parity
+        if not callable(greedy):
+            raise ExportError(
+                f"policy kind {kind!r} is a plugin that does not implement the export protocol: a "
+                "greedy_model() method returning a decision model of policies.rules (rules "
+                f"{list(RULES)}), which the runtime serves in numpy; see docs/POLICIES.md"
+            )
+    elif not isinstance(policy, JsonPolicy) or greedy is None:
         raise ExportError(
             f"policy {kind!r} has no deterministic decision to export (it draws among the allowed "
             "incentives at random); export a baseline (none, blanket, segment_rules, ltv_coupon), "
