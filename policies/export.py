@@ -433,8 +433,33 @@ class _ActorLogits:
             def forward(self, obs: torch.Tensor) -> torch.Tensor:
                 return self.q_net(obs)
 
+        class QuantileMeans(torch.nn.Module):
+            """QR-DQN's Q-values: the mean of each incentive's quantiles (the greedy action's argmax)."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.quantile_net = model.policy.quantile_net
+
+            def forward(self, obs: torch.Tensor) -> torch.Tensor:
+                return self.quantile_net(obs).mean(dim=1)
+
+        class ArsScores(torch.nn.Module):
+            """ARS's action scores (its deterministic action is their argmax)."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.policy = model.policy
+
+            def forward(self, obs: torch.Tensor) -> torch.Tensor:
+                features = self.policy.extract_features(obs, self.policy.features_extractor)
+                return self.policy.action_net(features)
+
         if hasattr(model.policy, "q_net"):
             return QValues().eval()
+        if hasattr(model.policy, "quantile_net"):
+            return QuantileMeans().eval()
+        if not hasattr(model.policy, "mlp_extractor"):  # ARS
+            return ArsScores().eval()
         return ActorLogits().eval()
 
 
@@ -453,9 +478,14 @@ def export_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[str, Any]]:
         )
     if not isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
         raise ExportError(f"{kind}: action space {space} is not Discrete or MultiDiscrete")
+    if kind == "recurrent_ppo":
+        raise ExportError(
+            "recurrent_ppo: its LSTM state must travel with each decision, which this exporter's "
+            "stateless graph cannot carry; export a stateless kind (ppo, maskable_ppo, trpo, ...)"
+        )
     masked = kind == "maskable_ppo"
     module = _ActorLogits.build(model, masked, len(spec.heads))
-    output = "q_values" if kind == "dqn" else "log_probs"
+    output = {"dqn": "q_values", "qrdqn": "q_values", "ars": "scores"}.get(kind, "log_probs")
     n_fields, width = len(spec.obs_fields), len(spec.heads) * spec.n_actions
     example_obs = torch.zeros((2, n_fields), dtype=torch.float32)
     batch = torch.export.Dim("batch")
@@ -488,11 +518,11 @@ def export_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[str, Any]]:
         },
         "output": {"name": output, "dtype": "float32", "shape": ["batch", width]},
         "mask": "input" if masked else "after",
-        "decision": (
-            "argmax of the Q-values over allowed incentives"
-            if kind == "dqn"
-            else "argmax of the action distribution's log-probabilities over allowed incentives, per head"
-        ),
+        "decision": {
+            "dqn": "argmax of the Q-values over allowed incentives",
+            "qrdqn": "argmax of the Q-values (the mean of each incentive's quantiles) over allowed incentives",
+            "ars": "argmax of the linear (or MLP) policy's action scores over allowed incentives",
+        }.get(kind, "argmax of the action distribution's log-probabilities over allowed incentives, per head"),
         "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
         "producer": f"{proto.producer_name} {proto.producer_version}",
     }
@@ -600,7 +630,9 @@ def float32_ties(
 
     with torch.no_grad(), _torch_threads():
         tensor = torch.as_tensor(obs)
-        if hasattr(model.policy, "q_net"):
+        if hasattr(policy, "scores") and masks is None:
+            scores = policy.scores(tensor)
+        elif hasattr(model.policy, "q_net"):
             scores = model.policy.q_net(tensor)
         else:
             extra = {} if masks is None else {"action_masks": masks}

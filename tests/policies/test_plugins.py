@@ -139,7 +139,8 @@ def test_plugin_runs_beside_built_in_kinds_on_the_same_episodes(run_dir: Path):
     ridge = results[results["policy"] == "ridge"]
     assert (ridge["kind"] == "ridge_greedy").all() and np.isfinite(ridge["margin"]).all()
     summary = (run_dir / "summary.md").read_text()
-    assert "| ridge |" in summary
+    assert "| ridge |" in summary and "| policy | IQM | mean | optimality gap | P(policy > none) |" in summary
+    assert (run_dir / "plots" / "performance_profiles.png").read_bytes().startswith(b"\x89PNG")
     curve = pd.read_parquet(run_dir / "cells" / "base" / "ridge" / "seed0" / "curve.parquet")
     assert list(curve["x"]) == [1, 2, 3, 4, 5, 6]  # it trained over the configured episodes
     saved = json.loads((run_dir / "models" / "base" / "ridge" / "seed0" / "policy.json").read_text())
