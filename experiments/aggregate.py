@@ -1,5 +1,7 @@
-"""Aggregate statistics as RL papers report them (Agarwal et al. 2021, "Deep RL at the Edge of the
-Statistical Precipice", NeurIPS; the ``rliable`` library), on normalized scores.
+"""Aggregate statistics as RL papers report them, on normalized scores.
+
+Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice" (NeurIPS), and their
+``rliable`` library.
 
 ``rliable`` 1.2.0 installs here but fails at import (its ``arch`` dependency breaks on pandas 3),
 so this is an equivalent implementation of its definitions, tested against hand-computed cases:
@@ -56,7 +58,11 @@ def optimality_gap(scores: Scores, gamma: float = 1.0) -> float:
     return float(np.mean(gamma - np.minimum(scores, gamma)))
 
 
-AGGREGATES: dict[str, Callable[[Scores], float]] = {"IQM": iqm, "mean": mean, "optimality gap": optimality_gap}
+AGGREGATES: dict[str, Callable[[Scores], float]] = {
+    "IQM": iqm,
+    "mean": mean,
+    "optimality gap": optimality_gap,
+}
 
 
 def probability_of_improvement(x: Scores, y: Scores) -> float:
@@ -109,9 +115,7 @@ def aggregate_table(scores: Mapping[str, Scores], reps: int = BOOTSTRAP_REPS) ->
     return pd.DataFrame(rows)
 
 
-def improvement_table(
-    scores: Mapping[str, Scores], against: str, reps: int = BOOTSTRAP_REPS
-) -> pd.DataFrame:
+def improvement_table(scores: Mapping[str, Scores], against: str, reps: int = BOOTSTRAP_REPS) -> pd.DataFrame:
     """Per policy: ``P(policy > against)`` with its 95% stratified-bootstrap CI."""
     rows = []
     for policy, matrix in scores.items():

@@ -4,10 +4,10 @@ The loop honours each environment's feedback protocol: IncentiveTargeting's dela
 attributed rewards (``env.attributed_feedback()``, matched to the decision's observation by
 ``decision_id``) and the other environments' immediate rewards (the step's reward belongs to
 the action just taken). Online learners (bandits) learn during evaluation when ``learn`` is
-set; fixed policies and SB3 models ignore the feedback. A recurrent policy's state (RecurrentPPO's
-LSTM) is carried from step to step within an episode, with ``episode_start`` set on its first step. Episode ``k`` is reset with seed
-``seed + k``, so two policies evaluated with the same seed face the same shoppers and draws
-(common random numbers).
+set; fixed policies and SB3 models ignore the feedback. A recurrent policy's state
+(RecurrentPPO's LSTM) is carried from step to step within an episode, with ``episode_start``
+set on its first step. Episode ``k`` is reset with seed ``seed + k``, so two policies
+evaluated with the same seed face the same shoppers and draws (common random numbers).
 """
 
 from __future__ import annotations

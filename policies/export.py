@@ -520,9 +520,11 @@ def export_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[str, Any]]:
         "mask": "input" if masked else "after",
         "decision": {
             "dqn": "argmax of the Q-values over allowed incentives",
-            "qrdqn": "argmax of the Q-values (the mean of each incentive's quantiles) over allowed incentives",
+            "qrdqn": "argmax of the mean of each incentive's quantiles over allowed incentives",
             "ars": "argmax of the linear (or MLP) policy's action scores over allowed incentives",
-        }.get(kind, "argmax of the action distribution's log-probabilities over allowed incentives, per head"),
+        }.get(
+            kind, "argmax of the action distribution's log-probabilities over allowed incentives, per head"
+        ),
         "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
         "producer": f"{proto.producer_name} {proto.producer_version}",
     }

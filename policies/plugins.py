@@ -59,7 +59,7 @@ class PolicyPlugin:
                 f"policy kind {self.name!r} ({self.origin}): training = {mode!r} not allowed; "
                 f"one of {list(TRAINING_MODES)} (see {PROTOCOL_DOC})"
             )
-        return mode  # type: ignore[no-any-return]
+        return "timesteps" if mode == "timesteps" else "none" if mode == "none" else "episodes"
 
     @property
     def reproducible(self) -> bool:

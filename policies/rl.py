@@ -214,12 +214,13 @@ class SB3Policy:
         """
         policy: Any = self.model.policy
         if isinstance(self.model, DQN):
-            return policy.q_net(obs)  # type: ignore[no-any-return]
+            scores: torch.Tensor = policy.q_net(obs)
+            return scores
         if isinstance(self.model, QRDQN):
-            return policy.quantile_net(obs).mean(dim=1)  # type: ignore[no-any-return]
+            return policy.quantile_net(obs).mean(dim=1)
         if isinstance(self.model, ARS):
-            return policy.action_net(policy.extract_features(obs, policy.features_extractor))  # type: ignore[no-any-return]
-        return policy.get_distribution(obs).distribution.logits  # type: ignore[no-any-return]
+            return policy.action_net(policy.extract_features(obs, policy.features_extractor))
+        return policy.get_distribution(obs).distribution.logits
 
     def _recurrent(
         self,

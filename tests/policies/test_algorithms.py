@@ -25,7 +25,12 @@ TINY: dict[str, dict[str, Any]] = {
     "qrdqn": {"learning_starts": 16, "buffer_size": 500, "train_freq": 4},
     "trpo": {"n_steps": 64, "batch_size": 32},
     "ars": {"n_delta": 2},
-    "recurrent_ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "policy_kwargs": {"lstm_hidden_size": 16}},
+    "recurrent_ppo": {
+        "n_steps": 64,
+        "batch_size": 32,
+        "n_epochs": 1,
+        "policy_kwargs": {"lstm_hidden_size": 16},
+    },
 }
 
 

@@ -56,7 +56,13 @@ class CountdownPolicy:
     """A plugin registered from Python: ``coupon_10`` on every third decision, with no export protocol."""
 
     def __init__(self, env: Any, seed: int = 0, every: int = 3) -> None:
-        self.spec, self.seed, self.every, self.kind, self.name = env_spec(env), seed, every, "countdown", "countdown"
+        self.spec, self.seed, self.every, self.kind, self.name = (
+            env_spec(env),
+            seed,
+            every,
+            "countdown",
+            "countdown",
+        )
         self.steps = 0
 
     def predict(self, observation, state=None, episode_start=None, deterministic=False, action_masks=None):
@@ -216,7 +222,7 @@ def test_unknown_kind_lists_built_in_and_registered_kinds_and_how_to_register():
 def test_a_run_directory_naming_an_unregistered_kind_imports_nothing(tmp_path: Path):
     (tmp_path / "policy.json").write_text(json.dumps({"kind": "json.tool", "env": {}}))
     sys.modules.pop("json.tool", None)
-    with pytest.raises(ValueError, match="unknown policy kind 'json.tool'"):
+    with pytest.raises(ValueError, match=r"unknown policy kind 'json\.tool'"):
         load_policy(tmp_path)
     assert "json.tool" not in sys.modules
 

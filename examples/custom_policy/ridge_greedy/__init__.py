@@ -137,7 +137,9 @@ class RidgeGreedy:
         policy = cls(EnvSpec.from_dict(data.get("env")), seed, **params)
         gram, target = np.asarray(data.get("gram"), float), np.asarray(data.get("target"), float)
         if gram.shape != policy.gram.shape or target.shape != policy.target.shape:
-            raise PolicyFileError(f"{path}: regression shapes {gram.shape}, {target.shape} do not fit the env")
+            raise PolicyFileError(
+                f"{path}: regression shapes {gram.shape}, {target.shape} do not fit the env"
+            )
         if not (np.isfinite(gram).all() and np.isfinite(target).all()):
             raise PolicyFileError(f"{path}: regressions must be finite")
         if not all(math.isfinite(np.linalg.cond(a)) for a in gram):
