@@ -86,3 +86,36 @@ def test_recurrent_ppo_carries_its_lstm_state_through_a_journey_and_resets_at_th
         if i not in starts:  # within a journey, the state returned is the one passed next
             np.testing.assert_array_equal(calls[i][0][0], calls[i - 1][2][0])
     assert np.abs(calls[1][0][0]).sum() > 0
+
+
+def test_recurrent_ppo_exports_its_lstm_state_as_inputs_and_outputs_with_parity(tmp_path: Path):
+    import onnx
+
+    from policies.export import export_policy
+    from policies.runtime import ArtifactError
+    from policies.runtime import load_policy as load_artifact
+
+    env = gym.make("shopgym/ShopperJourney-v0", horizon_days=365)
+    policy = make_policy("recurrent_ppo", env, seed=0, **TINY["recurrent_ppo"])
+    policy.learn(256)  # type: ignore[attr-defined]
+    policy.save(tmp_path / "saved")
+    card = json.loads(export_policy(tmp_path / "saved", tmp_path / "artifact", check_samples=500).read_text())
+    assert card["parity"]["agreement"] == 1.0 and card["parity"]["steps_per_journey"] == 10
+    graph = onnx.load(tmp_path / "artifact" / "policy.onnx").graph
+    assert [i.name for i in graph.input] == ["obs", "state_h", "state_c", "episode_start"]
+    assert [o.name for o in graph.output] == ["log_probs", "state_h_out", "state_c_out"]
+    runtime = load_artifact(tmp_path / "artifact")
+    # A real journey, step by step: the artifact carrying its state chooses what the policy does.
+    obs, _ = env.reset(seed=5)
+    state, rt_state, start, steps = None, runtime.initial_state(1), np.ones(1, dtype=np.bool_), 0
+    scales = np.asarray(runtime.layout.obs_scales)
+    done = False
+    while not done:
+        want, state = policy.predict(obs, state=state, episode_start=start, deterministic=True)
+        got, rt_state = runtime.step((obs.astype(np.float64) * scales)[None], rt_state, start)
+        assert int(got[0]) == int(want)
+        obs, _, terminated, truncated, _ = env.step(int(want))
+        done, start, steps = terminated or truncated, np.zeros(1, dtype=np.bool_), steps + 1
+    assert steps >= 5
+    with pytest.raises(ArtifactError, match="this artifact is recurrent"):
+        runtime.decide(dict.fromkeys(runtime.feature_names, 0.0))
