@@ -176,7 +176,10 @@ def tune(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Search ``name``'s hyperparameters; write ``trials.csv``, ``best.yaml`` and ``tune.md``."""
-    import optuna
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("shopgym tune needs optuna: pip install 'shopgym[tune]'") from None
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
