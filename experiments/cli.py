@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.calibrate import add_calibrate_parser
 
     add_calibrate_parser(sub)
+    from experiments.tune import add_tune_parser
+
+    add_tune_parser(sub)
+    from experiments.leaderboard import add_leaderboard_parser
+
+    add_leaderboard_parser(sub)
     return parser
 
 

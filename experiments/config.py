@@ -121,7 +121,7 @@ class VariantConfig(_Model):
 
 
 class PolicyConfig(_Model):
-    """One policy arm: a kind (see ``policies.registry.POLICY_KINDS``) and its constructor kwargs."""
+    """One policy arm: a kind (built in, or a registered plugin: ``docs/POLICIES.md``) and its kwargs."""
 
     name: Name
     kind: str
@@ -139,10 +139,11 @@ class PolicyConfig(_Model):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        from policies.registry import POLICY_KINDS
+        from policies.plugins import unknown_kind_message
+        from policies.registry import is_known_kind
 
-        if value not in POLICY_KINDS:
-            raise ValueError(f"unknown policy kind {value!r}; allowed: {list(POLICY_KINDS)}")
+        if not is_known_kind(value):
+            raise ValueError(unknown_kind_message(value))
         return value
 
 
@@ -278,7 +279,7 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
     import gymnasium as gym
 
     from policies.base import env_spec
-    from policies.registry import ORACLE_KINDS, RL_KINDS, make_policy
+    from policies.registry import BUILTIN_KINDS, ORACLE_KINDS, RL_KINDS, make_policy
 
     for variant in config.variant_names:
         try:
@@ -296,6 +297,9 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
             where = f"invalid experiment config {source}: policies.{policy.name}.kwargs"
             if policy.kind in RL_KINDS:
                 _check_rl_kwargs(policy.kind, policy.kwargs, where, env)
+                continue
+            if policy.kind not in BUILTIN_KINDS:
+                _check_plugin(policy.kind, policy.kwargs, where, env)
                 continue
             if policy.kind in ORACLE_KINDS:
                 if policy.kwargs or not hasattr(env.unwrapped, "oracle_view"):
@@ -327,8 +331,28 @@ def _check_rl_kwargs(kind: str, kwargs: Mapping[str, Any], where: str, env: Any)
         raise ConfigError(f"{where}: {error}") from None
     if kind == "maskable_ppo" and not hasattr(env.unwrapped, "action_masks"):
         raise ConfigError(f"{where}: maskable_ppo needs action masks, which {env.spec.id} does not provide")
-    if kind == "dqn" and len(env.action_space.shape or ()) > 0:
-        raise ConfigError(f"{where}: dqn needs a Discrete action space; {env.spec.id} has {env.action_space}")
+    if kind in ("dqn", "qrdqn", "ars") and len(env.action_space.shape or ()) > 0:
+        raise ConfigError(
+            f"{where}: {kind} needs a Discrete action space; {env.spec.id} has {env.action_space}"
+        )
+
+
+def _check_plugin(kind: str, kwargs: Mapping[str, Any], where: str, env: Any) -> None:
+    """Build a plugin kind once with its kwargs (its factory validates them) and check the protocol."""
+    from policies.plugins import PluginError
+    from policies.registry import make_policy, plugin_training
+
+    try:
+        training = plugin_training(kind)
+        policy = make_policy(kind, env, 0, **kwargs)
+    except (PluginError, TypeError, ValueError, KeyError) as error:
+        raise ConfigError(f"{where}: {str(error)[:500]}") from None
+    needed = ["predict", "update", "save"] + (["learn"] if training == "timesteps" else [])
+    missing = [name for name in needed if not callable(getattr(policy, name, None))]
+    if missing:
+        raise ConfigError(
+            f"{where}: policy kind {kind!r} lacks {missing} of the policy protocol (docs/POLICIES.md)"
+        )
 
 
 def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:

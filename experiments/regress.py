@@ -5,7 +5,8 @@ metrics with stored baseline values. The simulator, the baselines and the bandit
 bit-reproducible for a given seed, so they must match exactly (up to float formatting:
 relative 1e-9). SB3 training is reproducible on one machine and torch build, but not across
 CPU kinds, thread counts or torch versions (floating-point reductions differ), so RL policies
-get a documented tolerance (``RL_TOLERANCE``, relative to the baseline's magnitude).
+get a documented tolerance (``RL_TOLERANCE``, relative to the baseline's magnitude), as do
+plugin kinds that declare ``reproducible = False`` (or train by ``timesteps``) in their factory.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def regress(
 ) -> tuple[list[str], Table]:
     """Run ``config`` afresh and compare with the baseline: (one line per moved value, a table)."""
     from experiments.runner import run_experiment
-    from policies.registry import RL_KINDS
+    from policies.registry import reproducible_kind
 
     with tempfile.TemporaryDirectory(prefix="shopgym-regress-") as tmp:
         root = run_experiment(config, out or Path(tmp) / config.name, quiet=quiet)
@@ -145,7 +146,8 @@ def regress(
                 "[red]missing " + ("now" if name not in current else "in baseline"),
             )
             continue
-        tolerance = RL_TOLERANCE if kinds.get(name.split("/", 1)[1]) in RL_KINDS else EXACT_TOLERANCE
+        exact = reproducible_kind(kinds.get(name.split("/", 1)[1], ""))
+        tolerance = EXACT_TOLERANCE if exact else RL_TOLERANCE
         for metric, before in stored[name].items():
             now = current[name].get(metric, float("nan"))
             compared += 1

@@ -211,7 +211,19 @@ def markdown_summary(
                     + " |"
                 )
         lines += ["", *_score_lines(scores, variant, config.reference_policy, oracles)]
+    if oracles:
+        lines += aggregate_section(results, config.reference_policy, oracles[0])
     return "\n".join(lines) + "\n"
+
+
+def aggregate_section(results: pd.DataFrame, reference: str, oracle: str) -> list[str]:
+    """IQM, mean, optimality gap and probability of improvement over seeds and variants (return)."""
+    from experiments.aggregate import aggregate_lines, run_scores
+
+    matrices, left_out = run_scores(results, reference, oracle)
+    if not matrices:
+        return []
+    return aggregate_lines(matrices, left_out, reference, oracle, "the return, across seeds and variants")
 
 
 def _score_lines(scores: pd.DataFrame, variant: str, reference: str, oracles: list[str]) -> list[str]:
@@ -359,7 +371,19 @@ def write_report(root: Path, config: ExperimentConfig, tables: dict[str, pd.Data
     plots = root / "plots"
     plots.mkdir(exist_ok=True)
     summary = summary_table(results)
+    oracles = [p.name for p in config.policies if p.kind == "oracle"]
+
+    def profiles(frame: pd.DataFrame, path: Path) -> bool:
+        from experiments.aggregate import plot_performance_profiles, run_scores
+
+        if not oracles:
+            return False
+        matrices, _ = run_scores(frame, config.reference_policy, oracles[0])
+        ranked = {p: m for p, m in matrices.items() if p not in (config.reference_policy, oracles[0])}
+        return plot_performance_profiles(ranked, path, f"{config.name}: performance profiles on the return")
+
     for name, draw, data in (
+        ("performance_profiles", profiles, results),
         ("learning_curves", plot_learning_curves, tables["curve"]),
         ("frontier", plot_frontier, summary),
         ("pareto_front", plot_pareto_front, summary),

@@ -134,7 +134,7 @@ def run_cell(
     from policies.base import env_spec
     from policies.baselines import SEGMENTS, SegmentRules
     from policies.evaluate import evaluate
-    from policies.registry import ONLINE_KINDS, RL_KINDS, make_policy
+    from policies.registry import ONLINE_KINDS, RL_KINDS, make_policy, plugin_training
 
     config = ExperimentConfig.model_validate_json(config_json)
     arm = config.policy(policy_name)
@@ -147,13 +147,14 @@ def run_cell(
     report = progress or (lambda stage, fraction: None)
 
     curve: list[dict[str, Any]] = []
-    if arm.kind in RL_KINDS and config.training.timesteps > 0:
+    plugin = plugin_training(arm.kind)  # None for built-in kinds
+    if (arm.kind in RL_KINDS or plugin == "timesteps") and config.training.timesteps > 0:
         from experiments.curves import LearningCurve
 
         callback = LearningCurve(config.training.timesteps, lambda f: report("training", f))
         policy.learn(config.training.timesteps, callback=callback)  # type: ignore[attr-defined]
         curve = callback.rows
-    elif arm.kind in ONLINE_KINDS and config.training.episodes > 0:
+    elif (arm.kind in ONLINE_KINDS or plugin == "episodes") and config.training.episodes > 0:
         for k in range(config.training.episodes):
             record = evaluate(policy, env, 1, train_seed(seed) + k, learn=True)[0]
             curve.append({"x": k + 1, "x_unit": "episodes", "return": record.row["return"]})
@@ -327,6 +328,22 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     return stale
 
 
+def _init_worker(parent: int, plugins: list[tuple[str, str]]) -> None:
+    """Pool-worker initializer: die with the parent; know the parent's Python-registered policy kinds."""
+    from policies.plugins import register_references
+
+    _die_with_parent(parent)
+    register_references(plugins)
+
+
+def run_cell_with_plugins(plugins: list[tuple[str, str]], *args: Any) -> dict[str, Any]:
+    """:func:`run_cell` in a worker that first registers the parent's Python-registered policy kinds."""
+    from policies.plugins import register_references
+
+    register_references(plugins)
+    return run_cell(*args)
+
+
 def _die_with_parent(parent: int) -> None:
     """Pool-worker initializer: exit as soon as the parent process is gone (even after kill -9)."""
     with contextlib.suppress(Exception):  # Linux: the kernel signals us when the parent dies
@@ -357,6 +374,7 @@ def run_experiment(
     scenario of every variant and the run directory (same config, same scenario content).
     """
     from experiments.report import write_report
+    from policies.plugins import worker_references
 
     root = config.output_path(out)
     backend = backend or config.backend
@@ -414,8 +432,8 @@ def run_experiment(
                 with ProcessPoolExecutor(
                     max_workers=workers,
                     mp_context=get_context("spawn"),
-                    initializer=_die_with_parent,
-                    initargs=(os.getpid(),),
+                    initializer=_init_worker,
+                    initargs=(os.getpid(), worker_references()),
                 ) as pool:
                     futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
                     try:
@@ -441,8 +459,11 @@ def _run_ray(
         raise ConfigError("backend 'ray' needs ray: pip install 'shopgym[ray]'") from None
     if not ray.is_initialized():
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(run_cell)
-    pending = [remote.remote(config_json, *cell, str(root)) for cell in todo]
+    from policies.plugins import worker_references
+
+    remote = ray.remote(num_cpus=1)(run_cell_with_plugins)
+    plugins = worker_references()
+    pending = [remote.remote(plugins, config_json, *cell, str(root)) for cell in todo]
     while pending:
         finished, pending = ray.wait(pending, num_returns=1)
         ray.get(finished)

@@ -4,9 +4,10 @@ The loop honours each environment's feedback protocol: IncentiveTargeting's dela
 attributed rewards (``env.attributed_feedback()``, matched to the decision's observation by
 ``decision_id``) and the other environments' immediate rewards (the step's reward belongs to
 the action just taken). Online learners (bandits) learn during evaluation when ``learn`` is
-set; fixed policies and SB3 models ignore the feedback. Episode ``k`` is reset with seed
-``seed + k``, so two policies evaluated with the same seed face the same shoppers and draws
-(common random numbers).
+set; fixed policies and SB3 models ignore the feedback. A recurrent policy's state
+(RecurrentPPO's LSTM) is carried from step to step within an episode, with ``episode_start``
+set on its first step. Episode ``k`` is reset with seed ``seed + k``, so two policies
+evaluated with the same seed face the same shoppers and draws (common random numbers).
 """
 
 from __future__ import annotations
@@ -63,11 +64,17 @@ def evaluate(
         # A small shop or a short horizon may reach no decision point at all: the episode is over
         # at reset, with nothing to decide and nothing to step.
         done = info.get("decision_kind") == "end"
+        # Recurrent policies carry their state across the journey; it starts afresh at each reset.
+        state: tuple[NDArray[Any], ...] | None = None
+        start = np.ones(1, dtype=np.bool_)
         if done:
             info = {**info, "episode_metrics": _metrics_without_steps(base)}
         while not done:
             mask = base.action_masks() if masked else None  # type: ignore[attr-defined]
-            action, _ = policy.predict(obs, deterministic=deterministic, action_masks=mask)
+            action, state = policy.predict(
+                obs, state=state, episode_start=start, deterministic=deterministic, action_masks=mask
+            )
+            start = np.zeros(1, dtype=np.bool_)
             if len(head_names) == 1:
                 segment = segment_of(obs) if segment_of is not None else "all"
                 key = (segment, action_names[int(action)])

@@ -41,7 +41,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from policies.base import EnvSpec, JsonPolicy, Policy, PolicyFileError
-from policies.registry import RL_KINDS, load_policy
+from policies.registry import BUILTIN_KINDS, RL_KINDS, load_policy
+from policies.rules import RULES
 from policies.runtime import (
     CARD_FILE,
     CARD_FORMAT,
@@ -49,6 +50,8 @@ from policies.runtime import (
     MASK_INPUT,
     MODEL_FILES,
     OBS_INPUT,
+    START_INPUT,
+    STATE_INPUTS,
     RuntimePolicy,
     card_digest,
 )
@@ -149,7 +152,12 @@ def export_policy(
         staging = Path(tmp)
         (staging / MODEL_FILES[fmt]).write_bytes(model_bytes)
         atomic_write_json(card, staging / CARD_FILE)
-        card["parity"] = check_parity(loaded, kind, load_artifact(staging), check_obs, check_masks)
+        artifact = load_artifact(staging)
+        card["parity"] = (
+            check_recurrent_parity(loaded, artifact, spec, check_samples)
+            if kind == "recurrent_ppo"
+            else check_parity(loaded, kind, artifact, check_obs, check_masks)
+        )
         if fmt == "onnx":
             card["parity"].update(model_info.pop("_score_check"))
 
@@ -378,9 +386,16 @@ def _evaluate(policy: Policy, spec: EnvSpec, found: Source, episodes: int) -> di
 
 # ---- model files ----------------------------------------------------------------------------------
 def export_json(policy: Policy, kind: str) -> tuple[bytes, dict[str, Any]]:
-    """A baseline's or bandit's deterministic decision model as ``policy.json`` bytes."""
+    """A baseline's, bandit's or plugin's deterministic decision model as ``policy.json`` bytes."""
     greedy = getattr(policy, "greedy_model", None)
-    if not isinstance(policy, JsonPolicy) or greedy is None:
+    if kind not in BUILTIN_KINDS:  # a plugin: its decision model is compiled by the runtime at parity
+        if not callable(greedy):
+            raise ExportError(
+                f"policy kind {kind!r} is a plugin that does not implement the export protocol: a "
+                "greedy_model() method returning a decision model of policies.rules (rules "
+                f"{list(RULES)}), which the runtime serves in numpy; see docs/POLICIES.md"
+            )
+    elif not isinstance(policy, JsonPolicy) or greedy is None:
         raise ExportError(
             f"policy {kind!r} has no deterministic decision to export (it draws among the allowed "
             "incentives at random); export a baseline (none, blanket, segment_rules, ltv_coupon), "
@@ -425,8 +440,33 @@ class _ActorLogits:
             def forward(self, obs: torch.Tensor) -> torch.Tensor:
                 return self.q_net(obs)
 
+        class QuantileMeans(torch.nn.Module):
+            """QR-DQN's Q-values: the mean of each incentive's quantiles (the greedy action's argmax)."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.quantile_net = model.policy.quantile_net
+
+            def forward(self, obs: torch.Tensor) -> torch.Tensor:
+                return self.quantile_net(obs).mean(dim=1)
+
+        class ArsScores(torch.nn.Module):
+            """ARS's action scores (its deterministic action is their argmax)."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.policy = model.policy
+
+            def forward(self, obs: torch.Tensor) -> torch.Tensor:
+                features = self.policy.extract_features(obs, self.policy.features_extractor)
+                return self.policy.action_net(features)
+
         if hasattr(model.policy, "q_net"):
             return QValues().eval()
+        if hasattr(model.policy, "quantile_net"):
+            return QuantileMeans().eval()
+        if not hasattr(model.policy, "mlp_extractor"):  # ARS
+            return ArsScores().eval()
         return ActorLogits().eval()
 
 
@@ -445,9 +485,11 @@ def export_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[str, Any]]:
         )
     if not isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
         raise ExportError(f"{kind}: action space {space} is not Discrete or MultiDiscrete")
+    if kind == "recurrent_ppo":
+        return export_recurrent_onnx(policy, spec)
     masked = kind == "maskable_ppo"
     module = _ActorLogits.build(model, masked, len(spec.heads))
-    output = "q_values" if kind == "dqn" else "log_probs"
+    output = {"dqn": "q_values", "qrdqn": "q_values", "ars": "scores"}.get(kind, "log_probs")
     n_fields, width = len(spec.obs_fields), len(spec.heads) * spec.n_actions
     example_obs = torch.zeros((2, n_fields), dtype=torch.float32)
     batch = torch.export.Dim("batch")
@@ -480,16 +522,198 @@ def export_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[str, Any]]:
         },
         "output": {"name": output, "dtype": "float32", "shape": ["batch", width]},
         "mask": "input" if masked else "after",
-        "decision": (
-            "argmax of the Q-values over allowed incentives"
-            if kind == "dqn"
-            else "argmax of the action distribution's log-probabilities over allowed incentives, per head"
+        "decision": {
+            "dqn": "argmax of the Q-values over allowed incentives",
+            "qrdqn": "argmax of the mean of each incentive's quantiles over allowed incentives",
+            "ars": "argmax of the linear (or MLP) policy's action scores over allowed incentives",
+        }.get(
+            kind, "argmax of the action distribution's log-probabilities over allowed incentives, per head"
         ),
         "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
         "producer": f"{proto.producer_name} {proto.producer_version}",
     }
     info["_score_check"] = _score_check(module, data, spec, masked)
     return data, info
+
+
+def _recurrent_module(model: Any) -> Any:
+    """RecurrentPPO's actor for one step: the LSTM written out gate by gate (exporter-friendly).
+
+    As sb3-contrib's ``_process_sequence`` for a sequence of length 1: the state is zeroed where
+    ``episode_start`` is 1, then the actor LSTM, the actor MLP and ``action_net``.
+    """
+    import torch
+
+    policy = model.policy
+
+    class RecurrentActor(torch.nn.Module):
+        """Normalized log-probabilities and the next LSTM state for one decision per journey."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.policy = policy
+            self.lstm = policy.lstm_actor
+
+        def forward(
+            self, obs: torch.Tensor, state_h: torch.Tensor, state_c: torch.Tensor, episode_start: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            keep = (1.0 - episode_start).reshape(1, -1, 1)
+            h_all, c_all = state_h * keep, state_c * keep
+            x = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+            hs, cs = [], []
+            for layer in range(self.lstm.num_layers):
+                gates = (
+                    x @ getattr(self.lstm, f"weight_ih_l{layer}").T
+                    + getattr(self.lstm, f"bias_ih_l{layer}")
+                    + h_all[layer] @ getattr(self.lstm, f"weight_hh_l{layer}").T
+                    + getattr(self.lstm, f"bias_hh_l{layer}")
+                )
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c_all[layer] + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                hs.append(h)
+                cs.append(c)
+                x = h
+            logits = self.policy.action_net(self.policy.mlp_extractor.forward_actor(x))
+            return logits - logits.logsumexp(dim=-1, keepdim=True), torch.stack(hs), torch.stack(cs)
+
+    return RecurrentActor().eval()
+
+
+def export_recurrent_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[str, Any]]:
+    """RecurrentPPO's acting network as ONNX with the LSTM state as inputs and outputs, checked."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    model = policy.model  # type: ignore[attr-defined]
+    if len(spec.heads) != 1:
+        raise ExportError("recurrent_ppo: only one-incentive-per-decision envs are exported")
+    module = _recurrent_module(model)
+    layers, hidden = model.policy.lstm_actor.num_layers, model.policy.lstm_actor.hidden_size
+    n_fields = len(spec.obs_fields)
+    example = (
+        torch.zeros((2, n_fields)),
+        torch.zeros((layers, 2, hidden)),
+        torch.zeros((layers, 2, hidden)),
+        torch.ones(2),
+    )
+    batch = torch.export.Dim("batch")
+    names = [OBS_INPUT, *STATE_INPUTS, START_INPUT]
+    shapes = {"obs": {0: batch}, "state_h": {1: batch}, "state_c": {1: batch}, "episode_start": {0: batch}}
+    with _quiet():
+        program = torch.onnx.export(
+            module,
+            example,
+            dynamo=True,
+            input_names=names,
+            output_names=["log_probs", "state_h_out", "state_c_out"],
+            dynamic_shapes=shapes,
+            verbose=False,
+        )
+    if program is None:  # pragma: no cover - the dynamo exporter always returns a program
+        raise ExportError("torch.onnx.export returned no program")
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, {"shopgym.kind": "recurrent_ppo", "shopgym.env_id": spec.env_id})
+    onnx.checker.check_model(proto, full_check=True)
+    data = proto.SerializeToString()
+    # Scores and states of onnxruntime against torch on random inputs, before anything is written.
+    rng = np.random.default_rng(1)
+    obs, _ = _check_batch(spec, 500, seed=1)
+    inputs = (
+        obs,
+        rng.normal(0, 0.5, (layers, 500, hidden)).astype(np.float32),
+        rng.normal(0, 0.5, (layers, 500, hidden)).astype(np.float32),
+        (rng.random(500) < 0.3).astype(np.float32),
+    )
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(None, dict(zip(names, inputs, strict=True)))
+    with torch.no_grad():
+        want = [t.numpy() for t in module(*(torch.as_tensor(a) for a in inputs))]
+    difference = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want, strict=True))
+    if not all(np.allclose(g, w, rtol=SCORE_RTOL, atol=SCORE_ATOL) for g, w in zip(got, want, strict=True)):
+        raise ExportError(
+            f"onnxruntime's scores or LSTM states differ from torch's by up to {difference:.3g}; "
+            "the export is wrong, nothing was written"
+        )
+    info: dict[str, Any] = {
+        "format": "onnx",
+        "inputs": {
+            OBS_INPUT: {"dtype": "float32", "shape": ["batch", n_fields]},
+            "state_h": {"dtype": "float32", "shape": [layers, "batch", hidden]},
+            "state_c": {"dtype": "float32", "shape": [layers, "batch", hidden]},
+            START_INPUT: {"dtype": "float32", "shape": ["batch"], "note": "1 at a journey's first decision"},
+        },
+        "output": {"name": "log_probs", "dtype": "float32", "shape": ["batch", spec.n_actions]},
+        "state_outputs": ["state_h_out", "state_c_out"],
+        "recurrent": {"layers": layers, "hidden": hidden},
+        "mask": "after",
+        "decision": "argmax of the log-probabilities over allowed incentives; carry the returned state "
+        "to the journey's next decision (RuntimePolicy.step)",
+        "opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
+        "producer": f"{proto.producer_name} {proto.producer_version}",
+        "_score_check": {"score_samples": 500, "max_abs_score_difference": difference},
+    }
+    return data, info
+
+
+def check_recurrent_parity(
+    policy: Policy, artifact: RuntimePolicy, spec: EnvSpec, samples: int
+) -> dict[str, Any]:
+    """Run journeys step by step through the in-process policy and the artifact, each carrying its state.
+
+    Journeys start together and restart at random (``episode_start``), so the state's reset is
+    checked too. As in :func:`check_parity`, a choice may differ only on a float32 tie.
+    """
+    import torch
+
+    journeys = 50
+    steps = max(1, samples // journeys)
+    obs, _ = _check_batch(spec, journeys * steps, seed=2)
+    obs = obs.reshape(steps, journeys, -1)
+    starts = np.random.default_rng(3).random((steps, journeys)) < 0.05
+    starts[0] = True
+    scales = np.asarray(artifact.layout.obs_scales, dtype=np.float64)
+    state_in: Any = None
+    state_rt = artifact.initial_state(journeys)
+    module = _recurrent_module(policy.model)  # type: ignore[attr-defined]
+    differ = ties = 0
+    for t in range(steps):
+        previous = state_in
+        with _torch_threads():
+            want, state_in = policy.predict(
+                obs[t], state=state_in, episode_start=starts[t], deterministic=True
+            )
+        got, state_rt = artifact.step(obs[t].astype(np.float64) * scales, state_rt, starts[t])
+        bad = np.flatnonzero(np.asarray(want) != got)
+        if bad.size:
+            zeros = np.zeros_like(state_rt[0])
+            h, c = (zeros, zeros) if previous is None else previous
+            with torch.no_grad():
+                scores = module(
+                    torch.as_tensor(obs[t]),
+                    torch.as_tensor(h, dtype=torch.float32),
+                    torch.as_tensor(c, dtype=torch.float32),
+                    torch.as_tensor(starts[t], dtype=torch.float32),
+                )[0].numpy()
+            best, chosen = scores[bad, np.asarray(want)[bad]], scores[bad, got[bad]]
+            tie = chosen >= best - 2 * np.spacing(np.abs(best).astype(np.float32))
+            if not tie.all():
+                raise ExportError(
+                    f"recurrent_ppo: the exported artifact chose differently from the in-process policy at "
+                    f"step {t} of {int((~tie).sum())} journeys; nothing was written"
+                )
+            differ += bad.size
+            ties += int(tie.sum())
+    total = steps * journeys
+    return {
+        "samples": total,
+        "journeys": journeys,
+        "steps_per_journey": steps,
+        "masked": False,
+        "agreement": 1.0 - differ / total,
+        "float32_ties": ties,
+    }
 
 
 def _score_check(module: Any, data: bytes, spec: EnvSpec, masked: bool) -> dict[str, Any]:
@@ -592,7 +816,9 @@ def float32_ties(
 
     with torch.no_grad(), _torch_threads():
         tensor = torch.as_tensor(obs)
-        if hasattr(model.policy, "q_net"):
+        if hasattr(policy, "scores") and masks is None:
+            scores = policy.scores(tensor)
+        elif hasattr(model.policy, "q_net"):
             scores = model.policy.q_net(tensor)
         else:
             extra = {} if masks is None else {"action_masks": masks}

@@ -1,6 +1,8 @@
 """Every policy kind by name: one factory to build them and one loader to read them back.
 
 Kinds resolve lazily ("module:Class"), so using a baseline never imports torch or SB3.
+Besides the built-in kinds, researchers' own kinds come from installed packages' entry
+points or ``register_policy`` (:mod:`policies.plugins`, protocol in ``docs/POLICIES.md``).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ JSON_POLICIES: dict[str, str] = {
 #: Policies that learn online from ``update`` (trained over episodes before evaluation).
 ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson")
 #: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
-RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo")
+RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo", "qrdqn", "trpo", "ars", "recurrent_ppo")
 #: Privileged kinds: read the simulator's hidden state (a measuring stick, never exported).
 ORACLE_KINDS = ("oracle",)
 POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS, *ORACLE_KINDS)
+#: The kinds shopgym ships (plugins may not take these names).
+BUILTIN_KINDS = POLICY_KINDS
 #: Largest ``policy.json`` read (bandit state for many incentives and features stays far below).
 MAX_POLICY_FILE_BYTES = 64 * 1024 * 1024
 
@@ -41,10 +45,41 @@ MAX_POLICY_FILE_BYTES = 64 * 1024 * 1024
 def json_policy_class(kind: str) -> type[JsonPolicy]:
     """The class of a JSON-saved policy kind."""
     if kind not in JSON_POLICIES:
-        raise ValueError(f"policy kind {kind!r} unknown; allowed: {list(POLICY_KINDS)}")
+        from policies.plugins import unknown_kind_message
+
+        raise ValueError(unknown_kind_message(kind))
     module, name = JSON_POLICIES[kind].split(":")
     cls: type[JsonPolicy] = getattr(importlib.import_module(module), name)
     return cls
+
+
+def is_known_kind(kind: str) -> bool:
+    """Whether ``kind`` is built in or registered (an entry point is named, not imported, here)."""
+    from policies.plugins import plugin_kinds
+
+    return kind in BUILTIN_KINDS or kind in plugin_kinds()
+
+
+def plugin_training(kind: str) -> str | None:
+    """How a plugin kind trains (``none``, ``episodes``, ``timesteps``); ``None`` for built-in kinds."""
+    if kind in BUILTIN_KINDS:
+        return None
+    from policies.plugins import get_plugin, unknown_kind_message
+
+    plugin = get_plugin(kind)
+    if plugin is None:
+        raise ValueError(unknown_kind_message(kind))
+    return plugin.training
+
+
+def reproducible_kind(kind: str) -> bool:
+    """Whether a kind's results repeat bit for bit for a seed (SB3 training does so only per machine)."""
+    if kind in BUILTIN_KINDS:
+        return kind not in RL_KINDS
+    from policies.plugins import get_plugin
+
+    plugin = get_plugin(kind)
+    return plugin is not None and plugin.reproducible
 
 
 def make_policy(
@@ -56,8 +91,19 @@ def make_policy(
 ) -> Policy:
     """A new policy of ``kind`` for ``env``; ``kwargs`` are its constructor arguments.
 
-    RL kinds need the environment itself (they train in it); the others only its spec.
+    RL kinds and plugin kinds need the environment itself (they train in it or read it); the
+    others only its spec.
     """
+    if kind not in BUILTIN_KINDS:
+        from policies.plugins import get_plugin, unknown_kind_message
+
+        plugin = get_plugin(kind)
+        if plugin is None:
+            raise ValueError(unknown_kind_message(kind))
+        if isinstance(env, EnvSpec):
+            raise ValueError(f"policy kind {kind!r} is a plugin; its factory receives the env, not its spec")
+        policy: Policy = plugin.factory(env, seed, **kwargs)
+        return policy
     if kind in RL_KINDS:
         if isinstance(env, EnvSpec):
             raise ValueError(f"{kind} trains in an environment; pass the env, not its spec")
@@ -110,9 +156,18 @@ def load_policy(path: str | Path, env: gym.Env[Any, Any] | None = None) -> Polic
 
         return load_sb3(meta, meta_path.parent, env)
     if kind not in JSON_POLICIES:
-        raise PolicyFileError(
-            f"{meta_path}: policy kind {str(kind)[:80]!r} unknown; allowed: {list(POLICY_KINDS)}"
-        )
+        from policies.plugins import PluginError, get_plugin, unknown_kind_message
+
+        plugin = get_plugin(kind) if isinstance(kind, str) and kind not in BUILTIN_KINDS else None
+        if plugin is None:
+            raise PolicyFileError(f"{meta_path}: {unknown_kind_message(kind)}")
+        try:
+            loaded: Policy = plugin.load(meta_path.parent, env)
+        except PolicyFileError:
+            raise
+        except (PluginError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            raise PolicyFileError(f"{meta_path}: malformed {kind} policy: {str(error)[:200]}") from None
+        return loaded
     try:
         return json_policy_class(kind).from_dict(meta)
     except PolicyFileError:

@@ -1,4 +1,9 @@
-"""Reinforcement-learning policies: stable-baselines3 PPO, A2C, DQN and sb3-contrib MaskablePPO.
+"""Reinforcement-learning policies: every discrete-action algorithm of stable-baselines3 and sb3-contrib.
+
+stable-baselines3's PPO, A2C and DQN; sb3-contrib's MaskablePPO, QR-DQN, TRPO, ARS and
+RecurrentPPO. RecurrentPPO's LSTM state travels through ``predict``'s ``state`` and
+``episode_start`` (the evaluation loop carries it across a journey and resets it at each
+journey's start).
 
 One small factory builds them; hyperparameters are the algorithms' constructor keyword
 arguments, as in rl-zoo3's ``hyperparams`` files (``policy_kwargs`` included), checked by
@@ -31,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from sb3_contrib import MaskablePPO
+from sb3_contrib import ARS, QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -40,7 +45,22 @@ from policies.base import FORMAT_VERSION, Actions, EnvSpec, PolicyFileError, con
 from sim.io import atomic_write_bytes, atomic_write_json
 
 #: Algorithms by policy kind.
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "maskable_ppo": MaskablePPO}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "dqn": DQN,
+    "maskable_ppo": MaskablePPO,
+    "qrdqn": QRDQN,
+    "trpo": TRPO,
+    "ars": ARS,
+    "recurrent_ppo": RecurrentPPO,
+}
+#: Value-based kinds: Q-values (QR-DQN: the mean of its quantiles), epsilon-greedy exploration.
+Q_KINDS = ("dqn", "qrdqn")
+#: Kinds that need a Discrete action space (one incentive per decision).
+DISCRETE_ONLY_KINDS = ("dqn", "qrdqn", "ars")
+#: Kinds whose ``n_steps`` rollouts are split into ``batch_size`` minibatches.
+ROLLOUT_KINDS = ("ppo", "maskable_ppo", "trpo", "recurrent_ppo")
 #: The file a saved SB3 policy's network weights live in (numpy arrays, read without pickle).
 WEIGHTS_FILE = "weights.npz"
 #: Constructor arguments a config or a policy file may not set (the runner and loader own them).
@@ -49,6 +69,11 @@ RESERVED_HYPERPARAMS = frozenset(
 )
 #: Policy network classes a config or file may name (SB3's aliases for flat Box observations).
 POLICY_NETWORKS = ("MlpPolicy",)
+#: Kinds with other networks: (allowed aliases, the default).
+KIND_NETWORKS: dict[str, tuple[tuple[str, ...], str]] = {
+    "recurrent_ppo": (("MlpLstmPolicy",), "MlpLstmPolicy"),
+    "ars": (("LinearPolicy", "MlpPolicy"), "LinearPolicy"),  # Mania et al. 2018: linear policies
+}
 #: Numeric hyperparameters and their allowed closed range (SB3 asserts or misbehaves outside).
 HYPERPARAM_RANGES: dict[str, tuple[float, float, type]] = {
     "learning_rate": (1e-12, 10.0, float),
@@ -71,11 +96,25 @@ HYPERPARAM_RANGES: dict[str, tuple[float, float, type]] = {
     "exploration_initial_eps": (0.0, 1.0, float),
     "exploration_final_eps": (0.0, 1.0, float),
     "rms_prop_eps": (1e-12, 1.0, float),
+    "n_delta": (1, 10_000, int),
+    "n_top": (1, 10_000, int),
+    "delta_std": (1e-12, 10.0, float),
+    "n_eval_episodes": (1, 10_000, int),
+    "alive_bonus_offset": (-1e6, 1e6, float),
+    "cg_max_steps": (1, 1_000, int),
+    "cg_damping": (0.0, 10.0, float),
+    "line_search_shrinking_factor": (1e-6, 1.0, float),
+    "line_search_max_iter": (1, 1_000, int),
+    "n_critic_updates": (1, 1_000, int),
+    "target_kl": (1e-12, 10.0, float),
+    "sub_sampling_factor": (1, 1_000, int),
 }
 #: Largest unpacked ``weights.npz`` loaded (16 layers of 4096 x 4096 float32 stay below it).
 MAX_WEIGHTS_BYTES = 2 * 1024**3
 #: Largest layer a file or config may ask for (units), and most layers.
 MAX_LAYER_UNITS, MAX_LAYERS = 4096, 16
+#: Network sizes ``policy_kwargs`` may set, and their largest value.
+SIZE_KWARGS = {"n_quantiles": 1_000, "lstm_hidden_size": MAX_LAYER_UNITS, "n_lstm_layers": MAX_LAYERS}
 #: Business metrics of ``info["episode_metrics"]`` logged to TensorBoard under ``shop/``.
 LOGGED_METRICS = (
     "margin",
@@ -130,6 +169,8 @@ class SB3Policy:
     ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
         """The model's action; MaskablePPO never picks a masked incentive."""
         obs = np.asarray(observation, dtype=np.float32)
+        if isinstance(self.model, RecurrentPPO):
+            return self._recurrent(obs, state, episode_start, deterministic, action_masks)
         if isinstance(self.model, MaskablePPO):
             actions, state = self.model.predict(
                 obs, state, episode_start, deterministic, action_masks=action_masks
@@ -143,23 +184,19 @@ class SB3Policy:
     def _masked(self, obs: NDArray[np.float32], masks: NDArray[np.bool_], deterministic: bool) -> Actions:
         """An unmasked network's choice among allowed incentives: what the exported runtime does too.
 
-        PPO and A2C sample from (or take the mode of) their action distribution renormalized over
-        the allowed incentives; DQN takes its best allowed Q-value (exploring uniformly over the
-        allowed ones with its final exploration rate when not deterministic).
+        PPO, A2C and TRPO sample from (or take the mode of) their action distribution renormalized
+        over the allowed incentives; DQN and QR-DQN take their best allowed Q-value (exploring
+        uniformly over the allowed ones with the final exploration rate when not deterministic);
+        ARS takes its best allowed action score (its policy is deterministic).
         """
         single = obs.ndim == 1
         batch, allowed = obs.reshape(1, -1) if single else obs, masks.reshape(-1, masks.shape[-1])
         with torch.no_grad():
-            tensor = torch.as_tensor(batch)
-            if isinstance(self.model, DQN):
-                scores = self.model.q_net(tensor)
-            else:
-                distribution = self.model.policy.get_distribution(tensor)  # type: ignore[operator]
-                scores = distribution.distribution.logits
+            scores = self.scores(torch.as_tensor(batch))
             scores = scores.masked_fill(~torch.as_tensor(allowed), -torch.inf)
             if deterministic:
                 chosen = scores.argmax(dim=1)
-            elif isinstance(self.model, DQN):
+            elif isinstance(self.model, DQN | QRDQN):
                 greedy = scores.argmax(dim=1)
                 uniform = torch.multinomial(torch.as_tensor(allowed, dtype=torch.float32), 1)[:, 0]
                 explore = torch.rand(len(batch)) < self.model.exploration_rate
@@ -168,6 +205,61 @@ class SB3Policy:
                 chosen = torch.distributions.Categorical(logits=scores).sample()
         actions = chosen.numpy().astype(np.int64)
         return actions[0] if single else actions
+
+    def scores(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-incentive scores whose argmax is the deterministic action (stateless kinds).
+
+        Logits of the action distribution (PPO, A2C, TRPO, MaskablePPO unmasked), Q-values
+        (DQN), the mean over quantiles (QR-DQN), ARS's action scores.
+        """
+        policy: Any = self.model.policy
+        if isinstance(self.model, DQN):
+            scores: torch.Tensor = policy.q_net(obs)
+            return scores
+        if isinstance(self.model, QRDQN):
+            return policy.quantile_net(obs).mean(dim=1)
+        if isinstance(self.model, ARS):
+            return policy.action_net(policy.extract_features(obs, policy.features_extractor))
+        return policy.get_distribution(obs).distribution.logits
+
+    def _recurrent(
+        self,
+        obs: NDArray[np.float32],
+        state: tuple[NDArray[Any], ...] | None,
+        episode_start: NDArray[np.bool_] | None,
+        deterministic: bool,
+        action_masks: NDArray[np.bool_] | None,
+    ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
+        """RecurrentPPO's action and next LSTM state; with masks, its choice among allowed incentives."""
+        if action_masks is None or not isinstance(self.model.action_space, gym.spaces.Discrete):
+            actions, new_state = self.model.predict(obs, state, episode_start, deterministic)
+            return np.asarray(actions, dtype=np.int64), new_state
+        single = obs.ndim == 1
+        batch = obs.reshape(1, -1) if single else obs
+        allowed = np.asarray(action_masks, dtype=np.bool_).reshape(len(batch), -1)
+        policy: Any = self.model.policy
+        if state is None:
+            zeros = np.zeros((policy.lstm_actor.num_layers, len(batch), policy.lstm_actor.hidden_size))
+            state = (zeros, zeros)
+        starts = (
+            np.zeros(len(batch)) if episode_start is None else np.asarray(episode_start, dtype=np.float32)
+        )
+        with torch.no_grad(), torch_threads(1):
+            lstm = (
+                torch.as_tensor(state[0], dtype=torch.float32),
+                torch.as_tensor(state[1], dtype=torch.float32),
+            )
+            distribution, lstm = policy.get_distribution(
+                torch.as_tensor(batch), lstm, torch.as_tensor(starts, dtype=torch.float32)
+            )
+            scores = distribution.distribution.logits.masked_fill(~torch.as_tensor(allowed), -torch.inf)
+            chosen = (
+                scores.argmax(dim=1)
+                if deterministic
+                else torch.distributions.Categorical(logits=scores).sample()
+            )
+        actions = chosen.numpy().astype(np.int64)
+        return (actions[0] if single else actions), (lstm[0].numpy(), lstm[1].numpy())
 
     def update(
         self,
@@ -226,10 +318,10 @@ def make_sb3(
     algorithm = ALGORITHMS[kind]
     if kind == "maskable_ppo" and not hasattr(env.unwrapped, "action_masks"):
         raise ValueError(f"maskable_ppo needs an env with action_masks(); {env.unwrapped} has none")
-    if kind == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
-        raise ValueError(f"dqn needs a Discrete action space, got {env.action_space}")
+    if kind in DISCRETE_ONLY_KINDS and not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(f"{kind} needs a Discrete action space, got {env.action_space}")
     hyperparams = check_hyperparams(kind, hyperparams, "hyperparameters")
-    hyperparams.setdefault("policy", "MlpPolicy")
+    hyperparams.setdefault("policy", KIND_NETWORKS.get(kind, (POLICY_NETWORKS, "MlpPolicy"))[1])
     policy = hyperparams.pop("policy")
     try:
         with torch_threads(1):
@@ -269,8 +361,9 @@ def check_hyperparams(kind: str, params: Any, where: str = "params") -> dict[str
                 f"allowed: {sorted(known)}"
             )
         if key == "policy":
-            if value not in POLICY_NETWORKS:
-                raise ValueError(f"{where}.policy: {value!r} not allowed; allowed: {list(POLICY_NETWORKS)}")
+            networks = KIND_NETWORKS.get(kind, (POLICY_NETWORKS, ""))[0]
+            if value not in networks:
+                raise ValueError(f"{where}.policy: {value!r} not allowed; allowed: {list(networks)}")
         elif key == "policy_kwargs":
             _check_policy_kwargs(value, f"{where}.policy_kwargs")
         elif key == "train_freq" and isinstance(value, list | tuple):
@@ -303,8 +396,8 @@ def check_hyperparams(kind: str, params: Any, where: str = "params") -> dict[str
                 f"{where}.{key}: {_short(value)} is not a plain JSON value (finite numbers only)"
             )
         out[key] = value
-    if out.get("batch_size") is not None and kind in ("ppo", "maskable_ppo"):
-        n_steps = int(out.get("n_steps", 2048))
+    if out.get("batch_size") is not None and kind in ROLLOUT_KINDS:
+        n_steps = int(out.get("n_steps", 2048 if kind != "recurrent_ppo" else 128))
         if int(out["batch_size"]) > n_steps:
             raise ValueError(
                 f"{where}.batch_size: {out['batch_size']} exceeds n_steps {n_steps}; allowed: 2..n_steps"
@@ -323,6 +416,12 @@ def _check_policy_kwargs(value: Any, where: str) -> None:
         "normalize_images",
         "log_std_init",
         "optimizer_kwargs",
+        "n_quantiles",  # QR-DQN
+        "lstm_hidden_size",  # RecurrentPPO
+        "n_lstm_layers",
+        "shared_lstm",
+        "enable_critic_lstm",
+        "with_bias",  # ARS's linear policy
     }
     for key, item in value.items():
         if key not in allowed:
@@ -349,6 +448,10 @@ def _check_policy_kwargs(value: Any, where: str) -> None:
                         f"{where}.net_arch: {_short(item)} not allowed; lists of at most {MAX_LAYERS} "
                         f"layer sizes, each an integer in [1, {MAX_LAYER_UNITS}]"
                     )
+        elif key in SIZE_KWARGS:
+            top = SIZE_KWARGS[key]
+            if not isinstance(item, int) or isinstance(item, bool) or not 1 <= item <= top:
+                raise ValueError(f"{where}.{key}: {_short(item)} not allowed; an integer in [1, {top}]")
         elif not _plain_json(item) or isinstance(item, Mapping | list):
             raise ValueError(f"{where}.{key}: {_short(item)} must be a finite number or a boolean")
 
@@ -437,8 +540,8 @@ def load_sb3(meta: Mapping[str, Any], directory: Path, env: gym.Env[Any, Any] | 
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise PolicyFileError(f"{path}: not a weights archive shopgym reads: {str(error)[:200]}") from None
     hyper = dict(params)
-    policy = hyper.pop("policy", "MlpPolicy")
-    if kind == "dqn":  # the loaded model only decides: a small replay buffer, not the training one
+    policy = hyper.pop("policy", KIND_NETWORKS.get(kind, (POLICY_NETWORKS, "MlpPolicy"))[1])
+    if kind in Q_KINDS:  # the loaded model only decides: a small replay buffer, not the training one
         hyper["buffer_size"] = 1
     with torch_threads(1):
         model = ALGORITHMS[kind](
@@ -455,7 +558,7 @@ def load_sb3(meta: Mapping[str, Any], directory: Path, env: gym.Env[Any, Any] | 
                 f"{path}: weights do not fit the network policy.json describes: {error}"
             ) from None
     model.num_timesteps = timesteps
-    if kind == "dqn":
+    if kind in Q_KINDS:
         model.exploration_rate = float(epsilon)  # type: ignore[attr-defined]
     return SB3Policy(model, kind, spec, seed, dict(params))
 

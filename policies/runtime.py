@@ -42,6 +42,8 @@ CARD_FORMAT = 1
 MODEL_FILES = {"onnx": "policy.onnx", "json": "policy.json"}
 #: Name of the observation input of every exported ONNX graph, and of MaskablePPO's mask input.
 OBS_INPUT, MASK_INPUT = "obs", "action_mask"
+#: Inputs a recurrent graph (RecurrentPPO) takes besides ``obs``: the LSTM state and episode starts.
+STATE_INPUTS, START_INPUT = ("state_h", "state_c"), "episode_start"
 #: Card sections that decide what the artifact does: covered by the card's ``integrity`` hash.
 DECISION_SECTIONS = ("format", "policy", "env_id", "features", "normalization", "actions", "model")
 #: Largest card read (a real card is a few tens of kilobytes).
@@ -167,6 +169,58 @@ class _OnnxModel:
         return masked_argmax(scores, masks)
 
 
+class _RecurrentOnnxModel:
+    """RecurrentPPO's actor exported to ONNX: one step, the LSTM state in and out (card ``recurrent``)."""
+
+    def __init__(self, model: bytes, layout: CardLayout, spec: Mapping[str, Any], threads: int) -> None:
+        import onnxruntime as ort
+
+        recurrent = spec.get("recurrent")
+        try:
+            self.layers, self.hidden = int(recurrent["layers"]), int(recurrent["hidden"])  # type: ignore[index]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ArtifactError(f"policy card 'model.recurrent' lacks layers or hidden: {error!r}") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ArtifactError(f"onnxruntime cannot load policy.onnx: {error}") from error
+        expected = sorted([OBS_INPUT, *STATE_INPUTS, START_INPUT])
+        if sorted(i.name for i in self.session.get_inputs()) != expected:
+            raise ArtifactError(f"recurrent policy.onnx inputs differ from the card's {expected}")
+        self.n_heads, self.n_actions = len(layout.heads), len(layout.action_names)
+
+    def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids:
+        raise ArtifactError(
+            "this artifact is recurrent (RecurrentPPO): each decision needs the journey's LSTM state; "
+            "use RuntimePolicy.step(features, state, episode_start) and initial_state(n)"
+        )
+
+    def step(
+        self,
+        obs: NDArray[np.float32],
+        masks: Masks | None,
+        state: tuple[NDArray[np.float32], ...],
+        starts: Any,
+    ) -> tuple[Ids, tuple[NDArray[np.float32], NDArray[np.float32]]]:
+        n = obs.shape[0]
+        shape = (self.layers, n, self.hidden)
+        if len(state) != 2 or any(np.shape(s) != shape for s in state):
+            raise FeatureError(f"state must be two float32 arrays of shape {shape} (initial_state({n}))")
+        feeds = {
+            OBS_INPUT: obs,
+            STATE_INPUTS[0]: np.asarray(state[0], dtype=np.float32),
+            STATE_INPUTS[1]: np.asarray(state[1], dtype=np.float32),
+            START_INPUT: np.asarray(starts, dtype=np.float32).reshape(n),
+        }
+        scores, h, c = self.session.run(None, feeds)
+        scores = scores.reshape(n, self.n_heads, self.n_actions)
+        ids = np.argmax(scores, axis=2).astype(np.int64) if masks is None else masked_argmax(scores, masks)
+        return ids, (h, c)
+
+
 class _RuleModel:
     """A baseline's or bandit's decision rule, evaluated by :mod:`policies.rules` in numpy."""
 
@@ -285,6 +339,27 @@ class RuntimePolicy:
             return empty[:, 0] if self._single_head else empty
         ids = self._model.ids(self._normalize(raw), masks)
         return ids[:, 0] if self._single_head else ids
+
+    def initial_state(self, n: int = 1) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """A recurrent artifact's state for ``n`` journeys before their first decision (zeros)."""
+        if not isinstance(self._model, _RecurrentOnnxModel):
+            raise ArtifactError(f"{self.kind} is not recurrent; decide() needs no state")
+        zeros = np.zeros((self._model.layers, n, self._model.hidden), dtype=np.float32)
+        return zeros, zeros.copy()
+
+    def step(
+        self, features: Any, state: tuple[NDArray[np.float32], ...], episode_start: Any, allowed: Any = None
+    ) -> tuple[Ids, tuple[NDArray[np.float32], NDArray[np.float32]]]:
+        """A recurrent artifact's incentive ids for one decision of ``n`` journeys, and their next state.
+
+        ``episode_start`` (``n`` booleans) marks each journey's first decision (its state is reset).
+        """
+        if not isinstance(self._model, _RecurrentOnnxModel):
+            raise ArtifactError(f"{self.kind} is not recurrent; use decide() or action_ids()")
+        raw = self.features_array(features)
+        masks = None if allowed is None else self._mask_batch(allowed, raw.shape[0])
+        ids, new_state = self._model.step(self._normalize(raw), masks, state, episode_start)
+        return (ids[:, 0] if self._single_head else ids), new_state
 
     def normalize(self, features: Any) -> NDArray[np.float32]:
         """The observations the model sees: ``clip(raw / scale, low, high)`` as float32, per row."""
@@ -548,6 +623,8 @@ def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
             f"{str(spec.get('sha256'))[:16]}...; the file was changed or belongs to another export. "
             "Re-export it."
         )
+    if fmt == "onnx" and spec.get("recurrent") is not None:
+        return RuntimePolicy(card, layout, _RecurrentOnnxModel(data, layout, spec, threads), directory)
     if fmt == "onnx":
         return RuntimePolicy(card, layout, _OnnxModel(data, layout, spec, threads), directory)
     try:

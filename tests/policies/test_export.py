@@ -32,9 +32,15 @@ RL_SETTINGS = {
     "a2c": {"n_steps": 8},
     "dqn": {"learning_starts": 16, "buffer_size": 1000, "train_freq": 4},
     "maskable_ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+    "qrdqn": {"learning_starts": 16, "buffer_size": 1000, "train_freq": 4},
+    "trpo": {"n_steps": 64, "batch_size": 32},
+    "ars": {"n_delta": 2},
 }
 KINDS = (
     "ppo",
+    "qrdqn",
+    "trpo",
+    "ars",
     "maskable_ppo",
     "dqn",
     "a2c",
@@ -143,13 +149,15 @@ def test_unmasked_networks_with_eligibility_choose_the_best_allowed_score(export
 
 
 def test_onnx_graphs_hold_only_the_acting_network(exported):
-    for kind in RL_KINDS:
+    outputs = {"dqn": "q_values", "qrdqn": "q_values", "ars": "scores"}
+    for kind in (k for k in KINDS if k in RL_KINDS):
         model = onnx.load(exported[kind][1] / "policy.onnx")
         inputs = [i.name for i in model.graph.input]
         assert inputs == (["obs", "action_mask"] if kind == "maskable_ppo" else ["obs"])
-        assert [o.name for o in model.graph.output] == ["q_values" if kind == "dqn" else "log_probs"]
+        assert [o.name for o in model.graph.output] == [outputs.get(kind, "log_probs")]
         weights = " ".join(i.name for i in model.graph.initializer)
         assert "value_net" not in weights and "q_net_target" not in weights, kind
+        assert "quantile_net_target" not in weights, kind
 
 
 def test_card_records_features_normalization_actions_hash_versions_and_training(exported):

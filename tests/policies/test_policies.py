@@ -26,6 +26,15 @@ RL_SETTINGS = {
     "a2c": {"n_steps": 8},
     "dqn": {"learning_starts": 16, "buffer_size": 1000, "train_freq": 4},
     "maskable_ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+    "qrdqn": {"learning_starts": 16, "buffer_size": 1000, "train_freq": 4},
+    "trpo": {"n_steps": 64, "batch_size": 32},
+    "ars": {"n_delta": 2},
+    "recurrent_ppo": {
+        "n_steps": 64,
+        "batch_size": 32,
+        "n_epochs": 1,
+        "policy_kwargs": {"lstm_hidden_size": 16},
+    },
     "thompson": {"likelihood": "gaussian"},  # margins, not conversions
 }
 
