@@ -42,7 +42,17 @@ def start_server(artifact: Path, port: int, extra: list[str] | None = None, time
     import httpx
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "experiments.cli", "serve", str(artifact), "--host", HOST, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.cli",
+        "serve",
+        str(artifact),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     process = subprocess.Popen([*command, *(extra or [])], env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -57,7 +67,9 @@ def start_server(artifact: Path, port: int, extra: list[str] | None = None, time
     raise RuntimeError(f"shopgym serve did not answer on {HOST}:{port} within {timeout_s:g} s")
 
 
-def valid_payloads(feature_names: tuple[str, ...], action_names: tuple[str, ...], n: int, seed: int) -> list[bytes]:
+def valid_payloads(
+    feature_names: tuple[str, ...], action_names: tuple[str, ...], n: int, seed: int
+) -> list[bytes]:
     """``n`` valid /decide bodies with random raw features and allowed sets."""
     rng = np.random.default_rng(seed)
     out = []
@@ -79,7 +91,7 @@ def fuzzed_payloads(feature_names: tuple[str, ...], n: int, seed: int) -> list[t
 
     makers = [
         missing_one,
-        lambda: {"features": {**good, f"junk_{int(rng.integers(1e6))}": 1.0}},
+        lambda: {"features": {**good, f"junk_{int(rng.integers(1_000_000))}": 1.0}},
         lambda: {"features": {**good, feature_names[0]: "NaN"}},
         lambda: {"features": {**good, feature_names[1]: str(rng.random())}},
         lambda: {"features": {**good, feature_names[2]: [1, 2]}},
@@ -111,7 +123,12 @@ def fuzzed_payloads(feature_names: tuple[str, ...], n: int, seed: int) -> list[t
 
 
 async def _level(
-    port: int, clients: int, bodies: list[bytes], max_requests: int, max_seconds: float, fuzz: list[tuple[str, bytes]] | None
+    port: int,
+    clients: int,
+    bodies: list[bytes],
+    max_requests: int,
+    max_seconds: float,
+    fuzz: list[tuple[str, bytes]] | None,
 ) -> dict[str, Any]:
     import httpx
 
@@ -165,7 +182,7 @@ async def _level(
 
 
 def default_artifact(root: Path) -> Path:
-    """An (untrained) PPO network of IncentiveTargeting-v0 exported to ONNX: the serving path of a trained one."""
+    """An untrained PPO network of IncentiveTargeting-v0 in ONNX: the serving path of a trained one."""
     import gymnasium as gym
 
     import sim  # noqa: F401
@@ -202,7 +219,9 @@ def bench_serve(
             records = []
             for i, clients in enumerate(levels):
                 last = i == len(levels) - 1
-                record = asyncio.run(_level(port, clients, bodies, max_requests, max_seconds, bad if last else None))
+                record = asyncio.run(
+                    _level(port, clients, bodies, max_requests, max_seconds, bad if last else None)
+                )
                 record["policy"] = policy.name
                 records.append(record)
             alive = server.poll() is None
@@ -220,8 +239,12 @@ def bench_serve(
 def add_bench_serve_arguments(bench: argparse.ArgumentParser) -> None:
     """Options of ``shopgym bench serve`` (``--artifact`` is shared with ``bench export``)."""
     bench.add_argument("--clients", default="1,8,64", help="serve: concurrency levels (default 1,8,64)")
-    bench.add_argument("--requests", type=int, default=20000, help="serve: most requests per level (default 20000)")
-    bench.add_argument("--seconds", type=float, default=20.0, help="serve: most seconds per level (default 20)")
+    bench.add_argument(
+        "--requests", type=int, default=20000, help="serve: most requests per level (default 20000)"
+    )
+    bench.add_argument(
+        "--seconds", type=float, default=20.0, help="serve: most seconds per level (default 20)"
+    )
     bench.add_argument("--fuzz", type=int, default=10000, help="serve: bad payloads sent in the last level")
 
 
@@ -236,14 +259,34 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    table = Table(title=f"shopgym bench serve: one uvicorn worker on {HOST}, {BUDGET_MS:g} ms decision budget")
-    for column in ("clients", "requests", "decisions/s", "p50 ms", "p99 ms", "errors", "fuzz sent", "fuzz 4xx", "fuzz 5xx", "alive"):
+    table = Table(
+        title=f"shopgym bench serve: one uvicorn worker on {HOST}, {BUDGET_MS:g} ms decision budget"
+    )
+    for column in (
+        "clients",
+        "requests",
+        "decisions/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "fuzz sent",
+        "fuzz 4xx",
+        "fuzz 5xx",
+        "alive",
+    ):
         table.add_column(column, justify="right")
     for r in records:
         table.add_row(
-            str(r["clients"]), f"{r['requests']:,}", f"{r['decisions_per_s']:,.0f}", f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}", str(r["errors"]), f"{r['fuzz_sent']:,}", f"{r['fuzz_4xx']:,}",
-            str(r["fuzz_5xx_or_failed"]), str(r["server_alive"] and r["healthy_after"]),
+            str(r["clients"]),
+            f"{r['requests']:,}",
+            f"{r['decisions_per_s']:,.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            str(r["errors"]),
+            f"{r['fuzz_sent']:,}",
+            f"{r['fuzz_4xx']:,}",
+            str(r["fuzz_5xx_or_failed"]),
+            str(r["server_alive"] and r["healthy_after"]),
         )
     Console().print(table)
     return 0

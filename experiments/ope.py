@@ -19,7 +19,7 @@ import json
 import multiprocessing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -92,7 +92,9 @@ def load_validate_config(path: str | Path) -> ValidateConfig:
 
 
 # ---- simulating a shop under a policy -------------------------------------------------------------
-def action_dist(policy: Any, epsilon: float, context: NDArray[Any], masks: NDArray[np.bool_]) -> NDArray[np.float64]:
+def action_dist(
+    policy: Any, epsilon: float, context: NDArray[Any], masks: NDArray[np.bool_]
+) -> NDArray[np.float64]:
     """Probabilities ``(n, n_actions)`` of epsilon-greedy over ``policy``'s rule, uniform over allowed."""
     greedy, _ = policy.predict(np.asarray(context, dtype=np.float64), action_masks=masks)
     greedy = np.asarray(greedy, dtype=np.int64).reshape(-1)
@@ -108,14 +110,18 @@ def run_shop(config: ValidateConfig, spec: PolicySpec, replication: int) -> dict
     import sim  # noqa: F401 (registers the environments)
     from policies.base import env_spec
     from policies.registry import make_policy
+    from sim.envs.targeting import IncentiveTargetingEnv
 
-    env = gym.make(
-        "shopgym/IncentiveTargeting-v0",
-        scenario=config.scenario,
-        overrides=config.overrides,
-        horizon_days=config.horizon_days,
-        reward_scale=1.0,  # rewards in dollars of attributed net margin
-    ).unwrapped
+    env = cast(
+        IncentiveTargetingEnv,
+        gym.make(
+            "shopgym/IncentiveTargeting-v0",
+            scenario=config.scenario,
+            overrides=config.overrides,
+            horizon_days=config.horizon_days,
+            reward_scale=1.0,  # rewards in dollars of attributed net margin
+        ).unwrapped,
+    )
     policy = make_policy(spec.kind, env_spec(env), seed=0, **spec.kwargs)
     seed = config.seed + replication
     explore = np.random.default_rng([seed, 1])  # the same exploration draws for every policy
@@ -179,7 +185,9 @@ def evaluate_replication(
                         "truth": truths[candidate.name],
                         "logger_value": float(log["value"]),
                         "max_weight": float(weight.max()),
-                        "ess_share": float(weight.sum() ** 2 / (weight @ weight) / size) if weight.any() else 0.0,
+                        "ess_share": float(weight.sum() ** 2 / (weight @ weight) / size)
+                        if weight.any()
+                        else 0.0,
                     }
                 )
     return rows
@@ -296,7 +304,9 @@ def run_validation(config: ValidateConfig, out: str | Path, quiet: bool = False)
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    jobs = [(config, spec, r) for r in range(config.replications) for spec in (config.logger, *config.candidates)]
+    jobs = [
+        (config, spec, r) for r in range(config.replications) for spec in (config.logger, *config.candidates)
+    ]
     results: dict[tuple[str, int], dict[str, Any]] = {}
     with Progress(disable=quiet) as progress:
         task = progress.add_task("simulating shops", total=len(jobs))
@@ -319,7 +329,10 @@ def run_validation(config: ValidateConfig, out: str | Path, quiet: bool = False)
     frame = pd.DataFrame(rows)
     summary = summarize_validation(frame)
     values = pd.DataFrame(
-        [{"policy": name, "replication": r, "value": f["value"], "rounds": f["n_rounds"]} for (name, r), f in results.items()]
+        [
+            {"policy": name, "replication": r, "value": f["value"], "rounds": f["n_rounds"]}
+            for (name, r), f in results.items()
+        ]
     )
     truths = values.groupby("policy")["value"].agg(["mean", "std"])
     atomic_write_parquet(frame, root / "estimates.parquet")
@@ -345,16 +358,22 @@ def estimate_from_feedback(
 
 
 def _save_feedback(feedback: Mapping[str, Any], path: Path) -> None:
-    arrays = {k: np.asarray(v) for k, v in feedback.items() if k not in ("n_rounds", "n_actions", "request_id")}
+    arrays = {
+        k: np.asarray(v) for k, v in feedback.items() if k not in ("n_rounds", "n_actions", "request_id")
+    }
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, n_rounds=feedback["n_rounds"], n_actions=feedback["n_actions"], **arrays)
+    arrays["n_rounds"] = np.asarray(feedback["n_rounds"])
+    arrays["n_actions"] = np.asarray(feedback["n_actions"])
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
 
 
 def load_feedback(path: str | Path) -> dict[str, Any]:
     """Joined feedback written by ``shopgym ope join`` (an ``.npz`` of plain arrays: never unpickled)."""
     with np.load(path, allow_pickle=False) as data:
-        return {key: (int(data[key]) if key in ("n_rounds", "n_actions") else data[key]) for key in data.files}
+        return {
+            key: (int(data[key]) if key in ("n_rounds", "n_actions") else data[key]) for key in data.files
+        }
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -381,7 +400,9 @@ def _cmd_join(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _save_feedback(feedback, out)
-    print(f"joined {feedback['n_rounds']} decisions; total margin {feedback['reward'].sum():,.2f}; wrote {out}")
+    print(
+        f"joined {feedback['n_rounds']} decisions; total margin {feedback['reward'].sum():,.2f}; wrote {out}"
+    )
     return 0
 
 
@@ -416,7 +437,9 @@ def add_ope_parser(sub: Any) -> None:
     join.add_argument("--artifact", required=True, help="the served artifact (its feature schema)")
     join.add_argument("--out", required=True, help="feedback file to write (.npz)")
     join.set_defaults(func=_cmd_join)
-    estimate = commands.add_parser("estimate", help="estimate an exported candidate's value from joined feedback")
+    estimate = commands.add_parser(
+        "estimate", help="estimate an exported candidate's value from joined feedback"
+    )
     estimate.add_argument("feedback", help="the .npz written by shopgym ope join")
     estimate.add_argument("--artifact", required=True, help="the candidate policy's artifact directory")
     estimate.add_argument("--clip", type=float, default=100.0, help="importance-weight cap (default 100)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -30,11 +30,14 @@ def simulated_shop(
     import gymnasium as gym
 
     import sim  # noqa: F401
-    from sim.envs.targeting import OBS_FIELDS
+    from sim.envs.targeting import OBS_FIELDS, IncentiveTargetingEnv
 
-    env = gym.make(
-        "shopgym/IncentiveTargeting-v0", overrides=overrides, horizon_days=horizon_days, reward_scale=1.0
-    ).unwrapped
+    env = cast(
+        IncentiveTargetingEnv,
+        gym.make(
+            "shopgym/IncentiveTargeting-v0", overrides=overrides, horizon_days=horizon_days, reward_scale=1.0
+        ).unwrapped,
+    )
     names = [name for name, _, _ in OBS_FIELDS]
     scales = np.array([scale for *_, scale in OBS_FIELDS])
     action_names = [incentive.name for incentive in env.scenario.incentives]
@@ -89,18 +92,24 @@ def production_loop(
     learner.save(root / "trained")
     export_policy(root / "trained", root / "artifact_ppo", overrides=train_overrides, check_samples=200)
     make_policy("segment_rules", env, seed=0).save(root / "playbook")
-    export_policy(root / "playbook", root / "artifact_candidate", overrides=train_overrides, check_samples=200)
+    export_policy(
+        root / "playbook", root / "artifact_candidate", overrides=train_overrides, check_samples=200
+    )
 
     # 2. serve; 3. the production shop decides through HTTP
     port = free_port()
     log_dir = root / "decision_log"
     server = start_server(
-        root / "artifact_ppo", port, ["--epsilon", str(epsilon), "--seed", str(seed), "--log-dir", str(log_dir)]
+        root / "artifact_ppo",
+        port,
+        ["--epsilon", str(epsilon), "--seed", str(seed), "--log-dir", str(log_dir)],
     )
     try:
         with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=10.0) as client:
 
-            def over_http(features: dict[str, float], allowed: list[str], request_id: str) -> tuple[str, float]:
+            def over_http(
+                features: dict[str, float], allowed: list[str], request_id: str
+            ) -> tuple[str, float]:
                 body = {"features": features, "allowed": allowed, "request_id": request_id}
                 response = client.post("/decide", json=body)
                 response.raise_for_status()
@@ -113,7 +122,10 @@ def production_loop(
         server.wait(timeout=10)
     orders = root / "orders.jsonl"
     orders.write_text(
-        "".join(json.dumps({"request_id": r, "margin": m}) + "\n" for r, m in zip(request_ids, margins, strict=True))
+        "".join(
+            json.dumps({"request_id": r, "margin": m}) + "\n"
+            for r, m in zip(request_ids, margins, strict=True)
+        )
     )
 
     # 4. join and evaluate the candidate off-policy
@@ -157,13 +169,18 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {"population.shoppers": args.shoppers}
     with tempfile.TemporaryDirectory() as tmp:
-        result = production_loop(args.out or tmp, overrides, overrides, args.days, args.timesteps, args.epsilon)
+        result = production_loop(
+            args.out or tmp, overrides, overrides, args.days, args.timesteps, args.epsilon
+        )
     print(f"logged {result['decisions_logged']:,} decisions through HTTP")
     print(f"served policy earned {result['served_policy_value']:.4f} $/decision")
     print(f"candidate (playbook), true value {result['candidate_true_value']:.4f} $/decision")
     for name, e in result["estimates"].items():
         error = e["value"] - result["candidate_true_value"]
-        print(f"  {name:9s} {e['value']:8.4f}  95% CI [{e['ci_low']:.4f}, {e['ci_high']:.4f}]  error {error:+.4f}")
+        print(
+            f"  {name:9s} {e['value']:8.4f}  95% CI [{e['ci_low']:.4f}, {e['ci_high']:.4f}]"
+            f"  error {error:+.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def add_serve_parser(sub: Any) -> None:
     serve.add_argument("--log-dir", help="decision log folder (JSON-lines segments); no log if omitted")
     serve.add_argument("--log-max-mb", type=float, default=64.0, help="segment size before rotation (MB)")
     serve.add_argument("--max-batch", type=int, default=256, help="largest /decide/batch (default 256)")
-    serve.add_argument("--max-body-kb", type=float, default=1024.0, help="largest request body (default 1024 kB)")
+    serve.add_argument(
+        "--max-body-kb", type=float, default=1024.0, help="largest request body (default 1024 kB)"
+    )
     serve.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info"])
     serve.set_defaults(func=_serve)

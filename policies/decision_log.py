@@ -119,7 +119,11 @@ def read_orders(path: str | Path) -> dict[str, float]:
     margins: dict[str, float] = {}
     for number, row in _json_lines(Path(path)):
         request_id, margin = (row.get("request_id"), row.get("margin")) if isinstance(row, dict) else (0, 0)
-        if not isinstance(request_id, str) or not isinstance(margin, int | float) or not math.isfinite(margin):
+        if (
+            not isinstance(request_id, str)
+            or not isinstance(margin, int | float)
+            or not math.isfinite(margin)
+        ):
             raise DecisionLogError(
                 f"{path}:{number}: an order line is {{'request_id': str, 'margin': finite number}}"
             )

@@ -108,7 +108,9 @@ def estimate_all(
         "dm": _mean_ci("dm", dm_terms),
         "ips": _mean_ci("ips", weight * reward),
         "dr": _mean_ci("dr", dm_terms + weight * residual),
-        "switch_dr": _mean_ci("switch_dr", dm_terms + np.where(weight_raw <= tau, weight_raw, 0.0) * residual),
+        "switch_dr": _mean_ci(
+            "switch_dr", dm_terms + np.where(weight_raw <= tau, weight_raw, 0.0) * residual
+        ),
     }
     mean_weight = float(weight.mean())
     if mean_weight <= 0:  # the evaluation policy never takes a logged action: SNIPS is undefined
@@ -166,7 +168,7 @@ class RewardModel:
 def cross_fit_q_hat(
     feedback: Mapping[str, Any], n_actions: int, folds: int = 2, seed: int = 0
 ) -> NDArray[np.float64]:
-    """Out-of-fold reward-model predictions ``(n, n_actions)``: each round predicted by a model not fit on it."""
+    """Out-of-fold reward-model predictions ``(n, n_actions)``: no round is predicted by a model fit on it."""
     context = np.asarray(feedback["context"], dtype=np.float64)
     action = np.asarray(feedback["action"], dtype=np.int64)
     reward = np.asarray(feedback["reward"], dtype=np.float64)

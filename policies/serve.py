@@ -1,4 +1,4 @@
-"""HTTP serving of an exported policy (FastAPI): decisions with propensities, logged for off-policy evaluation.
+"""HTTP serving of an exported policy (FastAPI): decisions with propensities, logged for OPE.
 
 ``shopgym serve ARTIFACT`` loads the artifact once, at start, through :func:`policies.runtime.load_policy`
 (which checks the card's integrity hash and the model file's SHA-256), then answers:
@@ -48,7 +48,9 @@ class DecideRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     features: Annotated[dict[Annotated[str, Field(max_length=64)], Number], Field(max_length=256)]
-    allowed: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=64)] | None = None
+    allowed: (
+        Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=64)] | None
+    ) = None
     request_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
     shopper_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | None = None
 
@@ -216,7 +218,12 @@ def create_app(server: Server, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "policy": server.policy.name, "card_hash": server.card_hash, "served": server.served}
+        return {
+            "status": "ok",
+            "policy": server.policy.name,
+            "card_hash": server.card_hash,
+            "served": server.served,
+        }
 
     @app.get("/card")
     async def card() -> dict[str, Any]:

@@ -56,7 +56,8 @@ def test_epsilon_exploration_logs_propensities_that_match_the_serving_rule(artif
     allowed = ["none", "coupon_10", "coupon_20", "free_shipping"]
     greedy = policy.decide(features(policy), allowed=set(allowed))
     served = [
-        client.post("/decide", json={"features": features(policy), "allowed": allowed}).json() for _ in range(200)
+        client.post("/decide", json={"features": features(policy), "allowed": allowed}).json()
+        for _ in range(200)
     ]
     for d in served:
         expected = 0.5 * (d["incentive"] == greedy) + 0.5 / len(allowed)
