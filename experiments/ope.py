@@ -152,7 +152,6 @@ def evaluate_replication(
     config: ValidateConfig, log: Mapping[str, Any], truths: Mapping[str, float], replication: int
 ) -> list[dict[str, Any]]:
     """Every estimator's estimate of every candidate from subsamples of one replication's log."""
-    from policies.base import EnvSpec  # noqa: F401 (the spec comes from the env in run_shop)
     from policies.registry import make_policy
 
     rows = []
