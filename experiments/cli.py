@@ -91,6 +91,10 @@ def _bench(args: argparse.Namespace) -> int:
         from experiments.export_cli import run_bench_export
 
         return run_bench_export(args)
+    if args.target == "serve":
+        from experiments.bench_serve import run_bench_serve
+
+        return run_bench_serve(args)
     if args.target == "envs":
         env_records = bench_envs(ppo_steps=args.ppo_steps, quiet=args.json)
         if args.json:
@@ -164,9 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "target",
-        choices=["sim", "envs", "export"],
+        choices=["sim", "envs", "export", "serve"],
         help="sim: shopper-days/s by population size; envs: environment steps/s beside CartPole-v1; "
-        "export: decision latency of exported policies",
+        "export: decision latency of exported policies; serve: HTTP load test of shopgym serve on 127.0.0.1",
     )
     bench.add_argument("--ppo-steps", type=int, default=4096, help="envs: PPO timesteps for the env share")
     bench.add_argument("--scenario", default="default", help="shipped scenario name or YAML path")
@@ -193,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(bench)
     add_export_parser(sub)
+    from experiments.bench_serve import add_bench_serve_arguments
+    from experiments.ope import add_ope_parser
+    from experiments.serve_cli import add_serve_parser
+
+    add_bench_serve_arguments(bench)
+    add_serve_parser(sub)
+    add_ope_parser(sub)
 
     from experiments.run_cli import add_parsers
 

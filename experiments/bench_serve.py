@@ -1,0 +1,292 @@
+"""``shopgym bench serve``: a bounded HTTP load test of ``shopgym serve`` on 127.0.0.1.
+
+The server runs in its own process (one uvicorn worker) on a free local port; an asyncio
+client (httpx) sends valid ``POST /decide`` requests from 1, 8 and 64 concurrent clients,
+each level bounded by a request count and a time limit, and reports sustained throughput
+and p50/p99 latency. During the 64-client level, one more task sends fuzzed bad payloads
+(missing and unknown features, NaN, strings, nested junk, oversized batches and bodies); the
+server must answer each with a 4xx, never a 5xx, and still be healthy at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Only this host is ever contacted.
+HOST = "127.0.0.1"
+#: The real-time decision budget the figures are compared with (milliseconds).
+BUDGET_MS = 50.0
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(artifact: Path, port: int, extra: list[str] | None = None, timeout_s: float = 60.0) -> Any:
+    """``shopgym serve`` in a child process on 127.0.0.1:port, once /healthz answers."""
+    import httpx
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.cli",
+        "serve",
+        str(artifact),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen([*command, *(extra or [])], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"shopgym serve exited with {process.returncode} before answering")
+        try:
+            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1.0).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"shopgym serve did not answer on {HOST}:{port} within {timeout_s:g} s")
+
+
+def valid_payloads(
+    feature_names: tuple[str, ...], action_names: tuple[str, ...], n: int, seed: int
+) -> list[bytes]:
+    """``n`` valid /decide bodies with random raw features and allowed sets."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        features = {name: float(np.round(rng.uniform(0, 50), 3)) for name in feature_names}
+        allowed = ["none", *[a for a in action_names[1:] if rng.random() < 0.6]]
+        out.append(json.dumps({"features": features, "allowed": allowed, "request_id": f"b{i}"}).encode())
+    return out
+
+
+def fuzzed_payloads(feature_names: tuple[str, ...], n: int, seed: int) -> list[tuple[str, bytes]]:
+    """``n`` (path, body) pairs every one of which a correct server refuses with a 4xx."""
+    rng = np.random.default_rng(seed)
+    good = {name: 1.0 for name in feature_names}
+
+    def missing_one() -> dict[str, Any]:
+        dropped = feature_names[int(rng.integers(len(feature_names)))]
+        return {"features": {k: v for k, v in good.items() if k != dropped}}
+
+    makers = [
+        missing_one,
+        lambda: {"features": {**good, f"junk_{int(rng.integers(1_000_000))}": 1.0}},
+        lambda: {"features": {**good, feature_names[0]: "NaN"}},
+        lambda: {"features": {**good, feature_names[1]: str(rng.random())}},
+        lambda: {"features": {**good, feature_names[2]: [1, 2]}},
+        lambda: {"features": {**good, feature_names[3]: None}},
+        lambda: {"features": {**good, feature_names[4]: True}},
+        lambda: {"features": good, "allowed": ["not_an_incentive"]},
+        lambda: {"features": good, "allowed": []},
+        lambda: {"features": good, "allowed": "none"},
+        lambda: {"features": good, "surprise": 1},
+        lambda: {"features": 3},
+        lambda: [1, 2, 3],
+        lambda: {"features": {**good, feature_names[0]: 1e400}},
+    ]
+    out: list[tuple[str, bytes]] = []
+    for i in range(n):
+        pick = i % (len(makers) + 4)
+        if pick < len(makers):
+            body = json.dumps(makers[pick]()).replace("1e+400", "1e400").encode()
+            out.append(("/decide", body))
+        elif pick == len(makers):
+            out.append(("/decide", b'{"features": {"recency": NaN'))  # truncated, not JSON
+        elif pick == len(makers) + 1:
+            out.append(("/decide/batch", json.dumps({"items": [{"features": good}] * 300}).encode()))
+        elif pick == len(makers) + 2:
+            out.append(("/decide", b"x" * (1024 * 1024 + 10)))  # over the body limit
+        else:
+            out.append(("/decide", bytes(rng.integers(0, 256, 64, dtype=np.uint8))))
+    return out
+
+
+async def _level(
+    port: int,
+    clients: int,
+    bodies: list[bytes],
+    max_requests: int,
+    max_seconds: float,
+    fuzz: list[tuple[str, bytes]] | None,
+) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    fuzz_statuses: dict[int, int] = {}
+    sent = 0
+    deadline = time.perf_counter() + max_seconds
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", limits=limits, timeout=30.0) as client:
+
+        async def worker(w: int) -> None:
+            nonlocal sent
+            while sent < max_requests and time.perf_counter() < deadline:
+                body = bodies[sent % len(bodies)]
+                sent += 1
+                started = time.perf_counter()
+                response = await client.post("/decide", content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        async def fuzzer() -> None:
+            for path, body in fuzz or []:
+                try:
+                    response = await client.post(path, content=body, headers=headers)
+                    code = response.status_code
+                except httpx.HTTPError:
+                    code = -1  # the connection failed: counted as an error
+                fuzz_statuses[code] = fuzz_statuses.get(code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(clients)), *([fuzzer()] if fuzz else []))
+        elapsed = time.perf_counter() - started
+        healthy = (await client.get("/healthz")).status_code == 200
+    ms = np.asarray(latencies) * 1000.0
+    ok = statuses.get(200, 0)
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "seconds": round(elapsed, 3),
+        "decisions_per_s": round(ok / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "errors": len(latencies) - ok,
+        "fuzz_sent": sum(fuzz_statuses.values()),
+        "fuzz_4xx": sum(v for k, v in fuzz_statuses.items() if 400 <= k < 500),
+        "fuzz_5xx_or_failed": sum(v for k, v in fuzz_statuses.items() if k >= 500 or k < 0),
+        "healthy_after": healthy,
+    }
+
+
+def default_artifact(root: Path) -> Path:
+    """An untrained PPO network of IncentiveTargeting-v0 in ONNX: the serving path of a trained one."""
+    import gymnasium as gym
+
+    import sim  # noqa: F401
+    from policies.export import export_policy
+    from policies.registry import make_policy
+
+    overrides = {"population.shoppers": 300, "population.acquisition_days": 5.0}
+    env = gym.make("shopgym/IncentiveTargeting-v0", overrides=overrides, horizon_days=10)
+    policy = make_policy("ppo", env, seed=0)
+    policy.save(root / "saved")
+    export_policy(root / "saved", root / "ppo", overrides=overrides, check_samples=200)
+    return root / "ppo"
+
+
+def bench_serve(
+    artifact: Path | None,
+    levels: tuple[int, ...] = (1, 8, 64),
+    max_requests: int = 20000,
+    max_seconds: float = 20.0,
+    fuzz: int = 10000,
+) -> list[dict[str, Any]]:
+    """Load-test ``shopgym serve`` on 127.0.0.1 at each concurrency level; the fuzz goes with the last."""
+    from policies.runtime import load_policy
+
+    with tempfile.TemporaryDirectory(prefix="shopgym-bench-serve-") as tmp:
+        path = artifact if artifact is not None else default_artifact(Path(tmp))
+        policy = load_policy(path)
+        bodies = valid_payloads(policy.feature_names, policy.action_names, 2000, seed=0)
+        bad = fuzzed_payloads(policy.feature_names, fuzz, seed=1)
+        port = free_port()
+        server = start_server(path, port, ["--log-dir", str(Path(tmp) / "log")])
+        try:
+            asyncio.run(_level(port, 4, bodies, 500, 5.0, None))  # warm-up, not reported
+            records = []
+            for i, clients in enumerate(levels):
+                last = i == len(levels) - 1
+                record = asyncio.run(
+                    _level(port, clients, bodies, max_requests, max_seconds, bad if last else None)
+                )
+                record["policy"] = policy.name
+                records.append(record)
+            alive = server.poll() is None
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        for record in records:
+            record["server_alive"] = alive
+        return records
+
+
+def add_bench_serve_arguments(bench: argparse.ArgumentParser) -> None:
+    """Options of ``shopgym bench serve`` (``--artifact`` is shared with ``bench export``)."""
+    bench.add_argument("--clients", default="1,8,64", help="serve: concurrency levels (default 1,8,64)")
+    bench.add_argument(
+        "--requests", type=int, default=20000, help="serve: most requests per level (default 20000)"
+    )
+    bench.add_argument(
+        "--seconds", type=float, default=20.0, help="serve: most seconds per level (default 20)"
+    )
+    bench.add_argument("--fuzz", type=int, default=10000, help="serve: bad payloads sent in the last level")
+
+
+def run_bench_serve(args: argparse.Namespace) -> int:
+    """Handle ``shopgym bench serve``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    levels = tuple(int(c) for c in args.clients.split(","))
+    artifact = Path(args.artifact[0]) if args.artifact else None
+    records = bench_serve(artifact, levels, args.requests, args.seconds, args.fuzz)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    table = Table(
+        title=f"shopgym bench serve: one uvicorn worker on {HOST}, {BUDGET_MS:g} ms decision budget"
+    )
+    for column in (
+        "clients",
+        "requests",
+        "decisions/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "fuzz sent",
+        "fuzz 4xx",
+        "fuzz 5xx",
+        "alive",
+    ):
+        table.add_column(column, justify="right")
+    for r in records:
+        table.add_row(
+            str(r["clients"]),
+            f"{r['requests']:,}",
+            f"{r['decisions_per_s']:,.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            str(r["errors"]),
+            f"{r['fuzz_sent']:,}",
+            f"{r['fuzz_4xx']:,}",
+            str(r["fuzz_5xx_or_failed"]),
+            str(r["server_alive"] and r["healthy_after"]),
+        )
+    Console().print(table)
+    return 0
