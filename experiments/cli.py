@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from experiments.config import ConfigError
+from experiments.terminal import make_console, package_version
 from sim.io import atomic_write_json, atomic_write_parquet
 from sim.params import ScenarioError, load_scenario
 
-_console = Console(stderr=True)
+_console = make_console(stderr=True)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -77,7 +77,7 @@ def _simulate(args: argparse.Namespace) -> int:
             table.add_row(key, f"{value:,.2f}" if abs(value) >= 100 else f"{value:.4f}")
         else:
             table.add_row(key, str(value))
-    Console().print(table)
+    make_console().print(table)
     _console.print(
         f"wrote {out}/summary.json, daily.parquet" + (", events.parquet" if args.log == "events" else "")
     )
@@ -100,7 +100,7 @@ def _bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(env_records, indent=2))
         else:
-            Console().print(format_env_table(env_records))
+            make_console().print(format_env_table(env_records))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     mechanisms = {"both": (True, False), "on": (True,), "off": (False,)}[args.mechanisms]
@@ -116,7 +116,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
     else:
-        Console().print(format_sim_table(records))
+        make_console().print(format_sim_table(records))
     return 0
 
 
@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Simulate e-commerce shoppers and compare incentive policies on LTV, margin and fulfillment load."
         ),
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"shopgym {package_version()}",
+        help="print the version and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

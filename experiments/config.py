@@ -268,9 +268,35 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>", check: boo
     return config
 
 
+#: The experiment configs that ship with shopgym (``configs/*.yaml``, package data of ``shopgym``).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "shopgym" / "configs"
+
+
+def shipped_configs() -> tuple[str, ...]:
+    """Names of the shipped experiment configs (``quickstart``, ...), found without a checkout."""
+    return tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+
+
+def config_path(config: str | Path) -> Path:
+    """An experiment config's file: an existing path, else a shipped config's name (``"quickstart"``).
+
+    Anything else is returned as given, so the loader's error names it (with the shipped names).
+    """
+    path = Path(config)
+    if path.is_file() or str(config) not in shipped_configs():
+        return path
+    return CONFIG_DIR / f"{config}.yaml"
+
+
 def load_config(path: str | Path, check: bool = True) -> ExperimentConfig:
-    """Read and validate an experiment YAML; raises :class:`ConfigError` naming what is wrong."""
-    data = read_yaml_mapping(path, "experiment config", ConfigError)
+    """Read and validate an experiment YAML (a path or a shipped name); errors are :class:`ConfigError`."""
+    file = config_path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"experiment config file not found: {str(path)[:300]} "
+            f"(shipped configs, by name: {', '.join(shipped_configs())})"
+        )
+    data = read_yaml_mapping(file, "experiment config", ConfigError)
     return config_from_dict(data, str(path), check)
 
 

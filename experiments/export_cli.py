@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from rich.console import Console
 from rich.table import Table
+
+from experiments.terminal import make_console
 
 #: Real-time budget of one decision (a page render waits on it), in milliseconds.
 BUDGET_MS = 50.0
@@ -43,7 +44,7 @@ BENCH_POLICIES = (
     ("segment_rules", "numpy"),
 )
 
-_console = Console(stderr=True)
+_console = make_console(stderr=True)
 
 
 # ---- shopgym export --------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def run_bench_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
     else:
-        Console().print(format_export_table(records))
+        make_console().print(format_export_table(records))
     return 0
 
 

@@ -152,6 +152,16 @@ def _fmt(mean: float, half: float) -> str:
     return f"{mean:,.{digits}f} ± {half:,.{digits}f}"
 
 
+def source_of(meta: dict[str, Any]) -> str:
+    """Which shopgym wrote a run: its version, and the commit when it ran from a git checkout.
+
+    A wheel install has no git tree: the version alone names the source then.
+    """
+    version = meta.get("shopgym_version") or meta.get("versions", {}).get("shopgym", "unknown")
+    sha = meta.get("git_sha")
+    return f"shopgym {version}" + (f", git {sha}" if sha else "")
+
+
 def markdown_summary(
     config: ExperimentConfig, results: pd.DataFrame, meta: dict[str, Any] | None = None
 ) -> str:
@@ -173,7 +183,7 @@ def markdown_summary(
         "Cells: mean over seeds ± 95% CI half-width (t over per-seed means).",
     ]
     if meta:
-        lines += ["", f"Scenario hash {meta.get('scenario_hash')}; git {meta.get('git_sha')}."]
+        lines += ["", f"Scenario hash {meta.get('scenario_hash')}; {source_of(meta)}."]
     for variant in summary["variant"].unique():
         part = summary[summary["variant"] == variant]
         if len(config.variants) > 1:

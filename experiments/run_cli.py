@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markdown import Markdown
 
 from experiments.config import load_config
+from experiments.terminal import make_console
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     root = run_experiment(config, args.out, args.backend, args.workers, quiet=args.quiet)
-    console = Console()
+    console = make_console()
     summary = root / "summary.md"
     if summary.is_file() and not args.quiet:
         console.print(Markdown(summary.read_text()))
@@ -31,7 +31,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     a, b = Path(args.a), Path(args.b)
     frame = compare_runs(load_results(a), load_results(b))
-    Console().print(compare_table(frame, f"A = {a}, B = {b}"))
+    make_console().print(compare_table(frame, f"A = {a}, B = {b}"))
     return 0
 
 
@@ -42,7 +42,7 @@ def _regress(args: argparse.Namespace) -> int:
     moved, table = regress(
         config, Path(args.baseline), update=args.update, quiet=args.quiet, verbose=args.verbose
     )
-    console = Console()
+    console = make_console()
     console.print(table if table.row_count else table.caption)
     for line in moved:
         print(line)
@@ -66,7 +66,9 @@ def add_parsers(sub: Any) -> None:
             "every finished cell."
         ),
     )
-    run.add_argument("config", help="experiment YAML, e.g. configs/quickstart.yaml")
+    run.add_argument(
+        "config", help="experiment YAML (e.g. configs/my.yaml) or a shipped config's name (e.g. quickstart)"
+    )
     run.add_argument("--out", help="run directory (default: the config's output_dir, else runs/<name>)")
     run.add_argument("--backend", choices=["local", "ray"], help="local process pool (default) or Ray tasks")
     run.add_argument("--workers", type=int, help="parallel cells (default: the config's workers)")

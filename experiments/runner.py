@@ -39,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import sim  # noqa: F401 (registers the environments in worker processes too)
 from experiments.config import ConfigError, ExperimentConfig
+from experiments.terminal import make_console, package_version
 from sim.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 #: Packages whose versions are recorded with every run.
@@ -293,15 +294,26 @@ def prepare_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, st
     out.mkdir(parents=True, exist_ok=True)
     resolved = config.model_dump(mode="json")
     atomic_write_text(yaml.safe_dump(resolved, sort_keys=False), out / "config.resolved.yaml")
-    meta = {"scenario_hash": dict(hashes), "versions": versions(), "git_sha": git_sha()}
+    meta = {
+        "scenario_hash": dict(hashes),
+        "versions": versions(),
+        "git_sha": git_sha(),
+        "shopgym_version": package_version(),
+    }
     atomic_write_json(meta, out / "meta.json")
 
 
 @contextlib.contextmanager
 def run_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out/.lock`` for the block: two runs never write one directory."""
+    """Hold an exclusive lock on ``out/.lock`` for the block: two runs never write one directory.
+
+    The holder deletes the file before releasing it, so a finished run leaves no ``.lock``
+    behind (a run that finds the file still held refuses; one that opens it afterwards makes its own).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / ".lock", "a+")  # noqa: SIM115 (held open for the whole block)
+    lock = out / ".lock"
+    handle = open(lock, "a+")  # noqa: SIM115 (held open for the whole block)
+    held = False
     try:
         try:
             import fcntl
@@ -311,11 +323,14 @@ def run_lock(out: Path) -> Iterator[None]:
             pass
         except OSError:
             raise ConfigError(
-                f"another shopgym run is writing to {out} (it holds {out / '.lock'}); "
+                f"another shopgym run is writing to {out} (it holds {lock}); "
                 "wait for it to finish or use another --out"
             ) from None
+        held = True
         yield
     finally:
+        if held:
+            lock.unlink(missing_ok=True)
         handle.close()
 
 
@@ -393,7 +408,7 @@ def run_experiment(
     with run_lock(root):
         remove_stale_temporaries(root)
         prepare_run_dir(config, root, hashes)
-        console = console or Console(stderr=True)
+        console = console or make_console(stderr=True)
         todo = []
         for cell in config.cells():
             problem = cell_problem(root, *cell, hashes[cell[0]])

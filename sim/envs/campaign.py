@@ -16,6 +16,7 @@ from sim.engine import DecisionBatch, Simulation
 from sim.envs.common import (
     OBJECTIVES,
     budget_left,
+    check_action,
     check_common_arguments,
     conform_metrics,
     metrics_template,
@@ -177,9 +178,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         """Run one day with this plan; reward the day's weighted objective vector."""
         if self._sim is None or self._done:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
-        plan = np.asarray(action, dtype=np.int64)
-        if plan.shape != (len(SEGMENTS),) or not self.action_space.contains(plan):
-            raise ValueError(f"action {action!r} outside {self.action_space}")
+        plan: NDArray[np.int64] = check_action(action, self.action_space)
         day_end = (self._day + 1) * HOURS_PER_DAY
         while True:
             batch = self._pending if self._pending is not None else self._sim.next_decision()

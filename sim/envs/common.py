@@ -10,6 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from numpy.typing import NDArray
 
 from sim.economics import expected_order_margin
@@ -22,6 +23,56 @@ from sim.population import HOURS_PER_DAY
 OBJECTIVES = ("margin", "ltv", "load", "budget")
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Characters of a refused action's repr quoted in the error: the message stays one bounded line.
+_ACTION_REPR_CHARS = 60
+
+
+class ActionError(ValueError):
+    """An action outside the environment's ``action_space`` (one line: the value and what is allowed)."""
+
+
+def _short_repr(value: object) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= _ACTION_REPR_CHARS else text[: _ACTION_REPR_CHARS - 3] + "..."
+
+
+def check_action(action: object, space: spaces.Space[Any]) -> Any:
+    """``action`` as an ``int`` (Discrete) or an int64 array (MultiDiscrete), or an :class:`ActionError`.
+
+    Stricter than ``space.contains``: a bool (``True``) or a float (``1.7``, ``2.0``) is not an
+    incentive id, though Python and numpy would cast it. A Discrete action is a Python or numpy
+    integer, or a 0-d integer array; a MultiDiscrete one an integer array (or list) of the space's
+    shape. Every env checks its actions here, so all three refuse the same things the same way.
+    """
+    value: Any = action
+    if isinstance(space, spaces.Discrete):
+        integral = isinstance(value, int | np.integer) and not isinstance(value, bool)
+        if isinstance(value, np.ndarray) and value.shape == () and np.issubdtype(value.dtype, np.integer):
+            integral, value = True, value.item()
+        if integral and space.contains(int(value)):
+            return int(value)
+        allowed = f"an integer incentive id in [0, {int(space.n) - 1}]"
+    elif isinstance(space, spaces.MultiDiscrete):
+        if isinstance(value, list | tuple):
+            value = np.asarray(value) if all(isinstance(v, int | np.integer) for v in value) else None
+        if (
+            isinstance(value, np.ndarray)
+            and np.issubdtype(value.dtype, np.integer)
+            and value.shape == space.shape
+            and space.contains(value.astype(np.int64))
+        ):
+            return value.astype(np.int64)
+        allowed = (
+            f"an integer array of shape {space.shape}, entry i in [0, nvec[i]), nvec {space.nvec.tolist()}"
+        )
+    else:
+        raise TypeError(f"check_action handles Discrete and MultiDiscrete spaces, not {space}")
+    kind = type(action).__name__
+    if isinstance(action, np.ndarray):
+        kind = f"{action.dtype} array of shape {action.shape}"
+    raise ActionError(
+        f"action {_short_repr(action)} ({kind}) is outside the action space: allowed is {allowed}"
+    )
 
 
 def resolve_scenario(scenario: str | Path | Scenario, overrides: Mapping[str, Any] | None) -> Scenario:

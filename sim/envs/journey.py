@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from sim.envs.common import (
     OBJECTIVES,
     budget_left,
+    check_action,
     check_common_arguments,
     conform_metrics,
     metrics_template,
@@ -133,9 +134,16 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     Terminated when she churns (BG/NBD dropout after an order, or quitting after a late
     delivery). A churned shopper still reaches her lapsing decision when it lies within the
     horizon, where an incentive wins her back with ``mechanisms.churn.winback_rate``; the
-    episode then terminates there if she is not won back. Truncated at ``horizon_days``
-    after the start of her acquisition day. A shopper who would reach no decision point
-    before the horizon is redrawn. ``info["episode_metrics"]`` holds the episode's return ``r``,
+    episode then terminates there if she is not won back. Also terminated (never truncated)
+    at ``horizon_days`` after the start of her acquisition day: the horizon is part of the
+    task (the ``time`` field observes it, and the LTV objective pays her residual value at
+    the end), so no value lies beyond it and learners must not bootstrap past it (Pardo et
+    al. 2018, "Time Limits in Reinforcement Learning"); ``info["episode_metrics"]["churned"]``
+    tells the two ends apart. A shopper who would reach no decision point before the horizon
+    is redrawn, up to 100 times; if none does (a horizon shorter than every decision point
+    of the scenario), ``reset()`` returns the last draw at her end (``info["decision_kind"]
+    == "end"``) and the first step, whatever its valid action, terminates with reward 0.
+    ``info["episode_metrics"]`` holds the episode's return ``r``,
     length ``l`` and her business totals at the end (not ``info["episode"]``, which gymnasium's
     ``RecordEpisodeStatistics`` and SB3's ``Monitor`` write); on every other step it holds
     zeros of the same keys and types.
@@ -155,7 +163,9 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     (dollars per episode, default unlimited), ``objective_weights`` (mapping over
     ``OBJECTIVES``, default ``{"margin": 1}``), ``decision_points`` (subset of login,
     cart_abandoned, lapsing; default the scenario's), ``neighbour_signal`` (1.0),
-    ``reward_scale`` (0.01), ``render_mode`` (``"ansi"`` or None).
+    ``reward_scale`` (0.01), ``render_mode`` (``"ansi"`` or None). Ranges: ``horizon_days`` an
+    integer >= 1, ``incentive_budget`` >= 0 (``inf``: unlimited), ``neighbour_signal`` >= 0;
+    gymnasium's ``check_env`` passes across them (``tests/sim/envs/test_contract.py``).
 
     ## Version History
     * v0: first version.
@@ -221,6 +231,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._decision: Decision | None = None
         self._metrics_zero: dict[str, Any] | None = None
         self._objective = dict.fromkeys(OBJECTIVES, 0.0)
+        self._ended = False
 
     # ---- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -235,12 +246,10 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             decision = journey.next_decision()
             if decision is not None:
                 break
-        else:
-            raise RuntimeError(
-                f"no shopper out of {_MAX_DRAWS} reached a decision point within {self.horizon_days} days; "
-                "lengthen horizon_days or add decision_points"
-            )
+        # else: no draw reached a decision point (a horizon shorter than any of her decision
+        # points): the episode is the last draw's journey, already over, and its one step ends it.
         self._journey, self._decision = journey, decision
+        self._ended = False
         self._state = self._objective_state()
         self._episode_reward = 0.0
         self._episode_steps = 0
@@ -253,14 +262,14 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     def step(self, action: np.int64 | int) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Give ``action`` at the current decision point and run her life to the next one."""
         journey = self._journey
-        if journey is None or self._decision is None:
+        if journey is None or self._ended:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
-        incentive = int(action)
-        if not 0 <= incentive < self.n_actions:
-            raise ValueError(f"action {action!r} outside {self.action_space}")
-        given = incentive > 0 and bool(self._allowed(journey)[incentive])
-        journey.submit(incentive if given else 0)
-        self._decision = journey.next_decision()
+        incentive = check_action(action, self.action_space)
+        given = False
+        if self._decision is not None:  # else an episode with no decision point: this step ends it
+            given = incentive > 0 and bool(self._allowed(journey)[incentive])
+            journey.submit(incentive if given else 0)
+            self._decision = journey.next_decision()
         now = journey.now_hours
         margin_0, ltv_0, load_0, budget_0 = self._state
         margin, ltv, load, budget = self._state = self._objective_state()
@@ -281,12 +290,13 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._episode_steps += 1
         self._objective = objective
         info = self._info(objective, given, now)
-        terminated = journey.done and journey.terminated
-        truncated = journey.done and not journey.terminated
+        # The horizon is part of the task (``time`` is observed; the LTV objective pays her residual
+        # value at the end): no value lies beyond it, so it terminates (Pardo et al. 2018).
+        terminated = self._ended = journey.done
         if journey.done:
             totals = {"r": self._episode_reward, "l": self._episode_steps}
             info["episode_metrics"] = conform_metrics(info["episode_metrics"], {**totals, **self.summary()})
-        return self._observe(now), reward, terminated, truncated, info
+        return self._observe(now), reward, terminated, False, info
 
     def action_masks(self) -> NDArray[np.bool_]:
         """Incentives she may receive now (eligibility and budget)."""
@@ -357,14 +367,15 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     def oracle_view(self) -> OracleView:
         """The truth about the shopper at the current decision, for ``kind: oracle`` only (never observed)."""
         journey, decision = self._journey, self._decision
-        if journey is None or decision is None:
+        if journey is None or self._ended:
             raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
         days_left = self.horizon_days - journey.now_hours / HOURS_PER_DAY
+        kinds = [] if decision is None else [DECISION_KINDS.index(decision.kind)]  # none: no decision point
         return OracleView(
             scenario=self.scenario,
             catalog=self.catalog,
             state=journey.true_state(),
-            kinds=np.array([DECISION_KINDS.index(decision.kind)], dtype=np.int8),
+            kinds=np.array(kinds, dtype=np.int8),
             objective_weights=np.asarray(self._weights, dtype=np.float64),
             days_left=days_left,
             friend_value=(0.0, 0.0),  # her friends are not simulated here: a referral shows only its cost

@@ -17,6 +17,7 @@ from sim.engine import DecisionBatch, Simulation
 from sim.envs.common import (
     OBJECTIVES,
     budget_left,
+    check_action,
     check_common_arguments,
     conform_metrics,
     metrics_template,
@@ -128,7 +129,11 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     ``reward``, ``pscore``, ``position``).
 
     ## Episode End
-    Truncated at ``horizon_days``; never terminated (the shop goes on).
+    Truncated at ``horizon_days``; never terminated (the shop goes on). A small shop can reach
+    no decision point before the horizon: ``reset()`` then returns the all-zero observation
+    with ``info["decision_kind"] == "end"``, and the first step (any valid action; there is no
+    shopper to give it to) ends the episode with reward 0 (no decision, nothing attributed)
+    and the shop's totals in ``info["episode_metrics"]``.
     The last step's ``info["episode_metrics"]`` holds the episode's return ``r``, length ``l``
     and the shop's business totals (the numbers of ``sim.metrics.summarize``); every other step
     holds zeros of the same keys and types. It is not ``info["episode"]``, which gymnasium's
@@ -190,6 +195,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._attributed: list[Attribution] = []
         self._step_objective = np.zeros(len(OBJECTIVES))
         self._batches = 0  # decision batches seen over every episode: names each for the oracle
+        self._ended = False
 
     # ---- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -211,6 +217,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._batch: DecisionBatch | None = None
         self._attributed = []
         self._step_objective = np.zeros(len(OBJECTIVES))
+        self._ended = False
         if self._metrics_zero is None:
             self._metrics_zero = metrics_template({"r": 0.0, "l": 0, **summarize(self._sim)})
         self._advance()
@@ -218,21 +225,22 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
 
     def step(self, action: np.int64 | int) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Give ``action`` to the current shopper, move to the next decision, collect closed feedback."""
-        if self._sim is None or self._batch is None:
+        if self._sim is None or self._ended:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
-        if not self.action_space.contains(int(action)):
-            raise ValueError(f"action {action!r} outside {self.action_space}")
-        shopper = int(self._batch.shoppers[self._position])
-        self._actions[self._position] = int(action)
-        if self._pscore is not None:
-            self._logged[self._next_decision_id] = [self._observe(), int(action), self._pscore, None]
-            self._pscore = None
+        incentive = check_action(action, self.action_space)
         self._step_objective = np.zeros(len(OBJECTIVES))
+        if self._batch is None:  # an episode with no decision point: this step ends it
+            return self._end_step([])
+        shopper = int(self._batch.shoppers[self._position])
+        self._actions[self._position] = incentive
+        if self._pscore is not None:
+            self._logged[self._next_decision_id] = [self._observe(), incentive, self._pscore, None]
+            self._pscore = None
         state_now = self._objective_state(shopper)
         superseded = self._open.pop(shopper, None)
         attributed = [self._close(superseded, state_now)] if superseded is not None else []
         closes_at = self._sim.now_hours + self.attribution_hours
-        window = [closes_at, self._next_decision_id, shopper, int(action), state_now, True]
+        window = [closes_at, self._next_decision_id, shopper, incentive, state_now, True]
         self._windows.append(window)
         self._open[shopper] = window
         self._next_decision_id += 1
@@ -240,8 +248,23 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         if self._position == self._batch.shoppers.size:
             self._sim.submit(self._actions)
             self._advance()
-        truncated = self._batch is None
-        attributed += self._close_windows(np.inf if truncated else self._sim.now_hours)
+        if self._batch is None:
+            return self._end_step(attributed)
+        attributed += self._close_windows(self._sim.now_hours)
+        return self._finish_step(attributed, truncated=False)
+
+    def _end_step(
+        self, attributed: list[Attribution]
+    ) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """The step that reaches the horizon: every open window closes, the episode's totals are reported."""
+        assert self._sim is not None
+        self._ended = True
+        return self._finish_step(attributed + self._close_windows(np.inf), truncated=True)
+
+    def _finish_step(
+        self, attributed: list[Attribution], truncated: bool
+    ) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        assert self._sim is not None
         reward = float(sum(a.reward for a in attributed))
         self._attributed = attributed
         self._episode_reward += reward
@@ -313,8 +336,13 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     def oracle_view(self) -> OracleView:
         """The truth about the shopper at the current decision, for ``kind: oracle`` only (never observed)."""
         sim, batch = self._sim, self._batch
-        if sim is None or batch is None:
+        if sim is None or self._ended:
             raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
+        if batch is None:  # an episode with no decision point: a view of no shopper
+            empty = np.zeros(0, dtype=np.int64)
+            return oracle_view_of(
+                sim, empty, empty.astype(np.int8), self.objective_weights, self.horizon_days
+            )
         # The whole batch at once: its shoppers' states do not change until the batch is submitted.
         view = oracle_view_of(
             sim,

@@ -45,6 +45,25 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_experiment(config_from_dict(TINY), tmp_path_factory.mktemp("run") / "tiny", quiet=True)
 
 
+def test_a_finished_run_leaves_no_lock_and_its_summary_names_the_package_version(run_dir: Path):
+    from experiments.terminal import package_version
+
+    assert not (run_dir / ".lock").exists()
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["shopgym_version"] == package_version()
+    summary = (run_dir / "summary.md").read_text()
+    assert f"shopgym {package_version()}" in summary and "git None" not in summary
+
+
+def test_the_run_lock_refuses_a_second_holder_and_is_gone_after(tmp_path: Path):
+    with runner.run_lock(tmp_path):
+        assert (tmp_path / ".lock").is_file()
+        with pytest.raises(ConfigError, match="another shopgym run is writing"), runner.run_lock(tmp_path):
+            pass
+        assert (tmp_path / ".lock").is_file()  # the refused run did not delete the holder's lock
+    assert not (tmp_path / ".lock").exists()
+
+
 def test_a_run_writes_config_results_summary_plots_models_and_tensorboard(run_dir: Path):
     results = pd.read_parquet(run_dir / "results.parquet")
     assert len(results) == 5 * 2 * 2  # policies x seeds x evaluation episodes
