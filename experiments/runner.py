@@ -141,6 +141,12 @@ def run_cell(
     root = Path(out)
     env = gym.make(config.env.id, **config.env_kwargs(variant))
     scenario_hash = env.unwrapped.scenario.config_hash()  # type: ignore[attr-defined]
+    expected = scenario_hashes(config)[variant]
+    if scenario_hash != expected:  # checked before any training: a mismatch could never be gathered
+        raise ConfigError(
+            f"variant {variant!r}: {config.env.id} runs on scenario {scenario_hash}, but the run records "
+            f"{expected} for it; report this as a shopgym bug"
+        )
     spec = env_spec(env, config.env.id)
     tensorboard = root / "tensorboard" / f"{variant}__{policy_name}__seed{seed}"
     policy = make_policy(arm.kind, env, seed, tensorboard_log=tensorboard, **arm.kwargs)
@@ -249,12 +255,9 @@ def cell_done(out: Path, variant: str, policy: str, seed: int, scenario_hash: st
 # ---- the whole run ---------------------------------------------------------------------------------
 def scenario_hashes(config: ExperimentConfig) -> dict[str, str]:
     """Each variant's resolved scenario content hash (what the cells of that variant run on)."""
-    from sim.envs.common import resolve_scenario
+    from sim.envs.common import scenario_of_env_kwargs
 
-    return {
-        v.name: resolve_scenario(config.env.scenario, {**config.env.overrides, **v.overrides}).config_hash()
-        for v in config.variants
-    }
+    return {v.name: scenario_of_env_kwargs(config.env_kwargs(v.name)).config_hash() for v in config.variants}
 
 
 def check_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str]) -> None:
