@@ -330,6 +330,41 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     return stale
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a run; the message says how many cells are kept for a resume."""
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while pool workers are spawned: they inherit it, so only the parent handles Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _init_pool_worker(parent: int) -> None:
+    """Pool-worker initializer: leave Ctrl-C to the parent (which stops the workers) and die with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued cells and terminate running ones (their unfinished cells are redone on resume)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    from multiprocessing import active_children
+
+    workers = active_children()
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(timeout=10)
+
+
 def _die_with_parent(parent: int) -> None:
     """Pool-worker initializer: exit as soon as the parent process is gone (even after kill -9)."""
     with contextlib.suppress(Exception):  # Linux: the kernel signals us when the parent dies
@@ -358,9 +393,8 @@ def run_experiment(
 
     Everything is checked before anything is written: the backend, the worker count, the
     scenario of every variant and the run directory (same config, same scenario content).
+    Ctrl-C stops the workers and raises :class:`RunInterrupted`; finished cells are kept.
     """
-    from experiments.report import write_report
-
     root = config.output_path(out)
     backend = backend or config.backend
     workers = workers or config.workers
@@ -375,6 +409,30 @@ def run_experiment(
             raise ConfigError("backend 'ray' needs ray: pip install 'shopgym[ray]'") from None
     hashes = scenario_hashes(config)
     check_run_dir(config, root, hashes)
+    try:
+        _run_locked(config, root, hashes, backend, workers, quiet, console)
+    except KeyboardInterrupt:
+        cells = config.cells()
+        kept = sum(cell_problem(root, *cell, hashes[cell[0]]) is None for cell in cells)
+        raise RunInterrupted(
+            f"interrupted: {kept} of {len(cells)} cells finished and are kept in {root}; "
+            "run the same command again to resume"
+        ) from None
+    return root
+
+
+def _run_locked(
+    config: ExperimentConfig,
+    root: Path,
+    hashes: Mapping[str, str],
+    backend: str,
+    workers: int,
+    quiet: bool,
+    console: Console | None,
+) -> None:
+    """The body of :func:`run_experiment` once everything is checked: the cells, then the report."""
+    from experiments.report import write_report
+
     with run_lock(root):
         remove_stale_temporaries(root)
         prepare_run_dir(config, root, hashes)
@@ -417,21 +475,20 @@ def run_experiment(
                 with ProcessPoolExecutor(
                     max_workers=workers,
                     mp_context=get_context("spawn"),
-                    initializer=_die_with_parent,
+                    initializer=_init_pool_worker,
                     initargs=(os.getpid(),),
                 ) as pool:
-                    futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
+                    with _sigint_ignored():  # workers are spawned by submit
+                        futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
                     try:
                         for future in as_completed(futures):
                             future.result()
                             bars.advance(cells_task)
                     except BaseException:
-                        for future in futures:
-                            future.cancel()
+                        _stop_workers(pool)
                         raise
         results = gather(root, config, hashes)
         write_report(root, config, results)
-    return root
 
 
 def _run_ray(
