@@ -59,7 +59,9 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         shown = repr(item) if len(item) <= 80 else repr(item[:76]) + " ..."
         if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"--set {shown}: expected KEY=VALUE, e.g. population.shoppers=5000")
+            raise argparse.ArgumentTypeError(
+                f"--set {shown}: expected KEY=VALUE, e.g. population.shoppers=5000"
+            )
         try:
             parsed = safe_yaml_load(value)
             plain_json(parsed, key.strip())

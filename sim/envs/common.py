@@ -89,7 +89,7 @@ def check_common_arguments(horizon_days: int, incentive_budget: float, render_mo
 
 
 def with_decision_points(
-    overrides: Mapping[str, Any] | None, decision_points: tuple[str, ...] | None
+    overrides: Mapping[str, Any] | None, decision_points: Sequence[str] | None
 ) -> dict[str, Any]:
     """Scenario overrides with ``engine.decision_points`` set, after checking the kinds asked for."""
     merged = dict(overrides or {})
