@@ -260,6 +260,15 @@ def scenario_hashes(config: ExperimentConfig) -> dict[str, str]:
     return {v.name: scenario_of_env_kwargs(config.env_kwargs(v.name)).config_hash() for v in config.variants}
 
 
+#: Config fields that do not change any result: a resume may change them.
+NON_RESULT_FIELDS = ("workers", "description")
+
+
+def _result_fields(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config mapping without the fields that do not change results (:data:`NON_RESULT_FIELDS`)."""
+    return {k: v for k, v in config.items() if k not in NON_RESULT_FIELDS}
+
+
 def check_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str]) -> None:
     """Refuse a directory holding another config's results, or results of an edited scenario."""
     from sim.params import read_yaml_mapping
@@ -269,7 +278,7 @@ def check_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str]
     config_path = out / "config.resolved.yaml"
     if config_path.is_file():
         existing = read_yaml_mapping(config_path, "run config", ConfigError)
-        if existing != config.model_dump(mode="json"):
+        if _result_fields(existing) != _result_fields(config.model_dump(mode="json")):
             raise ConfigError(
                 f"{out} holds results of a different config ({config_path}); "
                 "use another --out, or delete that directory to start over"
