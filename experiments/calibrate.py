@@ -58,8 +58,8 @@ DuplicatePolicy = Literal["keep", "drop", "error"]
 
 DAYS_PER_WEEK = 7
 MIN_CUSTOMERS = 100
-#: Most orders read from a log (``--max-rows``): above it the fits and the simulated check of a
-#: shop of that many customers run for hours. At the cap a log reads in under a minute.
+#: Most orders read from a log (``--max-rows``), an assumption: the fits and the simulated check
+#: grow with the customers, so a larger log should be calibrated on a sample of its customers.
 MAX_LOG_ROWS = 1_000_000
 #: Largest log file read (its bytes are read whole, to hash them).
 MAX_LOG_BYTES = 512 * 1024 * 1024
