@@ -25,7 +25,7 @@ import sys
 import tempfile
 import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +49,7 @@ from experiments.clv_fit import (
     pareto_nbd_expected_repeats,
 )
 from sim.io import atomic_write_json, atomic_write_text
-from sim.params import NEUTRAL_MECHANISMS, Scenario, read_yaml_mapping, scenario_from_dict
+from sim.params import MAX_VALUE, NEUTRAL_MECHANISMS, Scenario, read_yaml_mapping, scenario_from_dict
 from sim.scenarios import scenario_path
 
 F64 = NDArray[np.float64]
@@ -58,6 +58,20 @@ DuplicatePolicy = Literal["keep", "drop", "error"]
 
 DAYS_PER_WEEK = 7
 MIN_CUSTOMERS = 100
+#: Most orders read from a log (``--max-rows``), an assumption: the fits and the simulated check
+#: grow with the customers, so a larger log should be calibrated on a sample of its customers.
+MAX_LOG_ROWS = 1_000_000
+#: Largest log file read (its bytes are read whole, to hash them).
+MAX_LOG_BYTES = 512 * 1024 * 1024
+#: Default plausible window of order dates: from 1970 to a year after today (``--earliest``,
+#: ``--latest``). A date outside it is a typo or a unit error and would stretch the fit over decades.
+EARLIEST_ORDER = pd.Timestamp("1970-01-01")
+LATEST_ORDER_AHEAD = pd.Timedelta(days=366)
+#: Median order values outside this range, in dollars, are implausible for a shop (an assumption:
+#: amounts in cents read as $3,500 orders, amounts in thousands as $0.04 orders); they warn.
+PLAUSIBLE_MEDIAN_ORDER = (1.0, 1000.0)
+#: Longest excerpt of a user's value (a cell, an option) echoed in a message.
+ECHO_CHARS = 40
 
 #: Mechanisms that move purchasing or attrition even when no incentive is given. A scenario
 #: calibrated on a transaction log sets them neutral: the log's purchase process already contains
@@ -85,6 +99,17 @@ class CalibrationError(ValueError):
 
 class CalibrationWarning(UserWarning):
     """Something in a calibration deserves the user's attention; the calibration went on."""
+
+
+def _shown(value: Any, limit: int = ECHO_CHARS) -> str:
+    """``repr`` of a user's value, cut to ``limit`` characters: messages name values, not files."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def latest_order_default() -> pd.Timestamp:
+    """The default latest plausible order date: a year after today."""
+    return pd.Timestamp.today().normalize() + LATEST_ORDER_AHEAD
 
 
 @dataclass(frozen=True)
@@ -186,38 +211,71 @@ def read_transaction_log(
     path: str | Path,
     columns: LogColumns = LogColumns(),
     date_format: str | None = None,
-    duplicates: DuplicatePolicy = "keep",
+    duplicates: DuplicatePolicy = "drop",
+    window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    max_rows: int = MAX_LOG_ROWS,
 ) -> TransactionLog:
-    """Read a CSV or parquet order log and validate it; raises :class:`CalibrationError`."""
+    """Read a CSV or parquet order log and validate it; raises :class:`CalibrationError`.
+
+    A file over ``MAX_LOG_BYTES`` or ``max_rows`` rows is refused before it is parsed.
+    """
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"transaction log not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_LOG_BYTES:
+        raise CalibrationError(f"transaction log {path}: {size:,} bytes; at most {MAX_LOG_BYTES:,}")
     raw_bytes = path.read_bytes()
+    parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if parquet:
+            import pyarrow.parquet as pq
+
+            rows = pq.ParquetFile(io.BytesIO(raw_bytes)).metadata.num_rows
+        else:
+            rows = raw_bytes.count(b"\n") - 1 + (not raw_bytes.endswith(b"\n"))  # less the header
+        if rows > max_rows:
+            raise CalibrationError(
+                f"transaction log {path}: {rows:,} rows; at most {max_rows:,} (--max-rows; "
+                "calibrating a sample of customers, all of each one's orders, gives the same fits)"
+            )
+        if parquet:
             raw = pd.read_parquet(io.BytesIO(raw_bytes))
         else:
             raw = pd.read_csv(io.BytesIO(raw_bytes), dtype={columns.customer: str})
-    except (ValueError, OSError) as problem:
+    except CalibrationError:
+        raise
+    except (ValueError, OSError, RecursionError) as problem:
+        reason = " ".join(str(problem).split())[:200]
         raise CalibrationError(
-            f"transaction log {path} could not be read as CSV or parquet: {problem}"
+            f"transaction log {path} could not be read as {'parquet' if parquet else 'CSV'} "
+            f"(a table with a header row, one row per order): {reason}"
         ) from None
-    return validate_log(raw, columns, date_format, duplicates, hashlib.sha256(raw_bytes).hexdigest()[:16])
+    digest = hashlib.sha256(raw_bytes).hexdigest()[:16]
+    return validate_log(raw, columns, date_format, duplicates, digest, window)
 
 
 def validate_log(
     raw: pd.DataFrame,
     columns: LogColumns = LogColumns(),
     date_format: str | None = None,
-    duplicates: DuplicatePolicy = "keep",
+    duplicates: DuplicatePolicy = "drop",
     source_hash: str = "",
+    window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> TransactionLog:
-    """Check a raw order table and return it as a :class:`TransactionLog`."""
+    """Check a raw order table and return it as a :class:`TransactionLog`.
+
+    Order times are the shop's local wall-clock times: a timestamp with a UTC offset keeps its
+    local day and hour (offsets may differ row to row, as across daylight saving). Orders dated
+    outside ``window`` (default :data:`EARLIEST_ORDER` to a year after today) are refused.
+    """
     wanted = {"customer": columns.customer, "timestamp": columns.timestamp, "amount": columns.amount}
-    missing = [f"{role} column {name!r}" for role, name in wanted.items() if name not in raw.columns]
+    missing = [f"{role} column {_shown(name)}" for role, name in wanted.items() if name not in raw.columns]
     if missing:
+        names = [_shown(str(c), 24) for c in raw.columns[:10]]
+        more = f" and {len(raw.columns) - 10} more" if len(raw.columns) > 10 else ""
         raise CalibrationError(
-            f"transaction log lacks {', '.join(missing)}; it has columns {list(raw.columns)}. "
+            f"transaction log lacks {', '.join(missing)}; it has columns [{', '.join(names)}]{more}. "
             "Name them with --customer-col, --time-col and --amount-col."
         )
     if raw.empty:
@@ -226,34 +284,38 @@ def validate_log(
     if customer.isna().any():
         row = int(np.flatnonzero(customer.isna().to_numpy())[0])
         raise CalibrationError(
-            f"column {columns.customer!r} is empty in {int(customer.isna().sum())} rows (first: row {row}); "
-            "every order needs a customer id"
+            f"column {_shown(columns.customer)} is empty in {int(customer.isna().sum())} rows "
+            f"(first: row {row}); every order needs a customer id"
         )
     stamps = raw[columns.timestamp]
-    try:
-        time = pd.to_datetime(stamps.astype(str), format=date_format, errors="coerce")
-    except (ValueError, TypeError) as problem:
-        raise CalibrationError(
-            f"column {columns.timestamp!r} could not be parsed as dates: {problem}"
-        ) from None
+    time = local_times(stamps, date_format, columns.timestamp)
     bad = time.isna().to_numpy()
     if bad.any():
         rows = np.flatnonzero(bad)[:3]
-        examples = ", ".join(f"row {r}: {stamps.iloc[r]!r}" for r in rows)
+        examples = ", ".join(f"row {r}: {_shown(stamps.iloc[r])}" for r in rows)
         raise CalibrationError(
-            f"column {columns.timestamp!r} has {int(bad.sum())} unparsable dates ({examples}); "
+            f"column {_shown(columns.timestamp)} has {int(bad.sum())} unparsable dates ({examples}); "
             "fix them or give their format with --date-format (e.g. %Y%m%d)"
         )
-    if getattr(time.dt, "tz", None) is not None:
-        time = time.dt.tz_convert("UTC").dt.tz_localize(None)
+    earliest, latest = window or (EARLIEST_ORDER, latest_order_default())
+    outside = ((time < earliest) | (time > latest)).to_numpy()
+    if outside.any():
+        rows = np.flatnonzero(outside)[:3]
+        examples = ", ".join(f"row {r}: {_shown(stamps.iloc[r])}" for r in rows)
+        raise CalibrationError(
+            f"column {_shown(columns.timestamp)} has {int(outside.sum())} orders dated outside the plausible "
+            f"window {earliest.date()} to {latest.date()} ({examples}); fix them, or set the window "
+            "with --earliest and --latest"
+        )
     amount = pd.to_numeric(raw[columns.amount], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(amount) | (amount < 0)
     if bad.any():
         rows = np.flatnonzero(bad)[:3]
-        examples = ", ".join(f"row {r}: {raw[columns.amount].iloc[r]!r}" for r in rows)
+        examples = ", ".join(f"row {r}: {_shown(raw[columns.amount].iloc[r])}" for r in rows)
         raise CalibrationError(
-            f"column {columns.amount!r} has {int(bad.sum())} negative, missing or non-finite order values "
-            f"({examples}); order values must be finite dollars >= 0 (drop refunds or net them out first)"
+            f"column {_shown(columns.amount)} has {int(bad.sum())} negative, missing or non-finite order "
+            f"values ({examples}); order values must be finite dollars >= 0 "
+            "(drop refunds or net them out first)"
         )
     frame = pd.DataFrame(
         {"customer": customer.astype(str).to_numpy(), "time": time.to_numpy(), "amount": amount}
@@ -272,9 +334,21 @@ def validate_log(
             )
         if duplicates == "drop":
             frame = frame[~duplicated]
-            notes.append(f"dropped {text}")
+            notes.append(f"dropped {text}; --duplicates keep counts them as separate orders")
         else:
             notes.append(f"kept {text} as separate orders; --duplicates drop removes them")
+    median = float(np.median(frame["amount"].to_numpy()))
+    low, high = PLAUSIBLE_MEDIAN_ORDER
+    if median > high:
+        notes.append(
+            f"the median order value is ${median:,.2f}, implausible for a shop (expected ${low:g} to "
+            f"${high:,.0f}); if the amounts are in cents, divide them by 100"
+        )
+    elif median < low:
+        notes.append(
+            f"the median order value is ${median:,.4g}, implausible for a shop (expected ${low:g} to "
+            f"${high:,.0f}); check the amount column's unit (dollars per order)"
+        )
     customers = frame["customer"].nunique()
     if customers < MIN_CUSTOMERS:
         notes.append(
@@ -283,6 +357,39 @@ def validate_log(
         )
     frame = frame.sort_values(["time", "customer"], kind="stable").reset_index(drop=True)
     return TransactionLog(frame=frame, source_hash=source_hash, warnings=tuple(notes))
+
+
+# A clock time followed by a UTC offset ("10:30:00+02:00", "10:30Z"): the offset is cut off,
+# leaving the shop's local wall-clock time.
+_UTC_OFFSET = r"(?P<clock>\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def local_times(stamps: pd.Series, date_format: str | None = None, column: str = "timestamp") -> pd.Series:
+    """Order times as naive local wall-clock times (NaT where unparsable), never converted to UTC.
+
+    Days are the shop's local days: an evening order stays on its evening, whatever its offset.
+    """
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        return stamps.dt.tz_localize(None)  # the wall-clock time in the column's own zone
+    if pd.api.types.is_datetime64_dtype(stamps.dtype):
+        return stamps
+    text = stamps.astype(str).str.strip()
+    fmt = date_format
+    if fmt is None or "%z" in fmt or "%Z" in fmt:
+        text = text.str.replace(_UTC_OFFSET, r"\g<clock>", regex=True)
+        fmt = None if fmt is None else fmt.replace("%z", "").replace("%Z", "").strip()
+    try:
+        time = pd.to_datetime(text, format=fmt, errors="coerce")
+        if fmt is None and time.isna().any() and text.str.match(r"\d{4}-\d{2}-\d{2}").all():
+            time = pd.to_datetime(text, format="ISO8601", errors="coerce")  # ISO of mixed precision
+    except (ValueError, TypeError, OverflowError):
+        raise CalibrationError(
+            f"column {_shown(column)} could not be parsed as dates with format {_shown(fmt)}; "
+            "write them as ISO dates (2024-01-31 or 2024-01-31T18:05:00+01:00) or give --date-format"
+        ) from None
+    if isinstance(time.dtype, pd.DatetimeTZDtype):
+        time = time.dt.tz_localize(None)
+    return time
 
 
 # ---- from orders to the models' summary -----------------------------------------------------------
@@ -377,6 +484,54 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
+def _pair_within(x: float, y: float, cap: float) -> tuple[float, float]:
+    """``(x, y)`` scaled down together until both are at most ``cap``: their ratio is kept."""
+    k = max(x, y) / cap
+    return (x / k, y / k) if k > 1.0 else (x, y)
+
+
+def bounded_parameters(
+    pareto_nbd: ModelFit, bgnbd: ModelFit, gamma_gamma: ModelFit
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Fitted parameters within the scenario's bounds, keeping what the log identifies; and notes.
+
+    A log that does not identify a model (one customer, no heterogeneity) sends a shape and its
+    scale to infinity together; their ratio, the mean rate or mean order value, stays identified.
+    Such pairs are scaled down together to :data:`sim.params.MAX_VALUE`, keeping that mean.
+    """
+    cap = MAX_VALUE
+    fitted = {
+        "pareto_nbd": pareto_nbd.as_dict(),
+        "bgnbd": bgnbd.as_dict(),
+        "gamma_gamma": gamma_gamma.as_dict(),
+    }
+    out = {model: dict(values) for model, values in fitted.items()}
+    for model, pairs in (
+        ("pareto_nbd", (("r", "alpha"), ("s", "beta"))),
+        ("bgnbd", (("r", "alpha"), ("a", "b"))),
+    ):
+        for x, y in pairs:
+            out[model][x], out[model][y] = _pair_within(out[model][x], out[model][y], cap)
+    spend = out["gamma_gamma"]
+    if max(spend.values()) > cap:
+        mean = spend["p"] * spend["gamma"] / (spend["q"] - 1.0)  # the mean order value (q > 1 checked)
+        p = min(spend["p"], cap)
+        q_less_1, gamma = _pair_within(spend["q"] - 1.0, mean * (spend["q"] - 1.0) / p, cap - 1.0)
+        spend.update(p=p, q=1.0 + q_less_1, gamma=gamma)
+    notes = []
+    for model, values in out.items():
+        changed = [
+            f"{k} {fitted[model][k]:.4g} -> {v:.4g}" for k, v in values.items() if v != fitted[model][k]
+        ]
+        if changed:
+            notes.append(
+                f"{model} parameters run past the scenario's bound of {cap:g}: the log does not identify "
+                f"this model (too few customers, or no heterogeneity in it); written scaled into bounds, "
+                f"keeping the fitted mean ({', '.join(changed)})"
+            )
+    return out, notes
+
+
 def scenario_mapping(
     base: dict[str, Any],
     cohort: Cohort,
@@ -399,24 +554,21 @@ def scenario_mapping(
     population["acquisition_days"] = _round(cohort.acquisition_days)
     population["first_order_at_acquisition"] = True
     population["attrition"] = attrition
+    fitted, _ = bounded_parameters(pareto_nbd, bgnbd, gamma_gamma)
     if attrition == "pareto_nbd":
-        population["purchase"] = {
-            "r": _round(pareto_nbd.param("r")),
-            "alpha_weeks": _round(pareto_nbd.param("alpha")),
-        }
-        population["lifetime"] = {
-            "s": _round(pareto_nbd.param("s")),
-            "beta_weeks": _round(pareto_nbd.param("beta")),
-        }
+        pnbd = fitted["pareto_nbd"]
+        population["purchase"] = {"r": _round(pnbd["r"]), "alpha_weeks": _round(pnbd["alpha"])}
+        population["lifetime"] = {"s": _round(pnbd["s"]), "beta_weeks": _round(pnbd["beta"])}
     else:
+        bg = fitted["bgnbd"]
         population.pop("lifetime", None)
         population["purchase"] = {
-            "r": _round(bgnbd.param("r")),
-            "alpha_weeks": _round(bgnbd.param("alpha")),
-            "a": _round(bgnbd.param("a")),
-            "b": _round(bgnbd.param("b")),
+            "r": _round(bg["r"]),
+            "alpha_weeks": _round(bg["alpha"]),
+            "a": _round(bg["a"]),
+            "b": _round(bg["b"]),
         }
-    population["spend"] = {k: _round(v) for k, v in gamma_gamma.as_dict().items()}
+    population["spend"] = {k: _round(v) for k, v in fitted["gamma_gamma"].items()}
     sessions = data.setdefault("sessions", {})
     sessions["peaks"] = []  # the log's own seasonality is in the fitted rates, not added on top
     if cohort.hour_weights is not None:
@@ -496,6 +648,8 @@ def calibrate(
                 CalibrationWarning,
                 stacklevel=2,
             )
+    for note in bounded_parameters(pnbd, bg, gg)[1]:
+        warnings.warn(note, CalibrationWarning, stacklevel=2)
     base_data = read_yaml_mapping(scenario_path(base), "base scenario", CalibrationError)
     data = scenario_mapping(base_data, cohort, pnbd, bg, gg, attrition, name, log.source_hash or "n/a")
     scenario = scenario_from_dict(data, source="calibrated scenario")
@@ -583,8 +737,16 @@ def _relative_error(forecast: float, actual: float) -> float:
     return abs(forecast - actual) / actual if actual > 0 else float("nan")
 
 
-def check_holdout(calibration: Calibration, seeds: Sequence[int], max_bin: int = 7) -> HoldoutCheck:
-    """Simulate the calibrated scenario on each seed and compare with the log and the Pareto/NBD."""
+def check_holdout(
+    calibration: Calibration,
+    seeds: Sequence[int],
+    max_bin: int = 7,
+    on_seed: Callable[[], None] | None = None,
+) -> HoldoutCheck:
+    """Simulate the calibrated scenario on each seed and compare with the log and the Pareto/NBD.
+
+    ``on_seed`` is called after each seed's simulation (a progress bar's advance).
+    """
     cohort = calibration.cohort
     if not seeds:
         raise CalibrationError("--seeds must be >= 1 to simulate the calibrated scenario")
@@ -608,6 +770,8 @@ def check_holdout(calibration: Calibration, seeds: Sequence[int], max_bin: int =
         acquired = int(np.count_nonzero(first.groupby(daily["customer"]).first() <= cohort.calibration_end))
         per_customer = np.concatenate([x.to_numpy(), np.zeros(max(acquired - x.size, 0))])
         counts[i] = np.bincount(np.minimum(per_customer, max_bin).astype(np.int64), minlength=max_bin + 1)
+        if on_seed is not None:
+            on_seed()
     pnbd_weekly = cohort_weekly_expected(
         lambda t: pareto_nbd_expected_repeats(calibration.pareto_nbd, t),
         cohort.first_purchase_day / DAYS_PER_WEEK,
@@ -1026,8 +1190,24 @@ def add_calibrate_parser(sub: Any) -> None:
     parser.add_argument(
         "--duplicates",
         choices=["keep", "drop", "error"],
-        default="keep",
-        help="what to do with exact duplicate rows, which are always reported (default keep)",
+        default="drop",
+        help="what to do with exact duplicate rows (same customer, time and value), which are always "
+        "counted in a warning (default drop: a log exported twice would double the mean spend)",
+    )
+    parser.add_argument(
+        "--earliest",
+        default=str(EARLIEST_ORDER.date()),
+        help=f"earliest plausible order date; earlier rows are refused (default {EARLIEST_ORDER.date()})",
+    )
+    parser.add_argument(
+        "--latest",
+        help="latest plausible order date; later rows are refused (default: a year after today)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=MAX_LOG_ROWS,
+        help=f"largest log read, in rows; a larger one is refused before parsing (default {MAX_LOG_ROWS:,})",
     )
     parser.add_argument(
         "--seeds",
@@ -1038,40 +1218,79 @@ def add_calibrate_parser(sub: Any) -> None:
     parser.set_defaults(func=run_calibrate)
 
 
+def _date_option(option: str, value: str) -> pd.Timestamp:
+    """A date given on the command line (its local day, whatever offset it carries)."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        raise CalibrationError(f"{option} {_shown(value)} is not a date; write it as YYYY-MM-DD")
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
 def run_calibrate(args: Any) -> int:
     """Run ``shopgym calibrate``; a bad log or option prints the problem and returns 2."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from sim.params import ScenarioError
 
     try:
         if args.seeds < 0:
             raise CalibrationError(f"--seeds must be >= 0, got {args.seeds}")
-        end = None
-        if args.calibration_end is not None:
-            try:
-                end = pd.Timestamp(args.calibration_end)
-            except ValueError:
-                raise CalibrationError(
-                    f"--calibration-end {args.calibration_end!r} is not a date; write it as YYYY-MM-DD"
-                ) from None
-        log = read_transaction_log(
-            args.log,
-            LogColumns(args.customer_col, args.time_col, args.amount_col),
-            args.date_format,
-            args.duplicates,
+        if args.max_rows < 1:
+            raise CalibrationError(f"--max-rows must be >= 1, got {args.max_rows}")
+        end = (
+            None if args.calibration_end is None else _date_option("--calibration-end", args.calibration_end)
         )
-        for note in log.warnings:
-            print(f"shopgym calibrate: warning: {note}", file=sys.stderr)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CalibrationWarning)
-            calibration = calibrate(log, end, args.base, args.attrition, args.name, Path(args.log).name)
-        for warning in caught:
-            print(f"shopgym calibrate: warning: {warning.message}", file=sys.stderr)
-        shortfall = funnel_shortfall(calibration.scenario)
-        check = None
-        if args.seeds and calibration.cohort.total_weeks > 0:
-            check = check_holdout(calibration, range(args.seeds))
-        data = report_data(calibration, check, shortfall)
-        plots = render_plots(calibration, check)
+        window = (
+            _date_option("--earliest", args.earliest),
+            latest_order_default() if args.latest is None else _date_option("--latest", args.latest),
+        )
+        if window[0] > window[1]:
+            raise CalibrationError(f"--earliest {window[0].date()} is after --latest {window[1].date()}")
+        columns = (
+            TextColumn("[bold]calibrate[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        # Steps: read, fit, the simulated seeds, the report.
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bars:
+            task = bars.add_task("reading the log", total=3 + args.seeds)
+            log = read_transaction_log(
+                args.log,
+                LogColumns(args.customer_col, args.time_col, args.amount_col),
+                args.date_format,
+                args.duplicates,
+                window,
+                args.max_rows,
+            )
+            for note in log.warnings:
+                bars.console.print(
+                    f"shopgym calibrate: warning: {note}", markup=False, highlight=False, soft_wrap=True
+                )
+            bars.update(task, advance=1, description=f"fitting {len(log.frame):,} orders")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", CalibrationWarning)
+                calibration = calibrate(log, end, args.base, args.attrition, args.name, Path(args.log).name)
+            for warning in caught:
+                bars.console.print(
+                    f"shopgym calibrate: warning: {warning.message}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            bars.update(task, advance=1, description=f"simulating {calibration.cohort.customers:,} shoppers")
+            shortfall = funnel_shortfall(calibration.scenario)
+            check = None
+            if args.seeds and calibration.cohort.total_weeks > 0:
+                check = check_holdout(calibration, range(args.seeds), on_seed=lambda: bars.advance(task))
+            bars.update(task, completed=2 + args.seeds, description="writing the report")
+            data = report_data(calibration, check, shortfall)
+            plots = render_plots(calibration, check)
+            bars.advance(task)
     except (CalibrationError, ScenarioError) as error:
         print(f"shopgym calibrate: {error}\nnothing was written", file=sys.stderr)
         return 2

@@ -231,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except KeyboardInterrupt as error:  # Ctrl-C: one line, the shell's exit code for SIGINT
+        text = " ".join(str(error).split())[:1000] or "interrupted"
+        print(f"shopgym: {text}", file=sys.stderr)
+        return 130
     except (ScenarioError, ConfigError) as error:
         print(f"shopgym: {error}", file=sys.stderr)
         return 2

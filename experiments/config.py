@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from sim.envs import ENV_IDS
-from sim.envs.common import OBJECTIVES
+from sim.envs.common import MAX_OBJECTIVE_WEIGHT, OBJECTIVES
 from sim.params import ScenarioError, format_validation_errors, read_yaml_mapping
 
 
@@ -192,6 +192,12 @@ class ExperimentConfig(_Model):
         if value is not None and set(value) - set(OBJECTIVES):
             unknown = sorted(set(value) - set(OBJECTIVES))
             raise ValueError(f"unknown objectives {unknown}; allowed: {list(OBJECTIVES)}")
+        for key, weight in (value or {}).items():
+            if not abs(weight) <= MAX_OBJECTIVE_WEIGHT:
+                raise ValueError(
+                    f"{key}: {weight:g} not allowed; at most {MAX_OBJECTIVE_WEIGHT:g} in magnitude (rewards "
+                    "are weight x dollars x reward_scale and must stay finite in float32)"
+                )
         return value
 
     @model_validator(mode="after")

@@ -52,14 +52,28 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """``key=value`` pairs to scenario overrides (values parsed as YAML: numbers, lists, booleans)."""
     import yaml
 
+    from experiments.config import plain_json
+    from sim.params import safe_yaml_load
+
     overrides: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        shown = repr(item) if len(item) <= 80 else repr(item[:76]) + " ..."
+        if not sep or not key.strip():
             raise argparse.ArgumentTypeError(
-                f"--set {item!r}: expected KEY=VALUE, e.g. population.shoppers=5000"
+                f"--set {shown}: expected KEY=VALUE, e.g. population.shoppers=5000"
             )
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            parsed = safe_yaml_load(value)
+            plain_json(parsed, key.strip())
+        except yaml.YAMLError:
+            raise argparse.ArgumentTypeError(
+                f"--set {shown}: the value is not plain YAML data (a number, a string, a list "
+                "or a mapping, brackets balanced, no !! tags); quote a string that holds brackets"
+            ) from None
+        except ValueError as problem:
+            raise argparse.ArgumentTypeError(f"--set {shown}: {problem}") from None
+        overrides[key.strip()] = parsed
     return overrides
 
 

@@ -127,7 +127,14 @@ def normalized_scores(
         for policy in present.unique():
             gain = (table.loc[(variant, policy)] - base).groupby(level="seed").mean()
             pair = pd.concat([gain, span], axis=1, keys=["gain", "span"]).dropna()
-            rows.append({"variant": variant, "policy": policy, **_ratio_ci(pair["gain"], pair["span"])})
+            rows.append(
+                {
+                    "variant": variant,
+                    "policy": policy,
+                    **_ratio_ci(pair["gain"], pair["span"]),
+                    "span": float(pair["span"].mean()) if len(pair) else float("nan"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -243,6 +250,13 @@ def _score_lines(scores: pd.DataFrame, variant: str, reference: str, oracles: li
     part = scores[scores["variant"] == variant] if not scores.empty else scores
     if part.empty:
         return [f"No normalized scores: `{reference}` or `{oracles[0]}` is missing from this variant."]
+    if not (part["span"].abs() > 0).any():  # the scale is zero: every score would be 0/0
+        return [
+            f"No normalized scores: `{oracles[0]}` earns exactly the return of `{reference}` here "
+            f"(mean difference {float(part['span'].iloc[0]):g}), so (policy - {reference}) / "
+            f"({oracles[0]} - {reference}) has no scale; in a shop where no incentive can do better than "
+            "none, compare the policies' returns directly."
+        ]
     lines = [
         f"Normalized score on the return, (policy - {reference}) / ({oracles[0]} - {reference}): 0 is "
         f"`{reference}`, 1 the privileged oracle that reads the simulator's hidden state.",

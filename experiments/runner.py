@@ -142,6 +142,12 @@ def run_cell(
     root = Path(out)
     env = gym.make(config.env.id, **config.env_kwargs(variant))
     scenario_hash = env.unwrapped.scenario.config_hash()  # type: ignore[attr-defined]
+    expected = scenario_hashes(config)[variant]
+    if scenario_hash != expected:  # checked before any training: a mismatch could never be gathered
+        raise ConfigError(
+            f"variant {variant!r}: {config.env.id} runs on scenario {scenario_hash}, but the run records "
+            f"{expected} for it; report this as a shopgym bug"
+        )
     spec = env_spec(env, config.env.id)
     tensorboard = root / "tensorboard" / f"{variant}__{policy_name}__seed{seed}"
     policy = make_policy(arm.kind, env, seed, tensorboard_log=tensorboard, **arm.kwargs)
@@ -251,12 +257,18 @@ def cell_done(out: Path, variant: str, policy: str, seed: int, scenario_hash: st
 # ---- the whole run ---------------------------------------------------------------------------------
 def scenario_hashes(config: ExperimentConfig) -> dict[str, str]:
     """Each variant's resolved scenario content hash (what the cells of that variant run on)."""
-    from sim.envs.common import resolve_scenario
+    from sim.envs.common import scenario_of_env_kwargs
 
-    return {
-        v.name: resolve_scenario(config.env.scenario, {**config.env.overrides, **v.overrides}).config_hash()
-        for v in config.variants
-    }
+    return {v.name: scenario_of_env_kwargs(config.env_kwargs(v.name)).config_hash() for v in config.variants}
+
+
+#: Config fields that do not change any result: a resume may change them.
+NON_RESULT_FIELDS = ("workers", "description")
+
+
+def _result_fields(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config mapping without the fields that do not change results (:data:`NON_RESULT_FIELDS`)."""
+    return {k: v for k, v in config.items() if k not in NON_RESULT_FIELDS}
 
 
 def check_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str]) -> None:
@@ -268,7 +280,7 @@ def check_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str]
     config_path = out / "config.resolved.yaml"
     if config_path.is_file():
         existing = read_yaml_mapping(config_path, "run config", ConfigError)
-        if existing != config.model_dump(mode="json"):
+        if _result_fields(existing) != _result_fields(config.model_dump(mode="json")):
             raise ConfigError(
                 f"{out} holds results of a different config ({config_path}); "
                 "use another --out, or delete that directory to start over"
@@ -343,20 +355,50 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     return stale
 
 
-def _init_worker(parent: int, plugins: list[tuple[str, str]]) -> None:
-    """Pool-worker initializer: die with the parent; know the parent's Python-registered policy kinds."""
-    from policies.plugins import register_references
-
-    _die_with_parent(parent)
-    register_references(plugins)
-
-
 def run_cell_with_plugins(plugins: list[tuple[str, str]], *args: Any) -> dict[str, Any]:
     """:func:`run_cell` in a worker that first registers the parent's Python-registered policy kinds."""
     from policies.plugins import register_references
 
     register_references(plugins)
     return run_cell(*args)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a run; the message says how many cells are kept for a resume."""
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while pool workers are spawned: they inherit it, so only the parent handles Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _init_pool_worker(parent: int, plugins: list[tuple[str, str]]) -> None:
+    """Pool-worker initializer: leave Ctrl-C to the parent, die with it, know its registered kinds."""
+    from policies.plugins import register_references
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+    register_references(plugins)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued cells and terminate running ones (their unfinished cells are redone on resume)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    from multiprocessing import active_children
+
+    workers = active_children()
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(timeout=10)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -387,10 +429,8 @@ def run_experiment(
 
     Everything is checked before anything is written: the backend, the worker count, the
     scenario of every variant and the run directory (same config, same scenario content).
+    Ctrl-C stops the workers and raises :class:`RunInterrupted`; finished cells are kept.
     """
-    from experiments.report import write_report
-    from policies.plugins import worker_references
-
     root = config.output_path(out)
     backend = backend or config.backend
     workers = workers or config.workers
@@ -405,6 +445,31 @@ def run_experiment(
             raise ConfigError("backend 'ray' needs ray: pip install 'shopgym[ray]'") from None
     hashes = scenario_hashes(config)
     check_run_dir(config, root, hashes)
+    try:
+        _run_locked(config, root, hashes, backend, workers, quiet, console)
+    except KeyboardInterrupt:
+        cells = config.cells()
+        kept = sum(cell_problem(root, *cell, hashes[cell[0]]) is None for cell in cells)
+        raise RunInterrupted(
+            f"interrupted: {kept} of {len(cells)} cells finished and are kept in {root}; "
+            "run the same command again to resume"
+        ) from None
+    return root
+
+
+def _run_locked(
+    config: ExperimentConfig,
+    root: Path,
+    hashes: Mapping[str, str],
+    backend: str,
+    workers: int,
+    quiet: bool,
+    console: Console | None,
+) -> None:
+    """The body of :func:`run_experiment` once everything is checked: the cells, then the report."""
+    from experiments.report import write_report
+    from policies.plugins import worker_references
+
     with run_lock(root):
         remove_stale_temporaries(root)
         prepare_run_dir(config, root, hashes)
@@ -447,21 +512,20 @@ def run_experiment(
                 with ProcessPoolExecutor(
                     max_workers=workers,
                     mp_context=get_context("spawn"),
-                    initializer=_init_worker,
+                    initializer=_init_pool_worker,
                     initargs=(os.getpid(), worker_references()),
                 ) as pool:
-                    futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
+                    with _sigint_ignored():  # workers are spawned by submit
+                        futures = [pool.submit(run_cell, config_json, *cell, str(root)) for cell in todo]
                     try:
                         for future in as_completed(futures):
                             future.result()
                             bars.advance(cells_task)
                     except BaseException:
-                        for future in futures:
-                            future.cancel()
+                        _stop_workers(pool)
                         raise
         results = gather(root, config, hashes)
         write_report(root, config, results)
-    return root
 
 
 def _run_ray(

@@ -776,12 +776,58 @@ def format_validation_errors(error: ValidationError, heading: str) -> str:
         elif item["type"] == "missing":
             lines.append(f"  {path}: required field is missing")
         else:
-            message = _excerpt(item["msg"].removeprefix("Value error, "), 600, plain=True)
-            lines.append(f"  {path}: got {value}; {message}")
+            lines.append(f"  {path}: got {value}; {_excerpt(_allowed(item), 600, plain=True)}")
     if len(items) > 20:
         lines.append(f"  ... and {len(items) - 20} more problems")
     text = "\n".join(lines)
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 4] + " ..."
+
+
+#: What a value of each pydantic type error should be, in shopgym's words (the library's wording
+#: changes between releases; messages and tests keep to these).
+_EXPECTED_TYPES = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "none_required": "null",
+}
+
+
+def _allowed(item: Any) -> str:
+    """What a field allows, worded by shopgym from a pydantic error's type and context."""
+    kind, ctx = item["type"], item.get("ctx") or {}
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}"
+    if kind in ("too_short", "string_too_short"):
+        return f"needs at least {ctx.get('min_length')} {'items' if kind == 'too_short' else 'characters'}"
+    if kind in ("too_long", "string_too_long"):
+        return f"allows at most {ctx.get('max_length')} {'items' if kind == 'too_long' else 'characters'}"
+    if kind == "literal_error":
+        return f"allowed: {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch":
+        return f"must match the pattern {ctx.get('pattern')}"
+    if kind == "finite_number":
+        return "finite numbers only"
+    if kind in _EXPECTED_TYPES:
+        return f"expected {_EXPECTED_TYPES[kind]}"
+    if kind in ("value_error", "assertion_error"):  # shopgym's own validators: their message
+        return str(item["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"not allowed (check {kind})"
 
 
 def _excerpt(value: Any, limit: int = 120, plain: bool = False) -> str:

@@ -19,10 +19,10 @@ from sim.envs.common import (
     check_action,
     check_common_arguments,
     conform_metrics,
+    env_scenario,
     metrics_template,
     new_simulation,
     oracle_view_of,
-    resolve_scenario,
     weights_over_objectives,
 )
 from sim.metrics import summarize
@@ -137,7 +137,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         render_mode: str | None = None,
     ) -> None:
         render_mode = check_common_arguments(horizon_days, incentive_budget, render_mode)
-        self.scenario = resolve_scenario(scenario, overrides)
+        self.scenario = env_scenario(scenario, overrides)
         self.horizon_days = horizon_days
         self.incentive_budget = incentive_budget
         self.objective_weights = weights_over_objectives(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,33 @@ def resolve_scenario(scenario: str | Path | Scenario, overrides: Mapping[str, An
     return load_scenario(scenario, overrides)
 
 
+#: Constructor arguments that decide the scenario an environment runs on (see :func:`env_scenario`).
+SCENARIO_ARGUMENTS = ("scenario", "overrides", "decision_points")
+
+
+def env_scenario(
+    scenario: str | Path | Scenario,
+    overrides: Mapping[str, Any] | None = None,
+    decision_points: Sequence[str] | None = None,
+) -> Scenario:
+    """The scenario an environment made with these arguments runs on: the one definition of it.
+
+    Every environment builds its scenario here, and ``shopgym run`` hashes the scenario of a
+    config's ``env`` section through :func:`scenario_of_env_kwargs`, so what a cell ran on and
+    what its run directory records cannot disagree.
+    """
+    return resolve_scenario(scenario, with_decision_points(overrides, decision_points))
+
+
+def scenario_of_env_kwargs(kwargs: Mapping[str, Any], default: str | Path | Scenario = "default") -> Scenario:
+    """The scenario ``gymnasium.make(env_id, **kwargs)`` runs on (``default``: the env's own)."""
+    return env_scenario(
+        kwargs.get("scenario", default),
+        kwargs.get("overrides"),
+        kwargs.get("decision_points"),
+    )
+
+
 def check_common_arguments(horizon_days: int, incentive_budget: float, render_mode: str | None) -> str | None:
     """Reject a bad horizon or budget; warn on an unsupported render mode and return the mode to use.
 
@@ -112,7 +140,7 @@ def check_common_arguments(horizon_days: int, incentive_budget: float, render_mo
 
 
 def with_decision_points(
-    overrides: Mapping[str, Any] | None, decision_points: tuple[str, ...] | None
+    overrides: Mapping[str, Any] | None, decision_points: Sequence[str] | None
 ) -> dict[str, Any]:
     """Scenario overrides with ``engine.decision_points`` set, after checking the kinds asked for."""
     merged = dict(overrides or {})
@@ -127,15 +155,27 @@ def with_decision_points(
     return merged
 
 
+#: Largest objective weight by magnitude. A reward is weight x a day's dollars x reward_scale;
+#: with this bound, any physical day of a shop stays far inside float32 (SB3's buffers), where
+#: 1e308 overflowed to inf and NaN logits.
+MAX_OBJECTIVE_WEIGHT = 1e6
+
+
 def weights_over_objectives(
     weights: Mapping[str, float] | None, default: Mapping[str, float]
 ) -> NDArray[np.float64]:
-    """Weights over ``OBJECTIVES`` (missing ones are 0); unknown names are rejected."""
+    """Weights over ``OBJECTIVES`` (missing ones are 0); unknown names and unbounded values are rejected."""
     chosen = dict(default if weights is None else weights)
     unknown = set(chosen) - set(OBJECTIVES)
     if unknown:
         raise ValueError(f"objective_weights keys {sorted(unknown)} unknown; allowed: {list(OBJECTIVES)}")
-    return np.array([chosen.get(k, 0.0) for k in OBJECTIVES])
+    for key, value in chosen.items():
+        if isinstance(value, bool) or not isinstance(value, Real) or not abs(value) <= MAX_OBJECTIVE_WEIGHT:
+            raise ValueError(
+                f"objective_weights.{key}: {str(value)[:40]} not allowed; a number in "
+                f"[-{MAX_OBJECTIVE_WEIGHT:g}, {MAX_OBJECTIVE_WEIGHT:g}]"
+            )
+    return np.array([float(chosen.get(k, 0.0)) for k in OBJECTIVES])
 
 
 def new_simulation(env: gym.Env[Any, Any], scenario: Scenario, horizon_days: int) -> Simulation:

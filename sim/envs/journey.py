@@ -18,10 +18,9 @@ from sim.envs.common import (
     check_action,
     check_common_arguments,
     conform_metrics,
+    env_scenario,
     metrics_template,
-    resolve_scenario,
     weights_over_objectives,
-    with_decision_points,
 )
 from sim.journey import Decision, Journey, JourneyModel, tier_progress_scalar
 from sim.oracle import OracleView
@@ -185,13 +184,12 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         reward_scale: float = 0.01,
         render_mode: str | None = None,
     ) -> None:
-        overrides = with_decision_points(overrides, decision_points)
         render_mode = check_common_arguments(horizon_days, incentive_budget, render_mode)
         if not neighbour_signal >= 0.0:
             raise ValueError(
                 f"neighbour_signal must be >= 0 (recent neighbour purchases), got {neighbour_signal}"
             )
-        self.scenario = resolve_scenario(scenario, overrides)
+        self.scenario = env_scenario(scenario, overrides, decision_points)
         if not self.scenario.engine.decision_points:
             raise ValueError("engine.decision_points is empty: the journey would have no steps")
         self.horizon_days = horizon_days

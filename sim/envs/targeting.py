@@ -20,12 +20,11 @@ from sim.envs.common import (
     check_action,
     check_common_arguments,
     conform_metrics,
+    env_scenario,
     metrics_template,
     new_simulation,
     oracle_view_of,
-    resolve_scenario,
     weights_over_objectives,
-    with_decision_points,
 )
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
@@ -175,11 +174,10 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         objective_weights: dict[str, float] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        overrides = with_decision_points(overrides, decision_points)
         render_mode = check_common_arguments(horizon_days, incentive_budget, render_mode)
         if attribution_days <= 0:
             raise ValueError(f"attribution_days must be > 0, got {attribution_days}")
-        self.scenario = resolve_scenario(scenario, overrides)
+        self.scenario = env_scenario(scenario, overrides, decision_points)
         self.horizon_days = horizon_days
         self.attribution_hours = attribution_days * HOURS_PER_DAY
         self.incentive_budget = incentive_budget

@@ -57,9 +57,11 @@ def cdnow_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# CDNOW's 21 repeated rows are real orders: the source's CD-count column, left out of the log,
+# tells them apart. The published data sum them, so these tests keep them.
 @pytest.fixture(scope="module")
 def calibration(cdnow_csv: Path) -> Calibration:
-    return calibrate(read_transaction_log(cdnow_csv), CALIBRATION_END, base=CDNOW)
+    return calibrate(read_transaction_log(cdnow_csv, duplicates="keep"), CALIBRATION_END, base=CDNOW)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,7 @@ def test_fit_matches_published_cdnow_estimates_within_one_percent(fits: dict[str
 
 
 def test_fits_are_deterministic(cdnow_csv: Path, fits: dict[str, ModelFit]):
-    again = build_cohort(read_transaction_log(cdnow_csv), CALIBRATION_END)
+    again = build_cohort(read_transaction_log(cdnow_csv, duplicates="keep"), CALIBRATION_END)
     assert fit_bgnbd(again.summary) == fits["bgnbd"]
     assert fit_gamma_gamma(again.summary) == fits["gamma_gamma"]
 
@@ -261,6 +263,8 @@ def test_cli_writes_a_valid_commented_scenario_and_a_report(
             str(CDNOW),
             "--seeds",
             "1",
+            "--duplicates",
+            "keep",
         ]
     )
     assert code == 0
@@ -350,13 +354,15 @@ def test_calibration_end_outside_the_log_is_rejected(tmp_path: Path, capsys: pyt
     assert "lies outside the log" in capsys.readouterr().err and not out.exists()
 
 
-def test_duplicates_are_reported_and_can_be_refused():
+def test_duplicates_are_dropped_by_default_with_a_warning_and_can_be_kept_or_refused():
     frame = _orders(150, np.random.default_rng(2))
     assert not frame.duplicated().any()
     frame = pd.concat([frame, frame.iloc[[0, 1]]], ignore_index=True)
-    kept = validate_log(frame)
-    assert any("2 duplicate rows" in note for note in kept.warnings)
-    assert len(validate_log(frame, duplicates="drop").frame) == len(frame) - 2
+    dropped = validate_log(frame)
+    assert len(dropped.frame) == len(frame) - 2
+    assert any(note.startswith("dropped 2 duplicate rows") for note in dropped.warnings)
+    kept = validate_log(frame, duplicates="keep")
+    assert len(kept.frame) == len(frame) and any("kept 2 duplicate rows" in n for n in kept.warnings)
     with pytest.raises(CalibrationError, match="2 duplicate rows"):
         validate_log(frame, duplicates="error")
 

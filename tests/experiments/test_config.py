@@ -59,10 +59,10 @@ def test_a_valid_config_loads_and_lists_its_cells():
     [
         ("env.id", "shopgym/Nope-v0", ["env.id", "shopgym/Nope-v0", "shopgym/IncentiveTargeting-v0"]),
         ("seeds", [0, "1"], ["seeds.1", "'1'"]),
-        ("seeds", [], ["seeds", "at least 1"]),
+        ("seeds", [], ["seeds", "needs at least 1 items"]),
         ("policies.0.kind", "greedy", ["policies.0.kind", "greedy", "segment_rules"]),
-        ("evaluation", {"episodes": 0}, ["evaluation.episodes", "0", "greater than or equal to 1"]),
-        ("backend", "slurm", ["backend", "slurm", "'local' or 'ray'"]),
+        ("evaluation", {"episodes": 0}, ["evaluation.episodes", "0", "must be at least 1"]),
+        ("backend", "slurm", ["backend", "slurm", "allowed: 'local' or 'ray'"]),
         ("reference", "ppo2", ["reference", "ppo2", "'none', 'ppo'"]),
         ("objective_weights", {"profit": 1.0}, ["objective_weights", "profit", "margin"]),
         ("trainig", {"timesteps": 10}, ["trainig", "unknown key"]),

@@ -48,7 +48,7 @@ def test_negative_capacity_names_field_value_and_bound():
         scenario_from_dict(data)
     message = str(error.value)
     assert "warehouse.pick_capacity_per_1k_shoppers: got -5.0" in message
-    assert "greater than 0" in message
+    assert "must be more than 0" in message
 
 
 def test_probability_above_one_is_rejected():
@@ -56,7 +56,7 @@ def test_probability_above_one_is_rejected():
     data["catalog"]["categories"][0]["return_rate"] = 1.5
     with pytest.raises(
         ScenarioError,
-        match=r"catalog\.categories\.0\.return_rate: got 1\.5.*less than or equal to 1",
+        match=r"catalog\.categories\.0\.return_rate: got 1\.5; must be at most 1",
     ):
         scenario_from_dict(data)
 
