@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -248,7 +249,7 @@ def test_stale_temporary_files_of_a_killed_run_are_removed_on_resume(
     assert not any(stray.exists() for stray in strays)
 
 
-def test_an_environment_without_decisions_is_one_line_not_a_traceback(
+def test_an_environment_without_decisions_runs_empty_episodes_to_the_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.delenv("SHOPGYM_TRACEBACK", raising=False)
@@ -261,5 +262,8 @@ def test_an_environment_without_decisions_is_one_line_not_a_traceback(
     }
     data["policies"] = [{"name": "none", "kind": "none"}]
     code = main(["run", str(_write(tmp_path, data)), "--out", str(tmp_path / "out"), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 1 and len(err.splitlines()) == 1 and "decision point" in err
+    # Every reset can be stepped (issue 19): an episode with no decision ends on its first step.
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err
+    results = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert len(results) > 0 and np.isfinite(results["return"]).all()
