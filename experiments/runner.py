@@ -277,6 +277,9 @@ def check_run_dir(config: ExperimentConfig, out: Path, hashes: Mapping[str, str]
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
+    from sim.io import refuse_links
+
+    refuse_links(out, "--out", ConfigError)
     config_path = out / "config.resolved.yaml"
     if config_path.is_file():
         existing = read_yaml_mapping(config_path, "run config", ConfigError)
@@ -324,7 +327,10 @@ def run_lock(out: Path) -> Iterator[None]:
     """
     out.mkdir(parents=True, exist_ok=True)
     lock = out / ".lock"
-    handle = open(lock, "a+")  # noqa: SIM115 (held open for the whole block)
+    try:  # O_NOFOLLOW: a planted link never makes the lock create or open a file elsewhere
+        handle = os.fdopen(os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644), "a+")
+    except OSError as problem:
+        raise ConfigError(f"cannot open the run lock {lock}: {problem.strerror or problem}") from None
     held = False
     try:
         try:

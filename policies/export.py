@@ -228,8 +228,10 @@ def _run_source(
     scenario: str | None,
     overrides: Mapping[str, Any] | None,
 ) -> Source:
+    from sim.io import refuse_links
     from sim.params import read_yaml_mapping
 
+    refuse_links(run, "run directory", ExportError)
     config = read_yaml_mapping(run / "config.resolved.yaml", "run config", ExportError)
     saved = _saved_models(run)
     matches = [

@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or a kill never leaves a half-written result behind."""
+"""Atomic file writes and run-directory checks: no half-written result, no write through a planted link."""
 
 from __future__ import annotations
 
@@ -10,6 +10,41 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+#: Most entries :func:`first_link` looks at in a directory tree before giving up on it.
+MAX_TREE_ENTRIES = 200_000
+
+
+def first_link(root: Path) -> Path | None:
+    """The first symbolic link inside ``root`` (not ``root`` itself), or None; a link could point outside.
+
+    Raises ``ValueError`` on a tree of more than ``MAX_TREE_ENTRIES`` entries.
+    """
+    if not root.is_dir():
+        return None
+    seen = 0
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            seen += 1
+            if seen > MAX_TREE_ENTRIES:
+                raise ValueError(f"{root} holds more than {MAX_TREE_ENTRIES:,} entries")
+            entry = Path(folder) / name
+            if entry.is_symlink():
+                return entry
+    return None
+
+
+def refuse_links(root: Path, what: str, error: type[ValueError]) -> None:
+    """Raise ``error`` if ``root`` holds a symbolic link: shopgym writes none, and one could point outside."""
+    try:
+        link = first_link(root)
+    except ValueError as problem:
+        raise error(f"{what}: {problem}") from None
+    if link is not None:
+        raise error(
+            f"{what} {root} holds a symbolic link ({link}); shopgym reads and writes nothing "
+            "through one: remove it"
+        )
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
