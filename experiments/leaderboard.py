@@ -148,14 +148,14 @@ def run_leaderboard(
     quiet: bool = False,
 ) -> Path:
     """Run every leaderboard config (resumably, under ``runs_dir``) and write the page to ``out``."""
-    from experiments.runner import run_experiment
+    from experiments.runner import load_results, run_experiment
 
     started = time.perf_counter()
     prepared = [scaled(load_config(path), seeds, scale, shoppers) for path in configs]
     runs = []
     for config in prepared:
         root = run_experiment(config, runs_dir / config.name, quiet=quiet)
-        runs.append((config, pd.read_parquet(root / "results.parquet")))
+        runs.append((config, load_results(root)))
     size = (
         "Full size (the configs as shipped)."
         if seeds is None and scale == 1 and shoppers is None

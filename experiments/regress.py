@@ -103,12 +103,12 @@ def regress(
     verbose: bool = False,
 ) -> tuple[list[str], Table]:
     """Run ``config`` afresh and compare with the baseline: (one line per moved value, a table)."""
-    from experiments.runner import run_experiment
+    from experiments.runner import load_results, run_experiment
     from policies.registry import reproducible_kind
 
     with tempfile.TemporaryDirectory(prefix="shopgym-regress-") as tmp:
         root = run_experiment(config, out or Path(tmp) / config.name, quiet=quiet)
-        results = pd.read_parquet(root / "results.parquet")
+        results = load_results(root)
     current = policy_means(results)
     kinds = {p.name: p.kind for p in config.policies}
     if update or not baseline_path.is_file():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import platform
@@ -580,12 +581,40 @@ def gather(
         for name, parts in frames.items()
     }
     atomic_write_parquet(tables["episodes"], root / "results.parquet")
+    digest = hashlib.sha256((root / "results.parquet").read_bytes()).hexdigest()
+    atomic_write_json({"sha256": digest, "rows": len(tables["episodes"])}, root / RESULTS_HASH)
     return tables
 
 
-def load_results(root: Path) -> pd.DataFrame:
-    """A run's ``results.parquet``, or a clear error if the directory holds no finished run."""
+#: The file beside ``results.parquet`` that records its SHA-256, written by :func:`gather`.
+RESULTS_HASH = "results.sha256.json"
+
+
+def load_results(root: Path, error: type[ValueError] = ConfigError) -> pd.DataFrame:
+    """A run's ``results.parquet``, checked against the SHA-256 the run recorded; else ``error``.
+
+    An edited, swapped or truncated results file (or a run without the record) is refused, so
+    ``compare``, ``export`` and the gate never show numbers the run did not produce.
+    """
+    from sim.io import refuse_links
+
+    refuse_links(root, "run directory", error)
     path = root / "results.parquet"
     if not path.is_file():
-        raise ConfigError(f"{root} has no results.parquet; run `shopgym run CONFIG --out {root}` first")
-    return pd.read_parquet(path)
+        raise error(f"{root} has no results.parquet; run `shopgym run CONFIG --out {root}` first")
+    try:
+        record = json.loads((root / RESULTS_HASH).read_bytes()[:4096])
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict):
+        raise error(f"{root}: {RESULTS_HASH} missing or unreadable; re-run `shopgym run CONFIG --out {root}`")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != record.get("sha256"):
+        raise error(
+            f"{path}: its SHA-256 differs from {RESULTS_HASH}; the results were edited after the run "
+            f"(re-run `shopgym run CONFIG --out {root}` to rebuild them from the cells)"
+        )
+    frame = pd.read_parquet(io.BytesIO(data))
+    if len(frame) != record.get("rows"):
+        raise error(f"{path}: {len(frame)} rows, {RESULTS_HASH} records {record.get('rows')!r}")
+    return frame

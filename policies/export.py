@@ -306,12 +306,12 @@ def _saved_models(run: Path) -> list[tuple[str | None, str, int]]:
 
 def _run_metrics(run: Path, name: str, seed: int, variant: str | None) -> dict[str, Any] | None:
     """Mean and standard deviation of every numeric metric of the policy's evaluation episodes."""
+    from experiments.runner import load_results
+
     path = run / "results.parquet"
     if not path.is_file():
         return None
-    import pandas as pd
-
-    frame = pd.read_parquet(path)
+    frame = load_results(run, ExportError)  # checked against the run's record: no forged metrics
     rows = frame[(frame["policy"] == name) & (frame["seed"] == seed)]
     if variant is not None and "variant" in rows:
         rows = rows[rows["variant"] == variant]

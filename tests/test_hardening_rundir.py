@@ -1,4 +1,4 @@
-"""Issue 19: a run directory with a planted symbolic link is refused; nothing goes through one."""
+"""Issue 19: run directories are untrusted: planted links are refused, forged results never shown."""
 
 from __future__ import annotations
 
@@ -74,3 +74,39 @@ def test_a_clean_run_directory_still_resumes(finished_run: Path, tmp_path: Path)
     out = _copy_run(finished_run, tmp_path)
     assert main(["run", str(tmp_path / "exp.yaml"), "--out", str(out), "--quiet"]) == 0
     assert not (out / ".lock").exists()
+
+
+def _forge(out: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(out / "results.parquet")
+    frame["margin"] = frame["margin"] + 1e6  # a run that "earned" a million more
+    frame.to_parquet(out / "results.parquet")
+
+
+def test_compare_refuses_forged_results_in_one_line(finished_run: Path, tmp_path: Path, capsys):
+    out = _copy_run(finished_run, tmp_path)
+    _forge(out)
+    code = main(["compare", str(out), str(finished_run / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "the results were edited after the run" in err
+
+
+def test_export_refuses_to_copy_forged_metrics_into_a_card(finished_run: Path, tmp_path: Path, capsys):
+    out = _copy_run(finished_run, tmp_path)
+    _forge(out)
+    code = main(["export", str(out), "--out", str(tmp_path / "artifact"), "--policy", "rules", "--seed", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "the results were edited after the run" in err
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_a_rerun_rebuilds_forged_results_from_the_cells(finished_run: Path, tmp_path: Path):
+    import pandas as pd
+
+    from experiments.runner import load_results
+
+    out = _copy_run(finished_run, tmp_path)
+    _forge(out)
+    assert main(["run", str(tmp_path / "exp.yaml"), "--out", str(out), "--quiet"]) == 0
+    pd.testing.assert_frame_equal(load_results(out), load_results(finished_run / "out"))
