@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.base import Actions, EnvSpec, JsonPolicy, as_batch, check_choice, check_range
+from policies.base import Actions, EnvSpec, JsonPolicy, as_batch, check_choice, check_range, saved_array
 
 Floats = NDArray[np.float64]
 
@@ -187,9 +187,9 @@ class Bandit(JsonPolicy):
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.cost_counts = np.asarray(state["cost_counts"], dtype=np.float64)
-        self.cost_means = np.asarray(state["cost_means"], dtype=np.float64)
-        self.lagrange = float(state["lagrange"])
+        self.cost_counts = saved_array(state, "cost_counts", self.cost_counts.shape, minimum=0.0)
+        self.cost_means = saved_array(state, "cost_means", self.cost_means.shape)
+        self.lagrange = float(saved_array(state, "lagrange", (), minimum=0.0))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Bandit:
@@ -255,9 +255,9 @@ class ContextFreeBandit(Bandit):
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         super().load_state(state)
-        self.counts = np.asarray(state["counts"], dtype=np.float64)
-        self.means = np.asarray(state["means"], dtype=np.float64)
-        self.m2 = np.asarray(state["m2"], dtype=np.float64)
+        self.counts = saved_array(state, "counts", self.counts.shape, minimum=0.0)
+        self.means = saved_array(state, "means", self.means.shape)
+        self.m2 = saved_array(state, "m2", self.m2.shape, minimum=0.0)
 
 
 class EpsilonGreedy(ContextFreeBandit):
@@ -514,9 +514,9 @@ class LinearBandit(Bandit):
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         super().load_state(state)
-        self.gram = np.asarray(state["gram"], dtype=np.float64)
-        self.gram_inv = np.asarray(state["gram_inv"], dtype=np.float64)
-        self.moments = np.asarray(state["moments"], dtype=np.float64)
+        self.gram = saved_array(state, "gram", self.gram.shape)
+        self.gram_inv = saved_array(state, "gram_inv", self.gram_inv.shape)
+        self.moments = saved_array(state, "moments", self.moments.shape)
         self.theta = np.einsum("kde,ke->kd", self.gram_inv, self.moments)
 
 

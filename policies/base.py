@@ -185,6 +185,31 @@ def _finite(values: Any) -> list[float]:
     return [float(v) for v in values]
 
 
+def saved_array(
+    state: Mapping[str, Any], name: str, shape: tuple[int, ...], minimum: float | None = None
+) -> NDArray[np.float64]:
+    """``state[name]`` as a finite array of exactly ``shape`` (>= ``minimum``); else ``PolicyFileError``.
+
+    A saved policy's learned numbers are untrusted: a NaN, an infinity, a negative count or a
+    wrong length would otherwise load and decide silently.
+    """
+    if not isinstance(state, Mapping) or name not in state:
+        raise PolicyFileError(f"policy.json state.{name}: missing")
+    try:
+        values = np.asarray(state[name], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise PolicyFileError(
+            f"policy.json state.{name}: {repr(state[name])[:60]} is not an array of numbers"
+        ) from None
+    if values.shape != shape:
+        raise PolicyFileError(f"policy.json state.{name}: shape {values.shape}; expected {shape}")
+    if not np.isfinite(values).all():
+        raise PolicyFileError(f"policy.json state.{name}: not allowed; finite numbers only")
+    if minimum is not None and values.size and values.min() < minimum:
+        raise PolicyFileError(f"policy.json state.{name}: {values.min():.6g} not allowed; at least {minimum}")
+    return values
+
+
 def env_spec(env: gym.Env[Any, Any], env_id: str | None = None) -> EnvSpec:
     """Describe a shopgym environment (possibly wrapped) for the policies that act in it."""
     base = env.unwrapped
@@ -314,7 +339,13 @@ class JsonPolicy:
             )
         policy = cls(EnvSpec.from_dict(data["env"]), data["seed"], **data["params"])
         policy.load_state(data["state"])
-        policy.rng.bit_generator.state = data["rng"]
+        try:
+            policy.rng.bit_generator.state = data["rng"]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise PolicyFileError(
+                f"policy.json rng: {repr(data['rng'])[:60]} is not a "
+                f"{type(policy.rng.bit_generator).__name__} state"
+            ) from None
         return policy
 
     def save(self, path: str | Path) -> Path:

@@ -166,9 +166,8 @@ def unknown_kind_message(kind: Any) -> str:
     plugins = list(plugin_kinds())
     return (
         f"unknown policy kind {str(kind)[:80]!r}; built-in: {list(_builtin_kinds())}; registered: "
-        f"{plugins or 'none'}. Register a kind with an entry point in group {ENTRY_POINT_GROUP!r} of an "
-        f"installed package, or shopgym.register_policy(name, factory) before run_experiment "
-        f"(see {PROTOCOL_DOC})"
+        f"{plugins or 'none'}; register one by entry point (group {ENTRY_POINT_GROUP!r}) or "
+        f"shopgym.register_policy (see {PROTOCOL_DOC})"
     )
 
 

@@ -91,11 +91,20 @@ def test_duplicate_policy_names_are_rejected():
         config_from_dict(data)
 
 
-#: Experiment configs that ship (scenario files are checked by tests/sim/test_params.py).
-SHIPPED = sorted(p for p in (ROOT / "configs").glob("**/*.yaml") if "scenarios" not in p.parts)
+#: Experiment configs that ship (scenario files are checked by tests/sim/test_params.py; the
+#: off-policy validation configs in configs/ope/ have their own schema).
+SHIPPED = sorted(p for p in (ROOT / "configs").glob("**/*.yaml") if not {"scenarios", "ope"} & set(p.parts))
+OPE_SHIPPED = sorted((ROOT / "configs" / "ope").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_shipped_experiment_config_loads(path: Path):
     assert yaml.safe_load(path.read_text())["name"]
     load_config(path)
+
+
+@pytest.mark.parametrize("path", OPE_SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_off_policy_validation_config_loads(path: Path):
+    from experiments.ope import load_validate_config
+
+    assert OPE_SHIPPED and load_validate_config(path)

@@ -22,7 +22,7 @@ from policies.bandits import (
     ThompsonSampling,
     bandit_from_dict,
 )
-from policies.base import EnvSpec
+from policies.base import EnvSpec, PolicyFileError
 
 LINEAR = ("lin_ucb", "lin_thompson")
 
@@ -376,3 +376,39 @@ def test_update_rejects_feedback_it_cannot_learn_from() -> None:
         EpsilonGreedy(spec).update(x, actions, np.ones(2), np.array([-1.0, 0.0]))
     with pytest.raises(ValueError, match="not a bandit"):
         bandit_from_dict({"kind": "blanket"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value", "needle"),
+    [
+        ("epsilon_greedy", "lagrange", float("nan"), "finite numbers only"),
+        ("epsilon_greedy", "lagrange", -1.0, "at least 0"),
+        ("ucb1", "means", [float("inf")] * 5, "finite numbers only"),
+        ("ucb1", "counts", [-3.0, 1.0, 1.0, 1.0, 1.0], "at least 0"),
+        ("thompson", "means", [0.1, 0.2], "shape (2,); expected (5,)"),
+        ("thompson", "counts", "lots", "is not an array of numbers"),
+        ("lin_ucb", "gram", [[1.0]], "expected (5, "),
+    ],
+)
+def test_a_saved_bandits_tampered_state_is_refused_in_one_line(
+    kind: str, field: str, value: Any, needle: str, tmp_path: Path
+) -> None:
+    problem_fn, _, kwargs = next(v for v in SETUPS.values() if v[1] == kind)
+    problem = problem_fn()
+    policy = BANDITS[kind](problem.spec, 0, budget_per_decision=1.0, **kwargs)
+    play(policy, problem, 50, batch=2, seed=1)
+    data = policy.to_dict()
+    data["state"][field] = value
+    with pytest.raises(PolicyFileError) as info:
+        bandit_from_dict(json.loads(json.dumps(data)))
+    message = str(info.value)
+    assert needle in message and field in message and "\n" not in message and len(message) < 300
+
+
+def test_a_garbage_rng_state_is_refused_in_one_line() -> None:
+    problem_fn, kind, kwargs = next(iter(SETUPS.values()))
+    policy = BANDITS[kind](problem_fn().spec, 0, **kwargs)
+    data = policy.to_dict()
+    data["rng"] = {"bit_generator": "PCG64", "state": "garbage"}
+    with pytest.raises(PolicyFileError, match="is not a PCG64 state"):
+        bandit_from_dict(data)
