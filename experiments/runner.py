@@ -580,10 +580,15 @@ def gather(
         name: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         for name, parts in frames.items()
     }
-    atomic_write_parquet(tables["episodes"], root / "results.parquet")
-    digest = hashlib.sha256((root / "results.parquet").read_bytes()).hexdigest()
-    atomic_write_json({"sha256": digest, "rows": len(tables["episodes"])}, root / RESULTS_HASH)
+    write_results(tables["episodes"], root)
     return tables
+
+
+def write_results(episodes: pd.DataFrame, root: Path) -> None:
+    """Write ``results.parquet`` and then the record of its SHA-256 that :func:`load_results` checks."""
+    atomic_write_parquet(episodes, root / "results.parquet")
+    digest = hashlib.sha256((root / "results.parquet").read_bytes()).hexdigest()
+    atomic_write_json({"sha256": digest, "rows": len(episodes)}, root / RESULTS_HASH)
 
 
 #: The file beside ``results.parquet`` that records its SHA-256, written by :func:`gather`.

@@ -16,6 +16,7 @@ import yaml
 import sim  # noqa: F401 (registers the environments)
 from experiments.cli import build_parser, main
 from experiments.export_cli import bench_export, format_export_table
+from experiments.runner import write_results
 from policies.base import Policy
 from policies.export import ExportError, export_policy, float32_ties
 from policies.registry import RL_KINDS, make_policy
@@ -245,7 +246,7 @@ def make_run(root: Path, variant_dirs: bool) -> Path:
         for s in (3, 4)
         for e in range(2)
     ]
-    pd.DataFrame(rows).to_parquet(root / "results.parquet")
+    write_results(pd.DataFrame(rows), root)
     return root
 
 
