@@ -2,9 +2,9 @@
 
 N independent journeys stepped by one call, with gymnasium 1.x's vector API: batched
 observations ``(N, 22)``, rewards, terminations, truncations, info as a dict of arrays with a
-``_key`` mask per key (gymnasium's layout), and the three autoreset modes (next step by
-default, same step for SB3, disabled with ``options["reset_mask"]``). ``action_masks()``
-returns one row per sub-env.
+``_key`` mask per key (gymnasium's layout, built once per key rather than env by env), and
+the three autoreset modes (next step by default, same step for SB3, disabled with
+``options["reset_mask"]``). ``action_masks()`` returns one row per sub-env.
 
 Sub-env ``i`` is a :class:`sim.envs.journey.ShopperJourneyEnv`; reset with ``seed=s`` it is
 seeded ``s + i``, as gymnasium seeds its sync and async vector envs, so sub-env ``i`` of a
@@ -25,6 +25,31 @@ from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
 from sim.envs.journey import OBS_FIELDS, ShopperJourneyEnv
+
+
+def _batched(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every sub-env's info (same keys and types: the env's info is type-stable) in gymnasium's layout.
+
+    What ``VectorEnv._add_info`` builds key by key and env by env, built once per key: an array
+    per key (numbers in their own dtype, strings as objects, dicts recursively) and an all-True
+    ``_key`` mask.
+    """
+    n = len(infos)
+    out: dict[str, Any] = {}
+    for key, first in infos[0].items():
+        values = [info[key] for info in infos]
+        if isinstance(first, dict):
+            out[key] = _batched(values)
+        elif type(first) in (int, float, bool) or isinstance(first, np.number):
+            out[key] = np.array(values, dtype=type(first))
+        elif isinstance(first, np.ndarray):
+            out[key] = np.stack(values)
+        else:
+            array = np.empty(n, dtype=object)
+            array[:] = values
+            out[key] = array
+        out[f"_{key}"] = np.ones(n, dtype=np.bool_)
+    return out
 
 
 class ShopperJourneyVectorEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArray[Any]]):
@@ -93,9 +118,15 @@ class ShopperJourneyVectorEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], 
         ):
             raise ValueError(f"options['reset_mask'] must be a bool array of shape ({n},) with a True value")
         infos: dict[str, Any] = {}
+        per_env = []
         for i in np.flatnonzero(mask):
             self._observations[i], info = self.envs[i].reset(seed=seeds[i], options=options or None)
-            infos = self._add_info(infos, info, int(i))
+            per_env.append(info)
+        if mask.all():
+            infos = _batched(per_env)
+        else:
+            for i, info in zip(np.flatnonzero(mask), per_env, strict=True):
+                infos = self._add_info(infos, info, int(i))
         self._terminations[mask] = self._truncations[mask] = self._autoreset[mask] = False
         return self._observations.copy(), infos
 
@@ -112,6 +143,7 @@ class ShopperJourneyVectorEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], 
             )
         infos: dict[str, Any] = {}
         mode = self.autoreset_mode
+        per_env: list[dict[str, Any]] = []
         for i, env in enumerate(self.envs):
             if mode is AutoresetMode.NEXT_STEP and self._autoreset[i]:
                 self._observations[i], info = env.reset()
@@ -126,7 +158,8 @@ class ShopperJourneyVectorEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], 
                 if mode is AutoresetMode.SAME_STEP and (terminated or truncated):
                     infos = self._add_info(infos, {"final_obs": obs, "final_info": info}, i)
                     self._observations[i], info = env.reset()
-            infos = self._add_info(infos, info, i)
+            per_env.append(info)
+        infos.update(_batched(per_env))
         self._autoreset = self._terminations | self._truncations
         return (
             self._observations.copy(),
