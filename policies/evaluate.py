@@ -19,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+from gymnasium.vector import AutoresetMode, VectorEnv
 from numpy.typing import NDArray
 
 from policies.base import Policy
@@ -105,6 +106,77 @@ def evaluate(
         daily = sim.daily.to_frame() if sim is not None and hasattr(sim, "daily") else None
         records.append(EpisodeRecord(row, daily, mix))
     return records
+
+
+def evaluate_vector(
+    policy: Policy,
+    envs: VectorEnv[Any, Any, Any],
+    episodes: int,
+    seed: int,
+    deterministic: bool = True,
+    segment_of: Callable[[NDArray[np.float32]], str] | None = None,
+    on_episode: Callable[[], None] | None = None,
+) -> list[EpisodeRecord]:
+    """:func:`evaluate` without learning on a native vector env: the same records, batched.
+
+    Episode ``k`` is reset with seed ``seed + k`` (autoreset disabled, ended sub-envs reset by
+    mask), and a sub-env equals the single env of the same seed, so a policy whose batched
+    ``predict`` equals its single one gives exactly :func:`evaluate`'s records, in episode order.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if envs.metadata.get("autoreset_mode") is not AutoresetMode.DISABLED:
+        raise ValueError("evaluate_vector needs a vector env made with autoreset_mode Disabled")
+    base = envs.unwrapped
+    n = envs.num_envs
+    action_names = [i.name for i in base.envs[0].scenario.incentives]  # type: ignore[attr-defined]
+    episode_of = np.arange(n)  # the episode each sub-env plays (>= episodes: idle)
+    first = [seed + int(k) if k < episodes else seed for k in episode_of]
+    obs, _ = envs.reset(seed=first)  # type: ignore[arg-type]  # VectorEnv takes a seed per sub-env
+    totals, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+    mixes: list[dict[tuple[str, str], int]] = [{} for _ in range(n)]
+    done_records: dict[int, EpisodeRecord] = {}
+    next_episode = n
+    while len(done_records) < episodes:
+        active = episode_of < episodes
+        action, _ = policy.predict(obs, deterministic=deterministic, action_masks=base.action_masks())  # type: ignore[attr-defined]
+        action = np.where(active, np.asarray(action, dtype=np.int64), 0)
+        for i in np.flatnonzero(active):
+            segment = segment_of(obs[i]) if segment_of is not None else "all"
+            key = (segment, action_names[int(action[i])])
+            mixes[i][key] = mixes[i].get(key, 0) + 1
+        obs, reward, terminated, truncated, info = envs.step(action)
+        totals += np.where(active, reward, 0.0)
+        lengths += active
+        ended = np.flatnonzero((terminated | truncated) & active)
+        for i in ended:
+            k = int(episode_of[i])
+            metrics = {
+                key: value[i].item()
+                for key, value in info["episode_metrics"].items()
+                if not key.startswith("_") and isinstance(value[i], np.number | np.bool_)
+            }
+            row: dict[str, Any] = {"episode": k, "episode_seed": seed + k, "return": float(totals[i])}
+            row["length"] = int(lengths[i])
+            row.update({key: v for key, v in metrics.items() if key not in ("r", "l")})
+            objective = {key: v for key, v in info["objective"].items() if not key.startswith("_")}
+            row.update({f"objective_{key}": float(v[i]) for key, v in objective.items()})
+            done_records[k] = EpisodeRecord(row, None, mixes[i])
+            if on_episode is not None:
+                on_episode()
+        ended_mask = np.zeros(n, dtype=np.bool_)
+        ended_mask[ended] = True
+        ended_mask |= (terminated | truncated) & ~active  # an idle sub-env's own episode ended
+        if ended_mask.any():
+            seeds: list[int | None] = [None] * n
+            for i in np.flatnonzero(ended_mask):
+                if episode_of[i] < episodes:
+                    episode_of[i] = next_episode
+                    next_episode += 1
+                seeds[i] = seed + int(episode_of[i]) if episode_of[i] < episodes else seed
+                totals[i], lengths[i], mixes[i] = 0.0, 0, {}
+            obs, _ = envs.reset(seed=seeds, options={"reset_mask": ended_mask})  # type: ignore[arg-type]
+    return [done_records[k] for k in range(episodes)]
 
 
 def _metrics_without_steps(base: Any) -> dict[str, Any]:

@@ -207,3 +207,12 @@ def test_env_benchmark_helpers_measure_real_steps_and_ppo_share():
     assert raw_steps_per_second("shopgym/IncentiveTargeting-v0", small, 300) > 0
     share = ppo_env_share("shopgym/IncentiveTargeting-v0", small, 1024)
     assert 0.0 < share < 1.0
+
+
+def test_vector_env_benchmark_helpers_step_every_sub_env_and_time_ppo_on_it():
+    import sim  # noqa: F401
+    from experiments.bench import ppo_vector_env_share, vector_steps_per_second
+
+    assert vector_steps_per_second("shopgym/ShopperJourney-v0", {"horizon_days": 60}, 8, 200) > 0
+    share = ppo_vector_env_share("shopgym/ShopperJourney-v0", {"horizon_days": 60}, 16, 2048)
+    assert 0.0 < share < 1.0
