@@ -95,6 +95,10 @@ def _bench(args: argparse.Namespace) -> int:
         from experiments.bench_serve import run_bench_serve
 
         return run_bench_serve(args)
+    if args.target == "load":
+        from experiments.bench_load import run_bench_load
+
+        return run_bench_load(args)
     if args.target == "envs":
         env_records = bench_envs(ppo_steps=args.ppo_steps, quiet=args.json)
         if args.json:
@@ -169,14 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
             "envs: raw steps per second of each environment beside CartPole-v1 in the same run, and "
             "the share of SB3 PPO wall time spent inside the environment. "
             "export: p50/p99 latency of one decision and batch throughput of exported policies "
-            "(onnxruntime and numpy paths) on one core, against the 50 ms budget and a 100 us p99 target."
+            "(onnxruntime and numpy paths) on one core, against the 50 ms budget and a 100 us p99 target. "
+            "load: late-delivery share against warehouse and carrier utilization (configs/bench/load.yaml)."
         ),
     )
     bench.add_argument(
         "target",
-        choices=["sim", "envs", "export", "serve"],
+        choices=["sim", "envs", "export", "serve", "load"],
         help="sim: shopper-days/s by population size; envs: environment steps/s beside CartPole-v1; "
-        "export: decision latency of exported policies; serve: HTTP load test of shopgym serve on 127.0.0.1",
+        "export: decision latency of exported policies; serve: HTTP load test of shopgym serve on 127.0.0.1; "
+        "load: late deliveries by utilization",
     )
     bench.add_argument("--ppo-steps", type=int, default=4096, help="envs: PPO timesteps for the env share")
     bench.add_argument("--scenario", default="default", help="shipped scenario name or YAML path")
@@ -208,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.serve_cli import add_serve_parser
 
     add_bench_serve_arguments(bench)
+    from experiments.bench_load import add_bench_load_arguments
+
+    add_bench_load_arguments(bench)
     add_serve_parser(sub)
     add_ope_parser(sub)
 

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from sim.behaviour import checkout_probability, hours_from_uniform, logit, shipping_fee
 from sim.economics import COGS, INCENTIVE, REVENUE, SHIPPING, Ledger, to_cents
 from sim.events import DailyStats, EventLog, LogLevel
-from sim.fulfillment import Fulfillment, OrderBook
+from sim.fulfillment import Fulfillment, OrderBook, promised_by_hours
 from sim.incentives import KIND_CODES, IncentiveCatalog, Terms
 from sim.mechanisms.affinity import TYPE_COLUMN, affinity_factor, surprise_value
 from sim.mechanisms.churn import (
@@ -702,8 +702,13 @@ class Simulation:
         category = self._categories(day.u_category[shoppers])
         self.log.record("acquired", times, shoppers, detail=pop.channel[shoppers].astype(np.int16))
         self.daily.add("acquired", times[0], shoppers.size)
-        if not self.scenario.population.first_order_at_acquisition and not fake.any():
-            return  # an established customer: observed from now on, no trial order
+        if not self.scenario.population.first_order_at_acquisition:
+            # Established customers are observed from now on, with no trial order; a referred
+            # friend (or a fake account) is new, and joins with the first order that pays the bonus.
+            trial = pop.channel[shoppers] == CHANNEL_REFERRED
+            if not trial.any():
+                return
+            shoppers, times, basket, category = shoppers[trial], times[trial], basket[trial], category[trial]
         offer = np.zeros(shoppers.size, dtype=np.int16)
         no_points = np.zeros(shoppers.size, np.int64)
         terms = self.catalog.terms(offer, basket)
@@ -749,11 +754,14 @@ class Simulation:
         terms = self.catalog.terms(offer, basket)
         fee = np.where(terms.free_shipping, 0.0, shipping_fee(basket, ship.fee, ship.free_threshold))
         points = pop.points[shoppers]
-        redeem_points = np.where(
-            points >= loyalty.min_redeem_points,
-            np.minimum(points, np.floor((basket - terms.discount) / loyalty.point_value)),
-            0,
-        ).astype(np.int64)
+        if loyalty.point_value > 0:  # points worth nothing are never redeemed
+            redeem_points = np.where(
+                points >= loyalty.min_redeem_points,
+                np.minimum(points, np.floor((basket - terms.discount) / loyalty.point_value)),
+                0,
+            ).astype(np.int64)
+        else:
+            redeem_points = np.zeros(shoppers.size, dtype=np.int64)
         pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
         reference = self.scenario.mechanisms.reference_price
         loss_aversion = pop.loss_aversion[shoppers]
@@ -840,7 +848,7 @@ class Simulation:
             incentive=offer,
             u_return=day.u_return[shoppers],
             u_transit=day.u_transit[shoppers],
-            promised_at=times + ship.promised_days * HOURS_PER_DAY,
+            promised_at=promised_by_hours(times, ship.promised_days),
         )
         incentive_cents = coupon_cents + redeem_cents + waived_cents + self._perk_cents(shoppers, terms)
         carrier_cents = np.full(shoppers.size, to_cents(ship.carrier_cost_per_order))

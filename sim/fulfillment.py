@@ -7,10 +7,15 @@ using overtime capacity at a premium. An order can only be picked while its cate
 stock (one SimPy ``Container`` per category, refilled to a base-stock level after a supplier
 lead time). Packed orders leave at the daily carrier cut-off; transit takes base + jitter
 days plus congestion days when the day's parcels exceed the carrier's capacity, so lead times
-grow with load both in the backlog and on the road. A delivery after the promised date is
-late and is recorded in the shopper's state. Delivered orders are returned at the category's
-rate (NRF/Appriss 2023: ~15-20% of online orders), refunds are booked when the return
-arrives, and returns use leftover warehouse capacity (reverse load).
+grow with load both in the backlog and on the road. The shop promises a delivery *date*, as
+checkout pages do ("arrives by Friday"): the end of the day ``shipping.promised_days`` after
+the order's day (:func:`promised_by_hours`), whatever the hour the order was placed. A
+delivery after that date is late and is recorded in the shopper's state; with the default
+schedule (waves to 15:00, cut-off 17:00, 2 + 0..1 transit days, a 4-day promise) an order is
+late only when the backlog or the carrier's congestion delays it, i.e. from load. Delivered
+orders are returned at the category's rate (NRF/Appriss 2023: ~15-20% of online orders),
+refunds are booked when the return arrives, and returns use leftover warehouse capacity
+(reverse load).
 
 All orders concerned by an event are handled in one vectorized call; no SimPy process per
 order is created, so the model scales to millions of shoppers.
@@ -55,6 +60,12 @@ _ORDER_COLUMNS: dict[str, tuple[type[np.generic], Any]] = {
     "returned": (np.bool_, False),
     "overtime": (np.bool_, False),
 }
+
+
+def promised_by_hours(placed_at: F64 | float, promised_days: float) -> F64:
+    """The promised delivery deadline (hours): the end of the day ``promised_days`` after the order's."""
+    order_day = np.floor(np.asarray(placed_at, dtype=np.float64) / HOURS_PER_DAY)
+    return (order_day + promised_days + 1.0) * HOURS_PER_DAY
 
 
 class OrderBook:
@@ -129,6 +140,9 @@ class Fulfillment:
         self.capacity_per_day = wh.pick_capacity_per_1k_shoppers * scale
         self.wave_capacity = self.capacity_per_day / len(wh.wave_hours)
         self.overtime_capacity = wh.overtime_capacity_share * self.capacity_per_day
+        # Whole orders per wave; the fraction carries to the next wave, so a small shop's waves
+        # pick its capacity on average instead of losing each wave's fractional order.
+        self._wave_credit = 0.0
         self.carrier_capacity = ship.carrier_capacity_per_1k_shoppers * scale
         cats = scenario.catalog.categories
         self.return_rate = np.array([c.return_rate for c in cats])
@@ -192,10 +206,13 @@ class Fulfillment:
     def _pick(self, last: bool) -> I64:
         """Pick FIFO orders whose category has stock, up to the wave's regular (+ overtime) capacity."""
         queue = self._queue
+        credit = self._wave_credit + self.wave_capacity
+        regular_capacity = int(credit)
+        self._wave_credit = credit - regular_capacity
         if queue.size == 0:
             self._process_returns(self.wave_capacity)
             return queue[:0]
-        wanted = int(self.wave_capacity) + (int(self.overtime_capacity) if last else 0)
+        wanted = regular_capacity + (int(self.overtime_capacity) if last else 0)
         # Only a prefix of the FIFO queue can be picked; widen it only if stock blocks too much.
         span = min(queue.size, 2 * wanted + 64)
         while True:
@@ -208,7 +225,7 @@ class Fulfillment:
                 break
             span = min(queue.size, 4 * span)
         n_cats = len(self.stock)
-        regular = min(eligible.size, int(self.wave_capacity))
+        regular = min(eligible.size, regular_capacity)
         extra = min(eligible.size - regular, int(self.overtime_capacity)) if last else 0
         take = eligible[: regular + extra]
         picked = queue[take]

@@ -54,6 +54,7 @@ from scipy import special
 
 from sim.behaviour import checkout_probability, expected_orders_per_cart, logit, shipping_fee
 from sim.economics import daily_discount_rate
+from sim.fulfillment import promised_by_hours
 from sim.incentives import KIND_CODES, IncentiveCatalog
 from sim.mechanisms.affinity import TYPE_COLUMN
 from sim.oracle import TrueState
@@ -511,9 +512,9 @@ class Journey:
       schedule as if the warehouse never backed up: it reaches the warehouse at the end of its
       session batch (``engine.session_batch_hours``; recovered carts at once), is picked by
       the next wave, leaves at the next carrier cut-off and arrives after the base transit and
-      jitter days at the delivery hour. It is late when that is after the promise. This is the
-      scenario's queue-free lateness (about 3% of orders in the default shop; the population
-      engine's load adds delays on top: 4.7% over its default year).
+      jitter days at the delivery hour. The promise is a date that the default schedule keeps
+      (:func:`sim.fulfillment.promised_by_hours`): lateness comes from load, and one shopper
+      is no load, so her deliveries are on time.
     * **Social proof from a constant neighbour signal** (``neighbour_signal`` recent neighbour
       purchases; the population engine's default shop averages about 1). The bestseller badge
       is scaled by the population mean of social susceptibility (the Beta mean).
@@ -1259,7 +1260,7 @@ class Journey:
         terms = offer_terms_scalar(self.model, offer, basket) if offer != _NO_OFFER else _NO_TERMS
         fee = 0.0 if terms.free_shipping or basket >= ship.free_threshold else ship.fee
         redeem_points = 0
-        if self.points >= loyalty.min_redeem_points:
+        if self.points >= loyalty.min_redeem_points and loyalty.point_value > 0:
             redeem_points = min(self.points, math.floor((basket - terms.discount) / loyalty.point_value))
         pay = basket - terms.discount - redeem_points * loyalty.point_value + fee
         felt = pay
@@ -1422,7 +1423,7 @@ class Journey:
             return
         parcel = cast(Parcel, arrival.value)
         sc = self.scenario
-        late = parcel.due > parcel.placed_at + sc.shipping.promised_days * HOURS_PER_DAY
+        late = bool(parcel.due > promised_by_hours(parcel.placed_at, sc.shipping.promised_days))
         self._experience_changes(parcel.due)
         self.deliveries += 1
         self.late_deliveries += late

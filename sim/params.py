@@ -318,7 +318,9 @@ class ShippingParams(_Model):
     delivery_hour: HourOfDay = 14.0
     base_transit_days: Annotated[int, Field(ge=0, le=365)] = 2
     transit_jitter_days: Annotated[int, Field(ge=0, le=365, description="uniform extra 0..N days")] = 1
-    promised_days: PositiveFloat = Field(default=4.0, description="promise from order to delivery")
+    promised_days: PositiveFloat = Field(
+        default=4.0, description="promised delivery date: days after the order's day, by its end"
+    )  # assumption: a standard-shipping promise of 3-5 business days, as checkout pages quote
     carrier_capacity_per_1k_shoppers: PositiveFloat = Field(
         default=30.0, description="parcels per day the carrier takes without delay"
     )

@@ -251,3 +251,13 @@ def test_ineligible_incentive_at_lapsing_wins_back_no_one():
     daily = sim.daily.to_frame()
     assert daily["ineligible_offers"].sum() > 1000
     assert daily["won_back"].sum() == 0
+
+
+def test_points_worth_nothing_are_never_redeemed_and_raise_no_warning():
+    import warnings
+
+    scenario = load_scenario(DEFAULT, {"population.shoppers": 500, "loyalty.point_value": 0.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by a zero point value would warn
+        sim = Simulation(scenario, seed=0, horizon_days=120, log_level="aggregates").run()
+    assert sim.orders.size > 0 and (sim.orders.column("discount_cents") == 0).all()
