@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import sim  # noqa: F401 (registers the environments)
-from policies.base import EnvSpec, PolicyFileError
+from policies.base import EnvSpec, PolicyFileError, sealed
 from policies.registry import load_policy, make_policy
 from policies.rl import check_hyperparams
 
@@ -75,7 +75,7 @@ def test_sb3_model_zip_with_a_pickle_is_never_unpickled(saved_ppo: Path, tmp_pat
         archive.writestr("data", json.dumps(data))
     meta = json.loads((bad / "policy.json").read_text())
     old_style = {k: v for k, v in meta.items() if not k.startswith("weights")} | {"model": "model.zip"}
-    (bad / "policy.json").write_text(json.dumps(old_style))
+    (bad / "policy.json").write_text(json.dumps(sealed(old_style)))
     with pytest.raises(PolicyFileError, match="never loads"):
         load_policy(bad)
     assert not marker.exists()
@@ -91,8 +91,8 @@ def test_weights_archive_with_a_pickled_object_array_is_refused(saved_ppo: Path,
     import hashlib
 
     meta["weights_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
-    (bad / "policy.json").write_text(json.dumps(meta))
-    with pytest.raises(PolicyFileError, match="weights archive"):
+    (bad / "policy.json").write_text(json.dumps(sealed(meta)))
+    with pytest.raises(PolicyFileError, match=r"dtype 'object'; weights are float16/32/64 only"):
         load_policy(bad)
     assert not marker.exists()
 
@@ -104,7 +104,7 @@ def test_model_path_outside_its_directory_is_refused(saved_ppo: Path, tmp_path: 
     shutil.copy(saved_ppo / "weights.npz", tmp_path / "dir" / "elsewhere" / "weights.npz")
     meta = json.loads((bad / "policy.json").read_text())
     meta["weights"] = name
-    (bad / "policy.json").write_text(json.dumps(meta))
+    (bad / "policy.json").write_text(json.dumps(sealed(meta)))
     with pytest.raises(PolicyFileError, match="weights"):
         load_policy(bad)
 
@@ -129,7 +129,7 @@ def test_env_id_naming_a_module_is_refused_without_importing_it(saved_ppo: Path,
             bad = _copy(kind_dir, tmp_path / "bad")
             meta = json.loads((bad / "policy.json").read_text())
             meta["env"]["env_id"] = "shopgym_evil_module:Foo-v0"
-            (bad / "policy.json").write_text(json.dumps(meta))
+            (bad / "policy.json").write_text(json.dumps(sealed(meta)))
             with pytest.raises(PolicyFileError, match="env_id"):
                 load_policy(bad)
     finally:
@@ -144,7 +144,7 @@ def test_json_policy_with_a_foreign_env_id_is_refused(tmp_path: Path):
     env.close()
     meta = json.loads((tmp_path / "policy.json").read_text())
     meta["env"]["env_id"] = "this:Foo-v0"
-    (tmp_path / "policy.json").write_text(json.dumps(meta))
+    (tmp_path / "policy.json").write_text(json.dumps(sealed(meta)))
     with pytest.raises(PolicyFileError, match="env_id"):
         load_policy(tmp_path)
 
@@ -213,7 +213,13 @@ def test_weights_archive_that_unpacks_huge_is_refused_before_decompression(
     (bad / "weights.npz").write_bytes(buffer.getvalue())
     meta = json.loads((bad / "policy.json").read_text())
     meta["weights_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
-    (bad / "policy.json").write_text(json.dumps(meta))
+    (bad / "policy.json").write_text(json.dumps(sealed(meta)))
     monkeypatch.setattr("policies.rl.MAX_WEIGHTS_BYTES", 1024 * 1024)
-    with pytest.raises(PolicyFileError, match="unpacked"):
+    with pytest.raises(PolicyFileError, match="a deflate bomb, not weights"):
+        load_policy(bad)
+    with zipfile.ZipFile(bad / "weights.npz", "w") as archive:  # stored: no ratio, only its size
+        archive.writestr("bomb.npy", b"\0" * (2 * 1024 * 1024))
+    meta["weights_sha256"] = hashlib.sha256((bad / "weights.npz").read_bytes()).hexdigest()
+    (bad / "policy.json").write_text(json.dumps(sealed(meta)))
+    with pytest.raises(PolicyFileError, match=r"unpacked \(declared, up to 'bomb.npy'\); at most 1,048,576"):
         load_policy(bad)
