@@ -728,7 +728,7 @@ def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
     if not isinstance(spec, Mapping):
         raise ArtifactError(f"{directory / CARD_FILE}: 'model' must be an object")
     fmt = spec.get("format")
-    if fmt not in MODEL_FILES or spec.get("file") != MODEL_FILES[fmt]:
+    if not isinstance(fmt, str) or fmt not in MODEL_FILES or spec.get("file") != MODEL_FILES[fmt]:
         raise ArtifactError(
             f"{directory}: card model {fmt!r}/{spec.get('file')!r} unsupported; expected one of "
             f"{[f'{k}/{v}' for k, v in MODEL_FILES.items()]}"
