@@ -191,13 +191,19 @@ def add_bench_arguments(bench: argparse.ArgumentParser) -> None:
 
 def run_bench_export(args: argparse.Namespace) -> int:
     """Handle ``shopgym bench export``."""
-    records = bench_export(
-        decisions=args.decisions,
-        batch_size=args.batch_size,
-        batches=args.batches,
-        artifacts=[Path(a) for a in args.artifact],
-        quiet=args.json,
-    )
+    from policies.runtime import ArtifactError
+
+    try:
+        records = bench_export(
+            decisions=args.decisions,
+            batch_size=args.batch_size,
+            batches=args.batches,
+            artifacts=[Path(a) for a in args.artifact],
+            quiet=args.json,
+        )
+    except ArtifactError as error:  # a given --artifact that is broken or hostile: one line
+        print(f"shopgym bench export: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(records, indent=2))
     else:
@@ -217,6 +223,8 @@ def bench_export(
         raise ValueError("--decisions, --batch-size and --batches must be >= 1")
     from policies.runtime import load_policy
 
+    for path in artifacts:  # a broken or hostile artifact is refused before the bench's set-up
+        load_policy(path, threads=1)
     rows, allowed = _real_features(max(decisions, batch_size), quiet)
     with tempfile.TemporaryDirectory(prefix="shopgym-bench-export-") as tmp:
         paths = list(artifacts) or _bench_artifacts(Path(tmp), rows, quiet)

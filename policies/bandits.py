@@ -45,6 +45,10 @@ from numpy.typing import NDArray
 from policies.base import Actions, EnvSpec, JsonPolicy, as_batch, check_choice, check_range, saved_array
 
 Floats = NDArray[np.float64]
+#: Most values of a linear bandit's per-incentive matrices (``incentives x (features + 1)^2``),
+#: checked before they are allocated: 2**24 float64 values are 128 MiB per matrix (two are kept).
+#: A dozen incentives on 15 features need 3,000.
+MAX_LINEAR_STATE_VALUES = 2**24
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -449,8 +453,13 @@ class LinearBandit(Bandit):
 
     def __init__(self, spec: EnvSpec, seed: int = 0, ridge: float = 1.0, **params: Any) -> None:
         _check_positive("ridge", ridge)
-        super().__init__(spec, seed, ridge=ridge, **params)
         k, d = spec.n_actions, len(spec.obs_fields) + 1
+        if k * d * d > MAX_LINEAR_STATE_VALUES:  # before the matrices are allocated
+            raise ValueError(
+                f"{self.kind}: {k} incentives x {d}^2 regression values = {k * d * d:,}; at most "
+                f"{MAX_LINEAR_STATE_VALUES:,} (MAX_LINEAR_STATE_VALUES): use fewer features or incentives"
+            )
+        super().__init__(spec, seed, ridge=ridge, **params)
         self.gram = np.tile(float(ridge) * np.eye(d), (k, 1, 1))
         self.gram_inv = np.tile(np.eye(d) / float(ridge), (k, 1, 1))
         self.moments = np.zeros((k, d))

@@ -11,7 +11,9 @@ no pickle, and a loaded policy chooses exactly what the saved one would have.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from policies.rules import MAX_HEADS, layout_size_problem
 from sim.io import atomic_write_json
 
 Actions = NDArray[np.int64]
@@ -29,6 +32,8 @@ Actions = NDArray[np.int64]
 FORMAT_VERSION = 1
 #: Environment ids a policy file may name: registered ``shopgym/`` ids only (no ``module:Env`` imports).
 ENV_ID_PREFIX = "shopgym/"
+#: Key of a saved ``policy.json``'s content hash: SHA-256 of every other key in canonical JSON.
+CONTENT_HASH_KEY = "content_sha256"
 
 
 class PolicyFileError(ValueError):
@@ -44,6 +49,42 @@ def confined_path(directory: Path, name: Any, what: str) -> Path:
     if path.resolve().parent != root or not path.is_file():
         raise PolicyFileError(f"{what}: {name!r} is not a file inside {directory}")
     return path
+
+
+def policy_file_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of a policy file's content: every key but :data:`CONTENT_HASH_KEY`, canonical JSON.
+
+    Canonical: sorted keys, no whitespace, non-finite floats as ``NaN``/``Infinity`` (as written).
+    Like the card's hash it detects edits, it does not authenticate the file.
+    """
+    content = {key: value for key, value in document.items() if key != CONTENT_HASH_KEY}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sealed(document: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` with its content hash added (what :meth:`JsonPolicy.save` and SB3 saves write)."""
+    return {**document, CONTENT_HASH_KEY: policy_file_digest(document)}
+
+
+def check_seal(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """``document`` without its content hash, after checking the hash; else one ``PolicyFileError`` line."""
+    recorded = document.get(CONTENT_HASH_KEY)
+    if not isinstance(recorded, str):
+        raise PolicyFileError(
+            f"{path}: {CONTENT_HASH_KEY} missing; a policy file shopgym saves records the SHA-256 of its "
+            "content (this one was edited or saved by an older shopgym). Save or train the policy again."
+        )
+    try:
+        digest = policy_file_digest(document)
+    except (TypeError, ValueError, RecursionError):  # pragma: no cover - json.loads output always dumps
+        digest = ""
+    if digest != recorded:
+        raise PolicyFileError(
+            f"{path}: content does not match its {CONTENT_HASH_KEY} {recorded[:16]!r}...; the file was "
+            "edited after it was saved. Save or train the policy again."
+        )
+    return {key: value for key, value in document.items() if key != CONTENT_HASH_KEY}
 
 
 def registered_env_id(value: Any) -> str:
@@ -136,6 +177,11 @@ class EnvSpec:
         if set(data) != names:
             raise PolicyFileError(f"env spec: keys {sorted(map(str, data))[:20]}; expected {sorted(names)}")
         env_id = registered_env_id(data["env_id"])
+        declared = (data["obs_fields"], data["action_names"], data["heads"])
+        n_fields, n_names, n_heads = (len(v) if isinstance(v, list) else 0 for v in declared)
+        problem = layout_size_problem(n_fields, n_names, n_heads)
+        if problem is not None:  # before anything is sized from it
+            raise PolicyFileError(f"env spec: {problem}")
         try:
             spec = cls(
                 env_id=env_id,
@@ -161,12 +207,10 @@ class EnvSpec:
             or len(spec.action_kinds) != n
             or len(spec.action_values) != n
             or not spec.heads
-            or len(spec.heads) > 64
-            or len(spec.obs_fields) > 4096
         ):
             raise PolicyFileError(
                 "env spec: inconsistent (fields and scales of equal length, scales > 0, clip low < high, "
-                "unique incentive names with one kind and value each, 1..64 heads)"
+                f"unique incentive names with one kind and value each, 1..{MAX_HEADS} heads)"
             )
         return spec
 
@@ -349,10 +393,10 @@ class JsonPolicy:
         return policy
 
     def save(self, path: str | Path) -> Path:
-        """Write ``policy.json`` into the directory ``path`` (atomically)."""
+        """Write ``policy.json`` into the directory ``path`` (atomically, with its content hash)."""
         target = Path(path) / "policy.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.to_dict(), target)
+        atomic_write_json(sealed(self.to_dict()), target)
         return target
 
     # ---- helpers ------------------------------------------------------------------------------

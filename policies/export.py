@@ -46,7 +46,8 @@ from policies.rules import RULES
 from policies.runtime import (
     CARD_FILE,
     CARD_FORMAT,
-    DECISION_SECTIONS,
+    INTEGRITY_COVERS,
+    INTEGRITY_KEY,
     MASK_INPUT,
     MODEL_FILES,
     OBS_INPUT,
@@ -145,7 +146,7 @@ def export_policy(
         model_bytes, model_info = export_json(loaded, kind)
     fmt = model_info["format"]
     card = build_card(found, spec, kind, model_bytes, model_info)
-    card["integrity"] = {"sha256": card_digest(card), "covers": list(DECISION_SECTIONS)}
+    _seal_card(card)
 
     check_obs, check_masks = _check_batch(spec, check_samples)
     with tempfile.TemporaryDirectory(prefix="shopgym-export-") as tmp:
@@ -160,6 +161,7 @@ def export_policy(
         )
         if fmt == "onnx":
             card["parity"].update(model_info.pop("_score_check"))
+    _seal_card(card)  # again: the parity record is covered too
 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -170,6 +172,12 @@ def export_policy(
         if other != fmt:
             (target / name).unlink(missing_ok=True)  # a stale model of another format
     return target / CARD_FILE
+
+
+def _seal_card(card: dict[str, Any]) -> None:
+    """Record the card's integrity hash over every other field (:func:`policies.runtime.card_digest`)."""
+    card.pop(INTEGRITY_KEY, None)
+    card[INTEGRITY_KEY] = {"sha256": card_digest(card), "covers": INTEGRITY_COVERS}
 
 
 def _atomic_write_bytes(data: bytes, path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from policies.base import EnvSpec, JsonPolicy, Policy, PolicyFileError, env_spec
+from policies.base import EnvSpec, JsonPolicy, Policy, PolicyFileError, check_seal, env_spec
 
 #: JSON-saved policies (baselines and bandits) by kind.
 JSON_POLICIES: dict[str, str] = {
@@ -129,8 +129,9 @@ def make_policy(
 def load_policy(path: str | Path, env: gym.Env[Any, Any] | None = None) -> Policy:
     """Read a policy saved with ``policy.save(path)`` (a directory holding ``policy.json``).
 
-    The file is untrusted: nothing in it is unpickled or imported, its environment must be a
-    registered ``shopgym/`` id and any file it names must lie in its own directory. Every
+    The file is untrusted: its content hash (``content_sha256``) must match, nothing in it is
+    unpickled or imported, its environment must be a registered ``shopgym/`` id and any file it
+    names must lie in its own directory. Every
     problem raises :class:`PolicyFileError` (a ``ValueError``) with one line naming it.
     """
     directory = Path(path)
@@ -154,7 +155,7 @@ def load_policy(path: str | Path, env: gym.Env[Any, Any] | None = None) -> Polic
     if kind in RL_KINDS:
         from policies.rl import load_sb3
 
-        return load_sb3(meta, meta_path.parent, env)
+        return load_sb3(check_seal(meta, meta_path), meta_path.parent, env)
     if kind not in JSON_POLICIES:
         from policies.plugins import PluginError, get_plugin, unknown_kind_message
 
@@ -168,8 +169,9 @@ def load_policy(path: str | Path, env: gym.Env[Any, Any] | None = None) -> Polic
         except (PluginError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
             raise PolicyFileError(f"{meta_path}: malformed {kind} policy: {str(error)[:200]}") from None
         return loaded
+    content = check_seal(meta, meta_path)  # an edited file is refused before any of it is used
     try:
-        return json_policy_class(kind).from_dict(meta)
+        return json_policy_class(kind).from_dict(content)
     except PolicyFileError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import io
+import itertools
 import math
+import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -41,7 +43,15 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policies.base import FORMAT_VERSION, Actions, EnvSpec, PolicyFileError, confined_path, env_spec
+from policies.base import (
+    FORMAT_VERSION,
+    Actions,
+    EnvSpec,
+    PolicyFileError,
+    confined_path,
+    env_spec,
+    sealed,
+)
 from sim.io import atomic_write_bytes, atomic_write_json
 
 #: Algorithms by policy kind.
@@ -109,8 +119,19 @@ HYPERPARAM_RANGES: dict[str, tuple[float, float, type]] = {
     "target_kl": (1e-12, 10.0, float),
     "sub_sampling_factor": (1, 1_000, int),
 }
-#: Largest unpacked ``weights.npz`` loaded (16 layers of 4096 x 4096 float32 stay below it).
+#: Largest unpacked ``weights.npz`` loaded (16 layers of 4096 x 4096 float32 stay below it);
+#: each member's declared size, and their sum, is checked before anything is decompressed.
 MAX_WEIGHTS_BYTES = 2 * 1024**3
+#: Largest ratio of a member's declared to its compressed size (plus 64 KiB of slack for zero
+#: biases): shopgym stores weights uncompressed (ratio 1) and trained floats barely deflate, while
+#: a deflate bomb reaches 1,000.
+MAX_COMPRESSION_RATIO = 50
+#: Most arrays a ``weights.npz`` may hold (a 16-layer actor-critic has about 70).
+MAX_WEIGHT_ARRAYS = 1024
+#: Largest weight magnitude loaded: trained networks stay far below; 3e38 overflows float32 scores.
+MAX_WEIGHT_MAGNITUDE = 1e6
+#: Names a ``weights.npz`` member may have (a ``state_dict`` key plus ``.npy``).
+_WEIGHT_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}\.npy")
 #: Largest layer a file or config may ask for (units), and most layers.
 MAX_LAYER_UNITS, MAX_LAYERS = 4096, 16
 #: Network sizes ``policy_kwargs`` may set, and their largest value.
@@ -301,7 +322,7 @@ class SB3Policy:
             "num_timesteps": int(self.model.num_timesteps),
             "exploration_rate": float(getattr(self.model, "exploration_rate", 0.0)),
         }
-        atomic_write_json(meta, directory / "policy.json")
+        atomic_write_json(sealed(meta), directory / "policy.json")
         return directory / "policy.json"
 
 
@@ -530,15 +551,11 @@ def load_sb3(meta: Mapping[str, Any], directory: Path, env: gym.Env[Any, Any] | 
         raise PolicyFileError(
             f"{path}: sha256 {digest[:16]}... differs from policy.json's weights_sha256; the file was changed"
         )
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:  # sizes before anything is decompressed
-            unpacked = sum(item.file_size for item in archive.infolist())
-        if unpacked > MAX_WEIGHTS_BYTES:
-            raise ValueError(f"{unpacked:,} bytes unpacked; at most {MAX_WEIGHTS_BYTES:,}")
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            state = {name: torch.from_numpy(np.array(arrays[name])) for name in arrays.files}
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as error:
-        raise PolicyFileError(f"{path}: not a weights archive shopgym reads: {str(error)[:200]}") from None
+    arrays = read_weights(data, path)
+    problem = _network_size_problem(params, sum(a.size for a in arrays.values()))
+    if problem is not None:  # before a network of that size is built
+        raise PolicyFileError(f"{directory / 'policy.json'}: {problem}")
+    state = {name: torch.from_numpy(array.copy()) for name, array in arrays.items()}
     hyper = dict(params)
     policy = hyper.pop("policy", KIND_NETWORKS.get(kind, (POLICY_NETWORKS, "MlpPolicy"))[1])
     if kind in Q_KINDS:  # the loaded model only decides: a small replay buffer, not the training one
@@ -561,6 +578,112 @@ def load_sb3(meta: Mapping[str, Any], directory: Path, env: gym.Env[Any, Any] | 
     if kind in Q_KINDS:
         model.exploration_rate = float(epsilon)  # type: ignore[attr-defined]
     return SB3Policy(model, kind, spec, seed, dict(params))
+
+
+def read_weights(data: bytes, path: Path) -> dict[str, NDArray[np.floating[Any]]]:
+    """The arrays of a ``weights.npz``, every size checked before anything is decompressed or allocated.
+
+    Per member: a plain ``NAME.npy`` name (printable, no NUL, no folder); a declared uncompressed
+    size within :data:`MAX_WEIGHTS_BYTES` (all members together too; zipfile never inflates past
+    the declared size) and :data:`MAX_COMPRESSION_RATIO` times its compressed size; a ``.npy``
+    header of a plain float dtype whose ``shape x itemsize`` is exactly the member's declared
+    data size; finite values at most :data:`MAX_WEIGHT_MAGNITUDE` in magnitude. Anything else
+    is one ``PolicyFileError`` line.
+    """
+    arrays: dict[str, NDArray[np.floating[Any]]] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_WEIGHT_ARRAYS:
+                raise PolicyFileError(
+                    f"{path}: {len(members):,} arrays; a weights archive holds at most {MAX_WEIGHT_ARRAYS}"
+                )
+            total = 0
+            for member in members:
+                name = member.filename
+                if not _WEIGHT_NAME.fullmatch(name):
+                    raise PolicyFileError(
+                        f"{path}: array name {_short(name, 60)} not allowed; plain names like "
+                        "'mlp_extractor.policy_net.0.weight.npy' only"
+                    )
+                if member.file_size > MAX_COMPRESSION_RATIO * member.compress_size + 65_536:
+                    raise PolicyFileError(
+                        f"{path}: array {name!r} unpacks {member.file_size:,} bytes from "
+                        f"{member.compress_size:,}; at most {MAX_COMPRESSION_RATIO}x "
+                        "(MAX_COMPRESSION_RATIO): a deflate bomb, not weights"
+                    )
+                total += member.file_size
+                if member.file_size > MAX_WEIGHTS_BYTES or total > MAX_WEIGHTS_BYTES:
+                    raise PolicyFileError(
+                        f"{path}: {total:,} bytes unpacked (declared, up to {name!r}); at most "
+                        f"{MAX_WEIGHTS_BYTES:,} (MAX_WEIGHTS_BYTES)"
+                    )
+            for member in members:
+                with archive.open(member) as handle:
+                    array = _read_npy(handle, member, path)
+                arrays[member.filename[: -len(".npy")]] = array
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, NotImplementedError) as error:
+        if isinstance(error, PolicyFileError):
+            raise
+        raise PolicyFileError(
+            f"{path}: not a weights archive shopgym reads: {_short(str(error), 200)}"
+        ) from None
+    return arrays
+
+
+def _read_npy(handle: Any, member: zipfile.ZipInfo, path: Path) -> NDArray[np.floating[Any]]:
+    """One ``.npy`` member: header checked (dtype, shape x itemsize = declared size), then read."""
+    fmt = np.lib.format
+    version = fmt.read_magic(handle)
+    read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise PolicyFileError(f"{path}: {member.filename!r}: .npy version {version} not read")
+    shape, fortran, dtype = read_header(handle)
+    name = member.filename
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8) or dtype.fields is not None or dtype.subdtype:
+        raise PolicyFileError(
+            f"{path}: array {name!r} has dtype {_short(str(dtype), 40)}; weights are float16/32/64 only"
+        )
+    if not all(isinstance(n, int) and n >= 0 for n in shape) or len(shape) > 8:
+        raise PolicyFileError(f"{path}: array {name!r} declares shape {_short(shape, 60)}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    header = handle.tell()
+    if nbytes != member.file_size - header:
+        raise PolicyFileError(
+            f"{path}: array {name!r} declares shape {_short(shape, 60)} ({nbytes:,} bytes) but holds "
+            f"{member.file_size - header:,}; a forged header"
+        )
+    raw = handle.read(nbytes)
+    if len(raw) != nbytes:
+        raise PolicyFileError(f"{path}: array {name!r} is truncated")
+    flat = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+    if flat.size and not (np.isfinite(flat).all() and float(np.abs(flat).max()) <= MAX_WEIGHT_MAGNITUDE):
+        worst = flat[~np.isfinite(flat)][0] if not np.isfinite(flat).all() else np.abs(flat).max()
+        raise PolicyFileError(
+            f"{path}: array {name!r} holds {float(worst):.3g}; weights are finite and at most "
+            f"{MAX_WEIGHT_MAGNITUDE:g} in magnitude (MAX_WEIGHT_MAGNITUDE), or the network's scores overflow"
+        )
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
+def _network_size_problem(params: Mapping[str, Any], n_weights: int) -> str | None:
+    """Whether checked hyperparameters ask for more weights than ``weights.npz`` holds (before building).
+
+    A lower bound of the network's size: the products of consecutive ``net_arch`` layers and an
+    LSTM's recurrent matrices. A file cannot make the loader build a network (16 layers of 4096
+    units is 2 GB with its optimizer) that its own weights could never fill.
+    """
+    kwargs = params.get("policy_kwargs") or {}
+    arch = kwargs.get("net_arch")
+    lists = list(arch.values()) if isinstance(arch, Mapping) else [arch] if isinstance(arch, list) else []
+    lstm = 4 * int(kwargs.get("lstm_hidden_size", 0)) ** 2 * int(kwargs.get("n_lstm_layers", 1))
+    needed = sum(a * b for sizes in lists for a, b in itertools.pairwise(sizes)) + lstm
+    if needed > n_weights:
+        return (
+            f"policy_kwargs asks for at least {needed:,} network weights, weights.npz holds "
+            f"{n_weights:,}; they belong to different networks"
+        )
+    return None
 
 
 @contextmanager

@@ -38,6 +38,35 @@ PLAYBOOK: dict[str, tuple[str, ...]] = {
 #: Decision-model kinds a rule can be built from (the ``"rule"`` key of a decision model).
 RULES = ("none", "blanket", "segment_rules", "ltv_coupon", "scores", "linear")
 
+# Layout limits, checked on every file's declared layout before anything is sized from it (a saved
+# policy's env spec, an artifact's card): a file declaring 200,000 incentives x 64 heads would
+# otherwise size eligibility masks of 12.8 million booleans per decision (25 GB for the export's
+# parity batch). Real scenarios have about a dozen incentives, 5 heads and 15 features.
+#: Most incentives (actions per head) a policy file or card may declare.
+MAX_INCENTIVES = 1024
+#: Most action heads (one per shopper, or one per segment) a policy file or card may declare.
+MAX_HEADS = 64
+#: Most observation features a policy file or card may declare.
+MAX_FEATURES = 4096
+#: Most decision slots (heads x incentives) a policy file or card may declare.
+MAX_DECISION_SLOTS = 65_536
+
+
+def layout_size_problem(n_features: int, n_incentives: int, n_heads: int) -> str | None:
+    """What exceeds the layout limits (features, incentives, heads, their product), or ``None``."""
+    if n_features > MAX_FEATURES:
+        return f"{n_features:,} features declared; at most {MAX_FEATURES:,} (MAX_FEATURES)"
+    if n_incentives > MAX_INCENTIVES:
+        return f"{n_incentives:,} incentives declared; at most {MAX_INCENTIVES:,} (MAX_INCENTIVES)"
+    if n_heads > MAX_HEADS:
+        return f"{n_heads:,} heads declared; at most {MAX_HEADS} (MAX_HEADS)"
+    if n_heads * n_incentives > MAX_DECISION_SLOTS:
+        return (
+            f"{n_heads} heads x {n_incentives:,} incentives declared; at most {MAX_DECISION_SLOTS:,} "
+            "decision slots (MAX_DECISION_SLOTS)"
+        )
+    return None
+
 
 class Layout(Protocol):
     """What a rule needs to know of its environment (``policies.base.EnvSpec`` provides it)."""

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from policies.rules import Rule, compile_rule, masked_argmax
+from policies.rules import Rule, compile_rule, layout_size_problem, masked_argmax
 
 #: The card's file name inside an artifact directory.
 CARD_FILE = "policy_card.json"
@@ -44,10 +44,18 @@ MODEL_FILES = {"onnx": "policy.onnx", "json": "policy.json"}
 OBS_INPUT, MASK_INPUT = "obs", "action_mask"
 #: Inputs a recurrent graph (RecurrentPPO) takes besides ``obs``: the LSTM state and episode starts.
 STATE_INPUTS, START_INPUT = ("state_h", "state_c"), "episode_start"
-#: Card sections that decide what the artifact does: covered by the card's ``integrity`` hash.
-DECISION_SECTIONS = ("format", "policy", "env_id", "features", "normalization", "actions", "model")
+#: The card's own hash field: :func:`card_digest` covers every other field of the card.
+INTEGRITY_KEY = "integrity"
+#: What the card's ``integrity.covers`` says (the card records what its hash covers).
+INTEGRITY_COVERS = "every field of the card except 'integrity'"
 #: Largest card read (a real card is a few tens of kilobytes).
 MAX_CARD_BYTES = 16 * 1024 * 1024
+#: Largest model file read, by format, checked on the file's size before a byte is read:
+#: protobuf's own 2 GiB limit for ``policy.onnx`` (16 layers of 4096 units take about 1 GiB),
+#: and ``policy.json``'s rule (a linear rule over 1,024 incentives x 4,096 features is ~100 MB).
+MAX_MODEL_BYTES = {"onnx": 2 * 1024**3 - 1, "json": 256 * 1024**2}
+#: Largest recurrent state a card may declare (layers, hidden units), as training allows.
+MAX_LSTM_LAYERS, MAX_LSTM_HIDDEN = 16, 4096
 
 Ids = NDArray[np.int64]
 Masks = NDArray[np.bool_]
@@ -59,6 +67,10 @@ class ArtifactError(ValueError):
 
 class FeatureError(ValueError):
     """Features given to a policy are missing, extra, not numbers or not finite; the message names them."""
+
+
+class _TooLarge(Exception):
+    """A card's declared layout exceeds the runtime's limits (turned into an ArtifactError)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,9 @@ class CardLayout:
             features = card["features"]
             normalization = card["normalization"]
             actions = card["actions"]
+            problem = layout_size_problem(len(features), len(actions["names"]), len(actions["heads"]))
+            if problem is not None:  # before anything is sized from it
+                raise _TooLarge(problem)
             layout = cls(
                 obs_fields=tuple(str(f["name"]) for f in features),
                 obs_scales=tuple(float(f["scale"]) for f in features),
@@ -89,6 +104,8 @@ class CardLayout:
                 action_values=tuple(float(a) for a in actions["values"]),
                 heads=tuple(str(h) for h in actions["heads"]),
             )
+        except _TooLarge as error:
+            raise ArtifactError(f"policy card declares more than this runtime serves: {error}") from None
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as error:
             raise ArtifactError(f"policy card lacks or garbles its layout: {repr(error)[:200]}") from None
         if len(set(layout.obs_fields)) != len(layout.obs_fields) or not layout.obs_fields:
@@ -119,51 +136,118 @@ class _Model(Protocol):
     def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids: ...
 
 
+def _onnxruntime_words(error: BaseException) -> str:
+    """The message of onnxruntime's error, cut to one short line (quoted in ours, never the whole text)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
+def _onnx_session(model: bytes, threads: int) -> Any:
+    """An onnxruntime session for ``policy.onnx``; any failure to build it is one ArtifactError."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types, and MemoryError
+        raise ArtifactError(
+            f"policy.onnx cannot be loaded: onnxruntime refused the graph ({_onnxruntime_words(error)}); "
+            "it is not a network shopgym exported. Re-export it."
+        ) from None
+
+
+def _run_session(session: Any, outputs: list[str] | None, feeds: Mapping[str, Any]) -> list[Any]:
+    """``session.run``; a graph that fails while deciding (e.g. allocates too much) is one ArtifactError."""
+    try:
+        result: list[Any] = session.run(outputs, feeds)
+    except Exception as error:  # onnxruntime raises its own exception types, and MemoryError
+        raise ArtifactError(
+            f"policy.onnx failed while deciding ({_onnxruntime_words(error)}); the graph is broken or "
+            "not a network shopgym exported. Re-export it."
+        ) from None
+    return result
+
+
+def _checked_scores(scores: Any, shape: tuple[int, ...], what: str) -> NDArray[Any]:
+    """``scores`` if a finite float array of ``shape``; else ArtifactError (a broken or hostile graph)."""
+    if not isinstance(scores, np.ndarray) or scores.shape != shape or scores.dtype.kind != "f":
+        got = f"{scores.dtype} {scores.shape}" if isinstance(scores, np.ndarray) else type(scores).__name__
+        raise ArtifactError(
+            f"policy.onnx {what}: got {got}, expected float {shape}; the graph does not match its card. "
+            "Re-export it."
+        )
+    if not np.isfinite(scores).all():
+        raise ArtifactError(
+            f"policy.onnx {what}: {int((~np.isfinite(scores)).sum())} non-finite score(s) (NaN or inf): "
+            "its weights overflow float32, so its decisions mean nothing. Re-export it."
+        )
+    return scores
+
+
+def _probe_obs(layout: CardLayout) -> NDArray[np.float32]:
+    """Three normalized observations spanning the clip box (low, middle, high) for the load-time check."""
+    low, high = layout.obs_clip
+    rows = np.array([[low], [(low + high) / 2.0], [high]], dtype=np.float64)
+    return np.repeat(rows, len(layout.obs_fields), axis=1).astype(np.float32)
+
+
+def _output_width(session: Any, names: Sequence[str], rank: int, width: int, what: str) -> None:
+    """Check the declared outputs: ``names`` many at least, the first of ``rank`` ending in ``width``."""
+    outputs = session.get_outputs()
+    if len(outputs) < len(names):
+        raise ArtifactError(f"policy.onnx has {len(outputs)} output(s); {what} needs {list(names)}")
+    shape = outputs[0].shape
+    if not isinstance(shape, list | tuple) or len(shape) != rank or shape[-1] != width:
+        raise ArtifactError(
+            f"policy.onnx output {outputs[0].name!r} has shape {shape}; the card needs rank {rank} ending "
+            f"in {width} ({what}). Re-export it."
+        )
+
+
 class _OnnxModel:
     """An SB3 network exported to ONNX: logits or Q-values per head, argmax over allowed incentives."""
 
     def __init__(self, model: bytes, layout: CardLayout, spec: Mapping[str, Any], threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise ArtifactError(f"onnxruntime cannot load policy.onnx: {error}") from error
+        self.session = _onnx_session(model, threads)
         self.n_heads, self.n_actions = len(layout.heads), len(layout.action_names)
         self.masked_input = spec.get("mask") == "input"
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         expected = [OBS_INPUT, MASK_INPUT] if self.masked_input else [OBS_INPUT]
         if sorted(inputs) != sorted(expected):
             raise ArtifactError(f"policy.onnx inputs {sorted(inputs)} differ from the card's {expected}")
-        if inputs[OBS_INPUT][-1] != len(layout.obs_fields):
+        if not inputs[OBS_INPUT] or inputs[OBS_INPUT][-1] != len(layout.obs_fields):
             raise ArtifactError(
-                f"policy.onnx reads {inputs[OBS_INPUT][-1]} features, the card lists {len(layout.obs_fields)}"
+                f"policy.onnx reads features of shape {inputs[OBS_INPUT]}, the card lists "
+                f"{len(layout.obs_fields)} features"
             )
-        output = self.session.get_outputs()[0]
-        if output.shape[-1] != self.n_heads * self.n_actions:
-            raise ArtifactError(
-                f"policy.onnx outputs {output.shape[-1]} scores; the card has {self.n_heads} head(s) "
-                f"x {self.n_actions} incentives"
-            )
-        self.output = output.name
-        self._all_allowed = np.ones((1, self.n_heads * self.n_actions), dtype=np.bool_)
+        width = self.n_heads * self.n_actions
+        _output_width(
+            self.session, ["scores"], 2, width, f"{self.n_heads} head(s) x {self.n_actions} incentives"
+        )
+        self.output = self.session.get_outputs()[0].name
+        self._all_allowed = np.ones((1, width), dtype=np.bool_)
+        self.ids(_probe_obs(layout), None)  # the graph runs and gives finite scores of the card's shape
 
     def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids:
         feeds: dict[str, NDArray[Any]] = {OBS_INPUT: obs}
+        n = obs.shape[0]
         if self.masked_input:
             flat = (
-                np.broadcast_to(self._all_allowed, (obs.shape[0], self._all_allowed.shape[1]))
+                np.broadcast_to(self._all_allowed, (n, self._all_allowed.shape[1]))
                 if masks is None
-                else masks.reshape(obs.shape[0], -1)
+                else masks.reshape(n, -1)
             )
             feeds[MASK_INPUT] = np.ascontiguousarray(flat)
-        scores = self.session.run([self.output], feeds)[0].reshape(obs.shape[0], self.n_heads, self.n_actions)
+        scores = _checked_scores(
+            _run_session(self.session, [self.output], feeds)[0],
+            (n, self.n_heads * self.n_actions),
+            "scores",
+        ).reshape(n, self.n_heads, self.n_actions)
         if masks is None:
             return np.argmax(scores, axis=2).astype(np.int64)
         return masked_argmax(scores, masks)
@@ -173,24 +257,27 @@ class _RecurrentOnnxModel:
     """RecurrentPPO's actor exported to ONNX: one step, the LSTM state in and out (card ``recurrent``)."""
 
     def __init__(self, model: bytes, layout: CardLayout, spec: Mapping[str, Any], threads: int) -> None:
-        import onnxruntime as ort
-
         recurrent = spec.get("recurrent")
         try:
             self.layers, self.hidden = int(recurrent["layers"]), int(recurrent["hidden"])  # type: ignore[index]
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise ArtifactError(f"policy card 'model.recurrent' lacks layers or hidden: {error!r}") from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise ArtifactError(f"onnxruntime cannot load policy.onnx: {error}") from error
+        if not (1 <= self.layers <= MAX_LSTM_LAYERS and 1 <= self.hidden <= MAX_LSTM_HIDDEN):
+            raise ArtifactError(
+                f"policy card 'model.recurrent': {self.layers} layers x {self.hidden} hidden; at most "
+                f"{MAX_LSTM_LAYERS} x {MAX_LSTM_HIDDEN} (MAX_LSTM_LAYERS, MAX_LSTM_HIDDEN)"
+            )
+        self.session = _onnx_session(model, threads)
         expected = sorted([OBS_INPUT, *STATE_INPUTS, START_INPUT])
         if sorted(i.name for i in self.session.get_inputs()) != expected:
             raise ArtifactError(f"recurrent policy.onnx inputs differ from the card's {expected}")
         self.n_heads, self.n_actions = len(layout.heads), len(layout.action_names)
+        _output_width(
+            self.session, ["log_probs", *STATE_INPUTS], 2, self.n_heads * self.n_actions, "recurrent"
+        )
+        probe = _probe_obs(layout)
+        zeros = np.zeros((self.layers, probe.shape[0], self.hidden), dtype=np.float32)
+        self.step(probe, None, (zeros, zeros), np.ones(probe.shape[0]))
 
     def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids:
         raise ArtifactError(
@@ -209,13 +296,19 @@ class _RecurrentOnnxModel:
         shape = (self.layers, n, self.hidden)
         if len(state) != 2 or any(np.shape(s) != shape for s in state):
             raise FeatureError(f"state must be two float32 arrays of shape {shape} (initial_state({n}))")
-        feeds = {
-            OBS_INPUT: obs,
-            STATE_INPUTS[0]: np.asarray(state[0], dtype=np.float32),
-            STATE_INPUTS[1]: np.asarray(state[1], dtype=np.float32),
-            START_INPUT: np.asarray(starts, dtype=np.float32).reshape(n),
-        }
-        scores, h, c = self.session.run(None, feeds)
+        try:
+            feeds = {
+                OBS_INPUT: obs,
+                STATE_INPUTS[0]: np.asarray(state[0], dtype=np.float32),
+                STATE_INPUTS[1]: np.asarray(state[1], dtype=np.float32),
+                START_INPUT: np.asarray(starts, dtype=np.float32).reshape(n),
+            }
+        except (TypeError, ValueError) as error:
+            raise FeatureError(f"state and episode_start must be numbers ({n} journeys): {error}") from None
+        outputs = _run_session(self.session, None, feeds)
+        scores = _checked_scores(outputs[0], (n, self.n_heads * self.n_actions), "log-probabilities")
+        h = _checked_scores(outputs[1], shape, "LSTM state h")
+        c = _checked_scores(outputs[2], shape, "LSTM state c")
         scores = scores.reshape(n, self.n_heads, self.n_actions)
         ids = np.argmax(scores, axis=2).astype(np.int64) if masks is None else masked_argmax(scores, masks)
         return ids, (h, c)
@@ -542,21 +635,49 @@ class RuntimePolicy:
 
 
 def card_digest(card: Mapping[str, Any]) -> str:
-    """SHA-256 of the card's decision-relevant sections in canonical JSON (:data:`DECISION_SECTIONS`).
+    """SHA-256 of every field of the card except ``integrity``, in canonical JSON.
 
-    Feature order and scales, clip bounds, incentive names, heads and the model file's own hash
-    all change decisions; an edit to any of them makes the card's recorded digest mismatch.
+    Canonical: sorted keys, no whitespace, non-finite floats as ``NaN``/``Infinity`` (as the
+    card file writes them). Decisions (features, scales, clip, incentives, heads, the model
+    file's hash) and the record a reviewer trusts (evaluation, parity, scenario, training,
+    source, versions, export time) are all covered: an edit to any of them is refused.
     This detects accidental and careless edits; it is not a signature (whoever can write the
     directory can recompute it), so serve artifacts from storage only trusted exporters write.
     """
-    covered = {key: card.get(key) for key in DECISION_SECTIONS}
-    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    covered = {key: value for key, value in card.items() if key != INTEGRITY_KEY}
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_model(path: Path, limit: int, recorded: Any) -> bytes:
+    """The model file's bytes, its size checked against ``limit`` and the card before any is read.
+
+    Hashed and loaded from the same bytes: no swap in between.
+    """
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ArtifactError(
+                f"{path}: {size:,} bytes; a {path.suffix[1:]} model file has at most {limit:,} "
+                "(MAX_MODEL_BYTES); not an artifact shopgym exports"
+            )
+        if size != recorded:
+            raise ArtifactError(
+                f"{path}: {size:,} bytes, but its card records {str(recorded)[:20]}; the file was changed "
+                "or belongs to another export. Re-export it."
+            )
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)  # the file may have grown since stat
+    except OSError as error:
+        raise ArtifactError(f"{path}: cannot be read: {error.strerror or error}") from None
+    if len(data) != size:
+        raise ArtifactError(f"{path}: changed while it was read ({len(data):,} of {size:,} bytes)")
+    return data
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
@@ -599,15 +720,15 @@ def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
         raise ArtifactError(f"{directory / CARD_FILE}: card content is not plain JSON: {error}") from None
     if digest != recorded:
         raise ArtifactError(
-            f"{directory / CARD_FILE}: its decision-relevant content ({', '.join(DECISION_SECTIONS)}) does "
-            f"not match its integrity sha256 {str(recorded)[:16]}...; the card was edited. Re-export it."
+            f"{directory / CARD_FILE}: its content ({INTEGRITY_COVERS}) does not match its integrity "
+            f"sha256 {str(recorded)[:16]}...; the card was edited. Re-export it."
         )
     layout = CardLayout.from_card(card)
     spec = card.get("model")
     if not isinstance(spec, Mapping):
         raise ArtifactError(f"{directory / CARD_FILE}: 'model' must be an object")
     fmt = spec.get("format")
-    if fmt not in MODEL_FILES or spec.get("file") != MODEL_FILES[fmt]:
+    if not isinstance(fmt, str) or fmt not in MODEL_FILES or spec.get("file") != MODEL_FILES[fmt]:
         raise ArtifactError(
             f"{directory}: card model {fmt!r}/{spec.get('file')!r} unsupported; expected one of "
             f"{[f'{k}/{v}' for k, v in MODEL_FILES.items()]}"
@@ -615,7 +736,7 @@ def load_policy(path: str | Path, threads: int = 1) -> RuntimePolicy:
     model_path = directory / MODEL_FILES[fmt]
     if not model_path.is_file():
         raise ArtifactError(f"{model_path} is missing; the card {directory / CARD_FILE} describes it")
-    data = model_path.read_bytes()  # hashed and loaded from the same bytes: no swap in between
+    data = _read_model(model_path, MAX_MODEL_BYTES[fmt], spec.get("bytes"))
     digest = hashlib.sha256(data).hexdigest()
     if digest != spec.get("sha256"):
         raise ArtifactError(

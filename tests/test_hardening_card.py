@@ -1,4 +1,4 @@
-"""Issue 12: the policy card's decision-relevant content is integrity-checked, not only the model file."""
+"""Issues 12 and 19: the whole policy card is integrity-checked, not only the model file."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 
 import sim  # noqa: F401 (registers the environments)
 from experiments.cli import main
+from policies.base import sealed
 from policies.export import export_policy
 from policies.registry import make_policy
-from policies.runtime import CARD_FILE, ArtifactError, load_policy
+from policies.runtime import CARD_FILE, ArtifactError, card_digest, load_policy
 
 OVERRIDES = {"population.shoppers": 200, "population.acquisition_days": 3.0}
 
@@ -62,11 +63,63 @@ def test_edited_card_is_refused(artifact: Path, tmp_path: Path, edit: Any):
         load_policy(copy)
 
 
-def test_informational_card_sections_may_change(artifact: Path, tmp_path: Path):
+CARD_FIELDS = (
+    "policy",
+    "env_id",
+    "features",
+    "normalization",
+    "actions",
+    "model",
+    "runtime_requires",
+    "scenario",
+    "training",
+    "evaluation",
+    "versions",
+    "source",
+    "exported_at",
+    "parity",
+)
+
+
+def test_the_card_lists_what_its_hash_covers(artifact: Path):
+    card = json.loads((artifact / CARD_FILE).read_text())
+    assert set(card) == {"format", *CARD_FIELDS, "integrity"}  # a changed format is refused by name
+    assert card["integrity"]["covers"] == "every field of the card except 'integrity'"
+    assert card["integrity"]["sha256"] == card_digest(card)
+
+
+@pytest.mark.parametrize("field", CARD_FIELDS)
+def test_an_edit_to_any_card_field_is_refused(artifact: Path, tmp_path: Path, field: str):
+    """The original failure: evaluation, parity, scenario, training, source and versions were not covered."""
+    copy = tmp_path / "a"
+    shutil.copytree(artifact, copy)
+    card = json.loads((copy / CARD_FILE).read_text())
+    card[field] = {"note": "annotated by a reviewer"}
+    (copy / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ArtifactError) as info:
+        load_policy(copy)
+    message = str(info.value)
+    assert "does not match its integrity sha256" in message and "the card was edited" in message
+    assert "\n" not in message and len(message) < 500
+
+
+def test_an_added_card_field_is_refused(artifact: Path, tmp_path: Path):
+    copy = tmp_path / "a"
+    shutil.copytree(artifact, copy)
+    card = json.loads((copy / CARD_FILE).read_text())
+    card["approved_by"] = "someone"
+    (copy / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ArtifactError, match="the card was edited"):
+        load_policy(copy)
+
+
+def test_a_re_signed_card_loads(artifact: Path, tmp_path: Path):
+    """The hash detects edits; whoever re-signs with card_digest is trusted (README: not a signature)."""
     copy = tmp_path / "a"
     shutil.copytree(artifact, copy)
     card = json.loads((copy / CARD_FILE).read_text())
     card["evaluation"] = {"note": "annotated by a reviewer"}
+    card["integrity"]["sha256"] = card_digest(card)
     (copy / CARD_FILE).write_text(json.dumps(card))
     assert load_policy(copy).kind == "segment_rules"
 
@@ -86,7 +139,7 @@ def test_export_of_a_tampered_saved_policy_is_one_line_exit_2(
     env.close()
     meta = json.loads((tmp_path / "saved" / "policy.json").read_text())
     meta["env"]["env_id"] = "this:Foo-v0"
-    (tmp_path / "saved" / "policy.json").write_text(json.dumps(meta))
+    (tmp_path / "saved" / "policy.json").write_text(json.dumps(sealed(meta)))  # re-signed: past the hash
     code = main(["export", str(tmp_path / "saved"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2

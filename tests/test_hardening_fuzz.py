@@ -182,3 +182,147 @@ def test_fuzzed_experiment_configs_fail_at_load_with_one_message_and_write_nothi
     code = main(["run", str(path), "--out", str(out), "--quiet"])
     assert code == 2
     assert not out.exists()
+
+
+# ---- issue 19 §4: fuzzed artifacts (edited cards, bomb headers, bad dtypes, wide layouts) ---------
+ARTIFACT = settings(
+    max_examples=max(10, EXAMPLES // 3), deadline=None, suppress_health_check=list(HealthCheck)
+)
+JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(), st.text(max_size=6)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@pytest.fixture(scope="module")
+def rules_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import gymnasium as gym
+
+    import sim  # noqa: F401 (registers the environments)
+    from policies.export import export_policy
+    from policies.registry import make_policy
+
+    where = tmp_path_factory.mktemp("fuzz_artifact")
+    env = gym.make("shopgym/IncentiveTargeting-v0", overrides=SMALL, horizon_days=5)
+    make_policy("segment_rules", env).save(where / "saved")
+    env.close()
+    return export_policy(where / "saved", where / "out", overrides=SMALL, check_samples=50).parent
+
+
+def _card_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(node, dict):
+        return [prefix] + [p for k, v in node.items() for p in _card_paths(v, (*prefix, k))]
+    if isinstance(node, list):
+        return [prefix] + [p for i, v in enumerate(node[:3]) for p in _card_paths(v, (*prefix, i))]
+    return [prefix]
+
+
+@ARTIFACT
+@given(data=st.data(), value=JSONISH, resign=st.booleans())
+def test_fuzzed_card_edits_are_refused_or_load_never_another_exception(
+    rules_artifact: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+    value: Any,
+    resign: bool,
+):
+    """Any edit is refused by the hash; re-signed, it loads and decides or is one ArtifactError line."""
+    import json
+    import shutil
+
+    from policies.runtime import CARD_FILE, ArtifactError, FeatureError, card_digest, load_policy
+
+    card = json.loads((rules_artifact / CARD_FILE).read_text())
+    path = data.draw(st.sampled_from([p for p in _card_paths(card) if p and p[0] != "integrity"]))
+    node: Any = card
+    for key in path[:-1]:
+        node = node[key]
+    if node[path[-1]] == value:
+        return
+    node[path[-1]] = value
+    if resign:
+        card["integrity"]["sha256"] = card_digest(card)
+    copy = tmp_path_factory.mktemp("card") / "a"
+    shutil.copytree(rules_artifact, copy)
+    (copy / CARD_FILE).write_text(json.dumps(card))
+    try:
+        policy = load_policy(copy)
+    except ArtifactError as error:
+        message = str(error)
+        assert "\n" not in message and len(message) <= 1000
+        if not resign:
+            assert "the card was edited" in message or "unsupported" in message
+        return
+    assert resign, f"an edit at {path} loaded without re-signing"
+    try:
+        policy.decide(dict.fromkeys(policy.feature_names, 1.0))
+    except (ArtifactError, FeatureError) as error:
+        assert "\n" not in str(error)
+
+
+DESCRS = st.one_of(
+    st.sampled_from(["<f4", ">f8", "<f2", "<U8", "<M8[ns]", "|O", "<i8", "<c16", "|V8", "|S4", "<m8[s]"]),
+    st.just([("a", "<f4"), ("b", "<f8")]),
+)
+SHAPES = st.lists(st.integers(0, 10**12), min_size=0, max_size=4).map(tuple)
+
+
+@ARTIFACT
+@given(descr=DESCRS, shape=SHAPES, payload=st.integers(0, 256), fortran=st.booleans())
+def test_fuzzed_npy_headers_are_read_exactly_or_refused_before_allocating(
+    descr: Any, shape: tuple[int, ...], payload: int, fortran: bool
+):
+    """Bomb shapes and bad dtypes: one PolicyFileError line, never a MemoryError or TypeError."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from policies.base import PolicyFileError
+    from policies.rl import read_weights
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": fortran, "shape": shape})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("w.npy", header.getvalue() + bytes(payload))
+    try:
+        arrays = read_weights(buffer.getvalue(), Path("weights.npz"))
+    except PolicyFileError as error:
+        assert "\n" not in str(error) and len(str(error)) <= 600
+        return
+    array = arrays["w"]
+    assert array.dtype.kind == "f" and array.shape == shape and array.nbytes == payload
+
+
+@ARTIFACT
+@given(
+    n_actions=st.integers(1, 300_000),
+    n_heads=st.integers(0, 200),
+    n_fields=st.integers(0, 6000),
+)
+def test_fuzzed_policy_file_layouts_are_checked_before_anything_is_sized(
+    n_actions: int, n_heads: int, n_fields: int
+):
+    """A saved policy's env spec declaring any layout: a spec within the limits, or one line."""
+    from policies.base import EnvSpec, PolicyFileError
+    from policies.rules import MAX_DECISION_SLOTS, MAX_FEATURES, MAX_HEADS, MAX_INCENTIVES
+
+    spec = {
+        "env_id": "shopgym/IncentiveTargeting-v0",
+        "obs_fields": [f"f{k}" for k in range(n_fields)],
+        "obs_scales": [1.0] * n_fields,
+        "obs_clip": [0.0, 10.0],
+        "action_names": [f"i{k}" for k in range(n_actions)],
+        "action_kinds": ["none"] * n_actions,
+        "action_values": [0.0] * n_actions,
+        "heads": [f"h{k}" for k in range(n_heads)],
+    }
+    try:
+        loaded = EnvSpec.from_dict(spec)
+    except PolicyFileError as error:
+        assert "\n" not in str(error) and len(str(error)) <= 600
+        return
+    assert 0 < len(loaded.obs_fields) <= MAX_FEATURES and 0 < len(loaded.heads) <= MAX_HEADS
+    assert loaded.n_actions <= MAX_INCENTIVES and loaded.n_actions * len(loaded.heads) <= MAX_DECISION_SLOTS

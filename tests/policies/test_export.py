@@ -17,7 +17,7 @@ import sim  # noqa: F401 (registers the environments)
 from experiments.cli import build_parser, main
 from experiments.export_cli import bench_export, format_export_table
 from experiments.runner import write_results
-from policies.base import Policy
+from policies.base import Policy, sealed
 from policies.export import ExportError, export_policy, float32_ties
 from policies.registry import RL_KINDS, make_policy
 from policies.runtime import CARD_FILE, load_policy
@@ -204,7 +204,7 @@ def test_a_scenario_with_other_incentives_is_refused(tmp_path: Path, monkeypatch
     meta = json.loads((tmp_path / "saved" / "policy.json").read_text())
     meta["env"]["action_names"][1] = "coupon_15"
     meta["params"]["playbook"]["cart_abandoners"] = ["free_shipping"]
-    (tmp_path / "saved" / "policy.json").write_text(json.dumps(meta))
+    (tmp_path / "saved" / "policy.json").write_text(json.dumps(sealed(meta)))  # re-signed: past the hash
     with pytest.raises(ExportError, match="pass the scenario it was trained on"):
         export_policy(tmp_path / "saved", tmp_path / "out", overrides=OVERRIDES)
 
