@@ -19,6 +19,8 @@ from rich.table import Table
 
 from experiments.config import ConfigError
 from experiments.terminal import make_console, package_version
+from policies.base import PolicyFileError
+from policies.runtime import ArtifactError, FeatureError
 from sim.io import atomic_write_json, atomic_write_parquet
 from sim.params import ScenarioError, load_scenario
 
@@ -244,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = " ".join(str(error).split())[:1000] or "interrupted"
         print(f"shopgym: {text}", file=sys.stderr)
         return 130
-    except (ScenarioError, ConfigError) as error:
+    except (ScenarioError, ConfigError, ArtifactError, FeatureError, PolicyFileError) as error:
         print(f"shopgym: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a read-only or full disk, a vanished directory: one line, no traceback

@@ -408,8 +408,8 @@ def _cmd_join(args: argparse.Namespace) -> int:
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from policies.runtime import load_policy
 
-    feedback = load_feedback(args.feedback)
-    estimates = estimate_from_feedback(feedback, load_policy(args.artifact), args.clip, args.tau)
+    policy = load_policy(args.artifact)  # checked first: an edited artifact is refused before any log is read
+    estimates = estimate_from_feedback(load_feedback(args.feedback), policy, args.clip, args.tau)
     print(json.dumps(estimates, indent=2))
     return 0
 

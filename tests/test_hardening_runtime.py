@@ -370,3 +370,19 @@ def test_bench_export_of_a_hostile_artifact_is_one_line_exit_2(
     code = main(["bench", "export", "--artifact", str(copy), "--decisions", "10", "--batches", "1"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "the card was edited" in err
+
+
+@pytest.mark.parametrize("command", ["serve", "ope"])
+def test_serve_and_ope_refuse_an_edited_artifact_in_one_line_exit_2(
+    artifacts: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+):
+    copy = _copy(artifacts, "segment_rules", tmp_path)
+    card = json.loads((copy / CARD_FILE).read_text())
+    card["evaluation"] = {"margin": 1e9}
+    (copy / CARD_FILE).write_text(json.dumps(card))
+    if command == "serve":
+        code = main(["serve", str(copy)])
+    else:
+        code = main(["ope", "estimate", str(tmp_path / "feedback.npz"), "--artifact", str(copy)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "the card was edited" in err
