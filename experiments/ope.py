@@ -348,10 +348,14 @@ def run_validation(config: ValidateConfig, out: str | Path, quiet: bool = False)
 def estimate_from_feedback(
     feedback: Mapping[str, Any], candidate: Any, clip: float = 100.0, tau: float = 10.0, folds: int = 2
 ) -> dict[str, Any]:
-    """Every estimator's value of an exported candidate (deterministic: its decisions) on joined feedback."""
-    ids = candidate.action_ids(np.asarray(feedback["raw_context"]), np.asarray(feedback["action_mask"]))
-    dist = np.zeros((ids.size, int(feedback["n_actions"])))
-    dist[np.arange(ids.size), ids] = 1.0
+    """Every estimator's value of an exported candidate on joined feedback.
+
+    The candidate acts by its action distribution over each round's allowed incentives: one-hot
+    on its decision for a deterministic artifact, its trained distribution for a stochastic one.
+    """
+    dist = candidate.action_probabilities(
+        np.asarray(feedback["raw_context"]), np.asarray(feedback["action_mask"])
+    )
     q_hat = cross_fit_q_hat(feedback, int(feedback["n_actions"]), folds)
     return {name: e.__dict__ for name, e in estimate_all(feedback, dist, q_hat, clip, tau).items()}
 

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from policies.runtime import ArtifactError
     from policies.serve import build_app
 
-    app = build_app(
-        args.artifact,
-        epsilon=args.epsilon,
-        seed=args.seed,
-        log_dir=args.log_dir,
-        log_max_bytes=int(args.log_max_mb * 1024 * 1024),
-        max_batch=args.max_batch,
-        max_body_bytes=int(args.max_body_kb * 1024),
-    )
+    try:
+        app = build_app(
+            args.artifact,
+            epsilon=args.epsilon,
+            seed=args.seed,
+            log_dir=args.log_dir,
+            log_max_bytes=int(args.log_max_mb * 1024 * 1024),
+            max_batch=args.max_batch,
+            max_body_bytes=int(args.max_body_kb * 1024),
+            sample=args.sample,
+        )
+    except ArtifactError:
+        raise  # the command line prints it in one line, exit 2
+    except ValueError as error:  # an option this artifact cannot serve (e.g. --sample on rules)
+        print(f"shopgym serve: {error}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level, access_log=False)
     return 0
 
@@ -31,7 +40,8 @@ def add_serve_parser(sub: Any) -> None:
         help="serve an exported policy over HTTP: POST /decide, /decide/batch; GET /healthz, /card",
         description=(
             "Load ARTIFACT once (integrity-checked), then serve decisions with their propensities. "
-            "Deterministic artifacts serve their decision (propensity 1) unless --epsilon explores; "
+            "The policy's mode is served (propensity 1) unless --sample draws from a stochastic "
+            "artifact's trained distribution (propensity: its probability) or --epsilon explores; "
             "every decision is appended to --log-dir for off-policy evaluation (shopgym ope join)."
         ),
     )
@@ -40,6 +50,11 @@ def add_serve_parser(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     serve.add_argument(
         "--epsilon", type=float, default=0.0, help="share of uniformly random allowed incentives (default 0)"
+    )
+    serve.add_argument(
+        "--sample",
+        action="store_true",
+        help="draw from the trained action distribution (PPO, A2C, MaskablePPO, TRPO artifacts)",
     )
     serve.add_argument("--seed", type=int, default=0, help="seed of the exploration draws (default 0)")
     serve.add_argument("--log-dir", help="decision log folder (JSON-lines segments); no log if omitted")

@@ -53,6 +53,7 @@ from policies.runtime import (
     OBS_INPUT,
     START_INPUT,
     STATE_INPUTS,
+    STOCHASTIC_OUTPUT,
     RuntimePolicy,
     card_digest,
 )
@@ -499,7 +500,7 @@ def export_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[str, Any]]:
         return export_recurrent_onnx(policy, spec)
     masked = kind == "maskable_ppo"
     module = _ActorLogits.build(model, masked, len(spec.heads))
-    output = {"dqn": "q_values", "qrdqn": "q_values", "ars": "scores"}.get(kind, "log_probs")
+    output = {"dqn": "q_values", "qrdqn": "q_values", "ars": "scores"}.get(kind, STOCHASTIC_OUTPUT)
     n_fields, width = len(spec.obs_fields), len(spec.heads) * spec.n_actions
     example_obs = torch.zeros((2, n_fields), dtype=torch.float32)
     batch = torch.export.Dim("batch")
@@ -617,7 +618,7 @@ def export_recurrent_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[st
             example,
             dynamo=True,
             input_names=names,
-            output_names=["log_probs", "state_h_out", "state_c_out"],
+            output_names=[STOCHASTIC_OUTPUT, "state_h_out", "state_c_out"],
             dynamic_shapes=shapes,
             verbose=False,
         )
@@ -654,7 +655,7 @@ def export_recurrent_onnx(policy: Policy, spec: EnvSpec) -> tuple[bytes, dict[st
             "state_c": {"dtype": "float32", "shape": [layers, "batch", hidden]},
             START_INPUT: {"dtype": "float32", "shape": ["batch"], "note": "1 at a journey's first decision"},
         },
-        "output": {"name": "log_probs", "dtype": "float32", "shape": ["batch", spec.n_actions]},
+        "output": {"name": STOCHASTIC_OUTPUT, "dtype": "float32", "shape": ["batch", spec.n_actions]},
         "state_outputs": ["state_h_out", "state_c_out"],
         "recurrent": {"layers": layers, "hidden": hidden},
         "mask": "after",

@@ -42,6 +42,8 @@ CARD_FORMAT = 1
 MODEL_FILES = {"onnx": "policy.onnx", "json": "policy.json"}
 #: Name of the observation input of every exported ONNX graph, and of MaskablePPO's mask input.
 OBS_INPUT, MASK_INPUT = "obs", "action_mask"
+#: The output name of a network whose scores are its action distribution's log-probabilities.
+STOCHASTIC_OUTPUT = "log_probs"
 #: Inputs a recurrent graph (RecurrentPPO) takes besides ``obs``: the LSTM state and episode starts.
 STATE_INPUTS, START_INPUT = ("state_h", "state_c"), "episode_start"
 #: The card's own hash field: :func:`card_digest` covers every other field of the card.
@@ -134,6 +136,15 @@ class _Model(Protocol):
     """A loaded decision model: normalized float32 observations and masks in, ids ``(n, heads)`` out."""
 
     def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids: ...
+
+    def probabilities(self, obs: NDArray[np.float32], masks: Masks | None) -> NDArray[np.float64]: ...
+
+
+def _one_hot(ids: Ids, n_actions: int) -> NDArray[np.float64]:
+    """A deterministic rule's action distribution: probability 1 on each decision's incentive."""
+    dist = np.zeros((*ids.shape, n_actions), dtype=np.float64)
+    np.put_along_axis(dist, ids[..., None], 1.0, axis=-1)
+    return dist
 
 
 def _onnxruntime_words(error: BaseException) -> str:
@@ -230,10 +241,12 @@ class _OnnxModel:
             self.session, ["scores"], 2, width, f"{self.n_heads} head(s) x {self.n_actions} incentives"
         )
         self.output = self.session.get_outputs()[0].name
+        #: Whether the network's output is an action distribution (PPO, A2C, MaskablePPO, TRPO).
+        self.stochastic = self.output == STOCHASTIC_OUTPUT
         self._all_allowed = np.ones((1, width), dtype=np.bool_)
         self.ids(_probe_obs(layout), None)  # the graph runs and gives finite scores of the card's shape
 
-    def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids:
+    def _scores(self, obs: NDArray[np.float32], masks: Masks | None) -> NDArray[Any]:
         feeds: dict[str, NDArray[Any]] = {OBS_INPUT: obs}
         n = obs.shape[0]
         if self.masked_input:
@@ -243,14 +256,31 @@ class _OnnxModel:
                 else masks.reshape(n, -1)
             )
             feeds[MASK_INPUT] = np.ascontiguousarray(flat)
-        scores = _checked_scores(
+        return _checked_scores(
             _run_session(self.session, [self.output], feeds)[0],
             (n, self.n_heads * self.n_actions),
             "scores",
         ).reshape(n, self.n_heads, self.n_actions)
+
+    def ids(self, obs: NDArray[np.float32], masks: Masks | None) -> Ids:
+        scores = self._scores(obs, masks)
         if masks is None:
             return np.argmax(scores, axis=2).astype(np.int64)
         return masked_argmax(scores, masks)
+
+    def probabilities(self, obs: NDArray[np.float32], masks: Masks | None) -> NDArray[np.float64]:
+        """The trained action distribution over allowed incentives (log-probabilities renormalized).
+
+        Q-values and ARS scores define no distribution: their policy is the argmax (one-hot).
+        """
+        if not self.stochastic:
+            return _one_hot(self.ids(obs, masks), self.n_actions)
+        log_probs = self._scores(obs, masks).astype(np.float64)
+        if masks is not None:
+            log_probs = np.where(masks, log_probs, -np.inf)
+        log_probs -= log_probs.max(axis=2, keepdims=True)
+        weights = np.exp(log_probs)
+        return weights / weights.sum(axis=2, keepdims=True)
 
 
 class _RecurrentOnnxModel:
@@ -273,7 +303,7 @@ class _RecurrentOnnxModel:
             raise ArtifactError(f"recurrent policy.onnx inputs differ from the card's {expected}")
         self.n_heads, self.n_actions = len(layout.heads), len(layout.action_names)
         _output_width(
-            self.session, ["log_probs", *STATE_INPUTS], 2, self.n_heads * self.n_actions, "recurrent"
+            self.session, [STOCHASTIC_OUTPUT, *STATE_INPUTS], 2, self.n_heads * self.n_actions, "recurrent"
         )
         probe = _probe_obs(layout)
         zeros = np.zeros((self.layers, probe.shape[0], self.hidden), dtype=np.float32)
@@ -284,6 +314,9 @@ class _RecurrentOnnxModel:
             "this artifact is recurrent (RecurrentPPO): each decision needs the journey's LSTM state; "
             "use RuntimePolicy.step(features, state, episode_start) and initial_state(n)"
         )
+
+    def probabilities(self, obs: NDArray[np.float32], masks: Masks | None) -> NDArray[np.float64]:
+        return _one_hot(self.ids(obs, masks), 0)  # ids() refuses: a recurrent decision needs its state
 
     def step(
         self,
@@ -326,6 +359,10 @@ class _RuleModel:
             masks = np.ones((obs.shape[0], *self.shape), dtype=np.bool_)
         # The rules read the float64 view of the float32 observation, as the in-process policies do.
         return self.rule.decide(obs.astype(np.float64), masks)
+
+    def probabilities(self, obs: NDArray[np.float32], masks: Masks | None) -> NDArray[np.float64]:
+        """A rule is deterministic: probability 1 on its decision."""
+        return _one_hot(self.ids(obs, masks), self.shape[1])
 
 
 class RuntimePolicy:
@@ -432,6 +469,30 @@ class RuntimePolicy:
             return empty[:, 0] if self._single_head else empty
         ids = self._model.ids(self._normalize(raw), masks)
         return ids[:, 0] if self._single_head else ids
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the policy is a distribution over incentives (an exported PPO, A2C, MaskablePPO, TRPO).
+
+        A deterministic policy (rules, bandits' exported means, Q-values) puts probability 1 on its
+        decision; serving draws from a stochastic one with :meth:`action_probabilities`.
+        """
+        return bool(getattr(self._model, "stochastic", False))
+
+    def action_probabilities(self, features: Any, allowed: Any = None) -> NDArray[np.float64]:
+        """Each decision's distribution over incentives: ``(n, n_actions)``, or ``(n, heads, n_actions)``.
+
+        Disallowed incentives get 0 and each row sums to 1; its argmax is :meth:`action_ids`' choice.
+        Takes ``features`` and ``allowed`` as :meth:`decide_batch` does.
+        """
+        raw = self.features_array(features)
+        masks = None if allowed is None else self._mask_batch(allowed, raw.shape[0])
+        n_actions = len(self.action_names)
+        if raw.shape[0] == 0:
+            empty = np.zeros((0, len(self.heads), n_actions), dtype=np.float64)
+            return empty[:, 0] if self._single_head else empty
+        dist = self._model.probabilities(self._normalize(raw), masks)
+        return dist[:, 0] if self._single_head else dist
 
     def initial_state(self, n: int = 1) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """A recurrent artifact's state for ``n`` journeys before their first decision (zeros)."""

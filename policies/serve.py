@@ -8,10 +8,15 @@
 - ``POST /decide/batch``: up to ``max_batch`` such requests in one call.
 - ``GET /healthz``, ``GET /card``.
 
-Exported decisions are deterministic (the mode of the trained policy), so the propensity is 1
-unless ``epsilon`` > 0: then, with probability ``epsilon``, a uniformly random allowed incentive
-is served instead, and the propensity is ``(1 - epsilon) * [a = greedy] + epsilon / |allowed|``
-(what inverse-propensity estimators need to evaluate another policy from the log).
+By default the policy's mode is served (its argmax over allowed incentives), with propensity 1.
+With ``sample`` a stochastic artifact (an exported PPO, A2C, MaskablePPO or TRPO: its network
+outputs an action distribution) draws each incentive from its trained distribution over the
+allowed ones, and the propensity is that probability; deterministic artifacts (rules, bandits,
+Q-networks) are refused for ``sample``. With ``epsilon`` > 0, a uniformly random allowed
+incentive is served instead with probability ``epsilon``. The logged propensity is always the
+serving rule's probability of the served incentive, ``(1 - epsilon) * pi(a) + epsilon / |allowed|``
+(``pi`` one-hot on the mode unless sampling): what inverse-propensity estimators need to
+evaluate another policy from the log.
 Bad payloads get a 4xx with one line of text, never a 500.
 """
 
@@ -82,9 +87,15 @@ class Server:
         seed: int = 0,
         log: DecisionLog | None = None,
         max_batch: int = MAX_BATCH,
+        sample: bool = False,
     ) -> None:
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        if sample and not policy.stochastic:
+            raise ValueError(
+                f"{policy.name!r} ({policy.kind}) is deterministic: it has no distribution to sample; "
+                "serve its decisions, with --epsilon for exploration"
+            )
         if len(policy.heads) != 1:
             raise ValueError(
                 f"serve decides one incentive per shopper; {policy.name!r} has heads {list(policy.heads)}"
@@ -93,6 +104,7 @@ class Server:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.policy = policy
         self.epsilon = epsilon
+        self.sample = sample
         self.rng = np.random.default_rng(seed)
         self.log = log
         self.max_batch = max_batch
@@ -103,18 +115,27 @@ class Server:
         """Decide every request (one batched model call), draw the exploration, log each decision."""
         names = self.policy.action_names
         allowed = [r.allowed if r.allowed is not None else list(names) for r in requests]
-        greedy = self.policy.action_ids([r.features for r in requests], allowed)
+        features = [r.features for r in requests]
+        if self.sample:  # a draw from the trained distribution over the allowed incentives
+            dist = self.policy.action_probabilities(features, allowed)
+            below = np.cumsum(dist, axis=1) < self.rng.random(len(requests))[:, None]
+            drawn = np.minimum(below.sum(axis=1), dist.shape[1] - 1)
+        else:
+            drawn = self.policy.action_ids(features, allowed)
+            dist = np.zeros((len(requests), len(names)))
+            dist[np.arange(len(requests)), drawn] = 1.0
         explore = self.rng.random(len(requests)) < self.epsilon
         out = []
         now = time.time()
-        for request, chosen_greedy, allowed_names, explores in zip(
-            requests, greedy, allowed, explore, strict=True
+        for i, (request, chosen_by_policy, allowed_names, explores) in enumerate(
+            zip(requests, drawn, allowed, explore, strict=True)
         ):
             unique = sorted(set(allowed_names), key=names.index)
-            chosen = (
-                names.index(unique[int(self.rng.integers(len(unique)))]) if explores else int(chosen_greedy)
-            )
-            propensity = (1.0 - self.epsilon) * float(chosen == chosen_greedy) + self.epsilon / len(unique)
+            if explores:
+                chosen = names.index(unique[int(self.rng.integers(len(unique)))])
+            else:
+                chosen = int(chosen_by_policy)
+            propensity = (1.0 - self.epsilon) * float(dist[i, chosen]) + self.epsilon / len(unique)
             decision = Decision(
                 request_id=request.request_id or uuid.uuid4().hex,
                 incentive=names[chosen],
@@ -132,6 +153,7 @@ class Server:
                         "incentive": decision.incentive,
                         "propensity": propensity,
                         "epsilon": self.epsilon,
+                        "rule": "sample" if self.sample else "mode",
                         "card_hash": self.card_hash,
                     }
                 )
@@ -241,8 +263,9 @@ def build_app(
     log_max_bytes: int = 64 * 1024 * 1024,
     max_batch: int = MAX_BATCH,
     max_body_bytes: int = MAX_BODY_BYTES,
+    sample: bool = False,
 ) -> FastAPI:
     """Load and integrity-check the artifact once, and build the app that serves it."""
     policy = load_policy(artifact)
     log = DecisionLog(log_dir, log_max_bytes) if log_dir is not None else None
-    return create_app(Server(policy, epsilon, seed, log, max_batch), max_body_bytes)
+    return create_app(Server(policy, epsilon, seed, log, max_batch, sample), max_body_bytes)

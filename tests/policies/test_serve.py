@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 import sim  # noqa: F401 (registers the environments)
 from experiments.bench_serve import fuzzed_payloads
+from experiments.cli import main
 from policies.decision_log import DecisionLog, join_feedback, read_decisions, read_orders, segments
 from policies.export import export_policy
 from policies.registry import make_policy
@@ -120,3 +121,91 @@ def test_decision_log_rotates_by_size_and_joins_with_orders_into_obp_feedback(ar
     assert feedback["reward"].tolist() == [2.5 if i % 2 == 0 else 0.0 for i in range(150)]
     assert np.allclose(feedback["context"], policy.normalize([features(policy)] * 150))
     assert ((feedback["pscore"] > 0) & (feedback["pscore"] <= 1)).all()
+
+
+def _feature_rows(policy, n: int, seed: int = 0) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    return [
+        {name: float(v) for name, v in zip(policy.feature_names, row, strict=True)}
+        for row in rng.random((n, len(policy.feature_names))) * 5
+    ]
+
+
+def test_a_stochastic_artifacts_probabilities_are_its_distribution_over_allowed_incentives(artifact: Path):
+    policy = load_policy(artifact)
+    assert policy.stochastic
+    rows = _feature_rows(policy, 50)
+    allowed = ["none", "coupon_10", "free_shipping"]
+    dist = policy.action_probabilities(rows, allowed)
+    assert dist.shape == (50, len(policy.action_names))
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0, rtol=1e-12)
+    outside = [i for i, name in enumerate(policy.action_names) if name not in allowed]
+    assert (dist[:, outside] == 0).all() and (dist > 0).sum(axis=1).min() > 1  # a real distribution
+    assert (dist.argmax(axis=1) == policy.action_ids(rows, allowed)).all()
+
+
+def test_sampling_serves_the_trained_distribution_and_logs_each_draws_probability(
+    artifact: Path, tmp_path: Path
+):
+    policy = load_policy(artifact)
+    allowed = ["none", "coupon_10", "free_shipping"]
+    row = _feature_rows(policy, 1, seed=4)[0]
+    expected = policy.action_probabilities([row], allowed)[0]
+    client = TestClient(build_app(artifact, sample=True, epsilon=0.1, seed=5, log_dir=tmp_path / "log"))
+    n = 3000
+    served = client.post(
+        "/decide/batch", json={"items": [{"features": row, "allowed": allowed}] * 256}
+    ).json()["decisions"]
+    while len(served) < n:
+        served += client.post(
+            "/decide/batch", json={"items": [{"features": row, "allowed": allowed}] * 256}
+        ).json()["decisions"]
+    served = served[:n]
+    ids = np.array([policy.action_names.index(d["incentive"]) for d in served])
+    rule = 0.9 * expected + 0.1 * np.isin(policy.action_names, allowed) / len(allowed)
+    frequencies = np.bincount(ids, minlength=len(policy.action_names)) / n
+    assert np.abs(frequencies - rule).max() < 4 * np.sqrt(0.25 / n)  # within 4 standard errors
+    np.testing.assert_allclose([d["propensity"] for d in served], rule[ids], rtol=1e-12)
+    logged = read_decisions(tmp_path / "log")
+    assert len(logged) >= n
+    assert {entry["rule"] for entry in logged} == {"sample"}
+
+
+def test_sampling_a_deterministic_artifact_is_refused_in_one_line(tmp_path: Path, capsys):
+    env = gym.make("shopgym/IncentiveTargeting-v0", overrides=OVERRIDES, horizon_days=10)
+    make_policy("segment_rules", env, seed=0).save(tmp_path / "saved")
+    export_policy(tmp_path / "saved", tmp_path / "rules", overrides=OVERRIDES, check_samples=50)
+    assert not load_policy(tmp_path / "rules").stochastic
+    assert main(["serve", str(tmp_path / "rules"), "--sample"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is deterministic: it has no distribution to sample" in err
+
+
+def test_ope_of_a_stochastic_candidate_weights_each_round_by_its_probability(artifact: Path):
+    """IPS of a stochastic artifact is mean(r * pi(a|x) / pscore): its distribution, not its mode."""
+    from experiments.ope import estimate_from_feedback
+
+    policy = load_policy(artifact)
+    rng = np.random.default_rng(0)
+    n, n_actions = 400, len(policy.action_names)
+    raw = np.array([list(row.values()) for row in _feature_rows(policy, n, seed=1)])
+    mask = np.ones((n, n_actions), dtype=bool)
+    action = rng.integers(n_actions, size=n)
+    reward = rng.normal(5.0, 2.0, size=n)
+    feedback = {
+        "raw_context": raw,
+        "action_mask": mask,
+        "context": raw,
+        "action": action,
+        "reward": reward,
+        "pscore": np.full(n, 1.0 / n_actions),
+        "n_actions": n_actions,
+        "n_rounds": n,
+    }
+    pi = policy.action_probabilities(raw, mask)
+    estimates = estimate_from_feedback(feedback, policy, clip=1e9)
+    expected = float(np.mean(reward * pi[np.arange(n), action] * n_actions))
+    assert estimates["ips"]["value"] == pytest.approx(expected, rel=1e-9)
+    mode = np.zeros_like(pi)
+    mode[np.arange(n), pi.argmax(axis=1)] = 1.0
+    assert expected != pytest.approx(float(np.mean(reward * mode[np.arange(n), action] * n_actions)))
