@@ -38,6 +38,15 @@ HEADLINE = {
     "overtime_orders": "overtime orders",
 }
 KEYS = ["variant", "policy"]
+#: Metrics on which normalized scores are reported: the env's return and what the shop truly earns.
+SCORED = {"return": "return", "margin": "margin", "ltv_mean": "mean LTV"}
+#: Environments whose reward is an attribution, not what the shop earns: how their return is labelled.
+ATTRIBUTED_RETURN = {
+    "shopgym/IncentiveTargeting-v0": (
+        "the env's reward: each decision's margin over its 14-day last-touch window (attributed), which "
+        "misses what falls outside the windows"
+    ),
+}
 
 
 def metrics_present(results: pd.DataFrame) -> list[str]:
@@ -176,7 +185,18 @@ def markdown_summary(
     summary = summary_table(results)
     diffs = paired_differences(results, config.reference_policy)
     oracles = [p.name for p in config.policies if p.kind == "oracle"]
-    scores = normalized_scores(results, config.reference_policy, oracles[0]) if oracles else pd.DataFrame()
+    scores = (
+        pd.concat(
+            [
+                normalized_scores(results, config.reference_policy, oracles[0], metric).assign(metric=metric)
+                for metric in SCORED
+                if metric in results.columns
+            ],
+            ignore_index=True,
+        )
+        if oracles
+        else pd.DataFrame()
+    )
     metrics = metrics_present(results)
     seeds = results["seed"].nunique()
     episodes = results.groupby([*KEYS, "seed"]).size().max()
@@ -227,7 +247,7 @@ def markdown_summary(
                     )
                     + " |"
                 )
-        lines += ["", *_score_lines(scores, variant, config.reference_policy, oracles)]
+        lines += ["", *_score_lines(scores, variant, config.reference_policy, oracles, config.env.id)]
     if oracles:
         lines += aggregate_section(results, config.reference_policy, oracles[0])
     return "\n".join(lines) + "\n"
@@ -243,29 +263,55 @@ def aggregate_section(results: pd.DataFrame, reference: str, oracle: str) -> lis
     return aggregate_lines(matrices, left_out, reference, oracle, "the return, across seeds and variants")
 
 
-def _score_lines(scores: pd.DataFrame, variant: str, reference: str, oracles: list[str]) -> list[str]:
-    """The normalized-score table of one variant, or why there is none."""
+def _score_lines(
+    scores: pd.DataFrame, variant: str, reference: str, oracles: list[str], env_id: str
+) -> list[str]:
+    """One variant's normalized scores on the return and on what the shop earns, or why there are none."""
     if not oracles:
         return ["No `kind: oracle` policy in this run: add one for normalized scores."]
     part = scores[scores["variant"] == variant] if not scores.empty else scores
     if part.empty:
         return [f"No normalized scores: `{reference}` or `{oracles[0]}` is missing from this variant."]
-    if not (part["span"].abs() > 0).any():  # the scale is zero: every score would be 0/0
+    spans = part.groupby("metric", sort=False)["span"].first()
+    metrics = [m for m in spans.index if abs(float(spans[m])) > 0]
+    if not metrics:  # the scale is zero on every metric: every score would be 0/0
         return [
-            f"No normalized scores: `{oracles[0]}` earns exactly the return of `{reference}` here "
-            f"(mean difference {float(part['span'].iloc[0]):g}), so (policy - {reference}) / "
+            f"No normalized scores: `{oracles[0]}` earns exactly what `{reference}` earns here "
+            f"(mean difference in return {float(spans.iloc[0]):g}), so (policy - {reference}) / "
             f"({oracles[0]} - {reference}) has no scale; in a shop where no incentive can do better than "
             "none, compare the policies' returns directly."
         ]
+    label = {m: SCORED[m] for m in metrics}
+    if "return" in label and env_id in ATTRIBUTED_RETURN:
+        label["return"] = "return (attributed)"
     lines = [
-        f"Normalized score on the return, (policy - {reference}) / ({oracles[0]} - {reference}): 0 is "
-        f"`{reference}`, 1 the privileged oracle that reads the simulator's hidden state.",
+        f"Normalized scores, (policy - {reference}) / ({oracles[0]} - {reference}) on each metric: 0 is "
+        f"`{reference}`, 1 the privileged oracle that reads the simulator's hidden state. Rank on margin "
+        "and LTV: what the shop truly earns."
+        + (
+            f" The return is {ATTRIBUTED_RETURN[env_id]}."
+            if "return" in label and env_id in ATTRIBUTED_RETURN
+            else ""
+        ),
         "",
-        "| policy | normalized score |",
-        "|---|---:|",
+        "| policy | " + " | ".join(label[m] for m in metrics) + " |",
+        "|---|" + "---:|" * len(metrics),
     ]
-    for row in part.to_dict(orient="records"):
-        lines.append(f"| {row['policy']} | {_fmt(float(row['score']), float(row['ci95']))} |")
+    table = part.set_index(["policy", "metric"])
+    for policy in part["policy"].unique():
+        cells = [
+            _fmt(float(table.at[(policy, m), "score"]), float(table.at[(policy, m), "ci95"]))
+            if (policy, m) in table.index
+            else "n/a"
+            for m in metrics
+        ]
+        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+    skipped = [SCORED[m] for m in spans.index if m not in metrics]
+    if skipped:
+        lines += [
+            "",
+            f"No score on {', '.join(skipped)}: `{oracles[0]}` earns exactly what `{reference}` earns.",
+        ]
     return lines
 
 

@@ -226,9 +226,9 @@ def test_normalized_scores_say_why_when_the_oracle_equals_the_reference():
         for seed in (0, 1)
         for policy, value in (("none", 5.0), ("oracle", 5.0), ("rules", 6.0 + seed))
     ]
-    scores = normalized_scores(pd.DataFrame(rows), "none", "oracle")
-    text = "\n".join(_score_lines(scores, "base", "none", ["oracle"]))
-    assert "nan" not in text and "earns exactly the return of `none`" in text
+    scores = normalized_scores(pd.DataFrame(rows), "none", "oracle").assign(metric="return")
+    text = "\n".join(_score_lines(scores, "base", "none", ["oracle"], "shopgym/ShopperJourney-v0"))
+    assert "nan" not in text and "earns exactly what `none` earns" in text
 
 
 # ---- calibrate -----------------------------------------------------------------------------------

@@ -207,3 +207,42 @@ def test_normalized_score_puts_none_at_zero_the_oracle_at_one_and_pairs_by_episo
     assert scores.at["none", "score"] == 0.0 and scores.at["oracle", "score"] == 1.0
     assert scores.at["half", "score"] == pytest.approx(0.5)
     assert scores.at["half", "ci95"] < 0.05  # paired: the shared luck cancels
+
+
+def test_summary_scores_on_margin_and_ltv_beside_a_return_labelled_attributed():
+    """A policy that games an attributed return ranks by what the shop earns; the return says what it is."""
+    from experiments.report import normalized_scores
+
+    rows = []
+    for seed in range(3):
+        for policy, ret, margin, ltv in (
+            ("none", 0.0, 100.0, 50.0),
+            ("oracle", 10.0, 120.0, 60.0 + seed),
+            ("gamer", 20.0, 90.0, 45.0),
+        ):
+            rows.append(
+                {"variant": "base", "policy": policy, "seed": seed, "episode": 0}
+                | {"return": ret + seed * 0.1, "margin": margin, "ltv_mean": ltv}
+            )
+    results = pd.DataFrame(rows)
+    config = config_from_dict(
+        {
+            "name": "t",
+            "env": {"id": "shopgym/IncentiveTargeting-v0", "scenario": "default"},
+            "seeds": [0, 1, 2],
+            "policies": [{"name": "none", "kind": "none"}, {"name": "oracle", "kind": "oracle"}],
+            "training": {"timesteps": 0},
+            "evaluation": {"episodes": 1},
+        },
+        check=False,
+    )
+    from experiments.report import markdown_summary
+
+    text = markdown_summary(config, results)
+    assert "| policy | return (attributed) | margin | mean LTV |" in text
+    assert "14-day last-touch window (attributed)" in text
+    lines = text.splitlines()
+    header = lines.index("| policy | return (attributed) | margin | mean LTV |")
+    gamer = next(line for line in lines[header:] if line.startswith("| gamer |")).split("|")
+    assert gamer[2].strip().startswith("2.000") and gamer[3].strip().startswith("-0.500")
+    assert normalized_scores(results, "none", "oracle", "margin").set_index("policy").at["gamer", "score"] < 0
