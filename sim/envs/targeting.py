@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from sim.economics import INCENTIVE, expected_order_margin, residual_value
+from sim.economics import INCENTIVE, REVENUE, expected_order_margin, residual_value
 from sim.engine import DecisionBatch, Simulation
 from sim.envs.common import (
     OBJECTIVES,
@@ -112,7 +112,10 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     credited twice). Over the window, her objective vector is the change in
     (``OBJECTIVES``): ``margin`` (ledger net margin, dollars, incentives included), ``ltv``
     (realized discounted margin plus residual value from her true traits, dollars), ``load``
-    (her late deliveries) and ``budget`` (incentive cost booked on her, dollars). The reward
+    (her late deliveries) and ``budget`` (incentive cost booked on her, dollars), each with
+    what the friends she referred brought before their own first decision (their first order,
+    their LTV at joining): a referral bonus is credited with the customers it caused, once,
+    and the friends' later changes go to their own decisions. The reward
     is ``objective_weights`` (default margin only) dotted with it. ``attributed_feedback()``
     returns those decisions of the last step as :class:`Attribution` tuples (``decision_id``,
     ``shopper``, ``action``, ``reward``, ``cost``: incentive dollars booked on her over the
@@ -205,6 +208,9 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         # Each window: [closes_at, decision_id, shopper, action, margin_cents_then, still_open].
         self._windows: deque[list[Any]] = deque()
         self._open: dict[int, list[Any]] = {}  # shopper -> her open window
+        # A referred friend's objective state at her own first decision: what her referrer's
+        # decision earned through her (afterwards her own decisions' windows take her changes).
+        self._friend_at_first_decision: dict[int, NDArray[np.float64]] = {}
         self._next_decision_id = 0
         self._episode_reward = 0.0
         self._objective_total = np.zeros(len(OBJECTIVES))
@@ -230,6 +236,8 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         if self._batch is None:  # an episode with no decision point: this step ends it
             return self._end_step([])
         shopper = int(self._batch.shoppers[self._position])
+        if self._sim.pop.referred_by[shopper] >= 0 and shopper not in self._friend_at_first_decision:
+            self._friend_at_first_decision[shopper] = self._own_states(np.array([shopper]))[0]
         self._actions[self._position] = incentive
         if self._pscore is not None:
             self._logged[self._next_decision_id] = [self._observe(), incentive, self._pscore, None]
@@ -363,19 +371,40 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             self._actions = np.zeros(self._batch.shoppers.size, dtype=np.int64)
 
     def _objective_state(self, shopper: int) -> NDArray[np.float64]:
-        """The shopper's cumulative objective quantities now (see ``OBJECTIVES``)."""
+        """The shopper's cumulative objective quantities now (see ``OBJECTIVES``), her referrals' included.
+
+        A friend she referred counts with what she brought before her own first decision (her
+        first order, her LTV at joining): the referral caused it, and it is credited once.
+        """
         assert self._sim is not None
-        sim, rows = self._sim, slice(shopper, shopper + 1)
+        pop = self._sim.pop
+        own = self._own_states(np.array([shopper]))[0]
+        friends = np.flatnonzero(pop.referred_by[: pop.size] == shopper)
+        if friends.size == 0:
+            return own
+        frozen = self._friend_at_first_decision
+        live = friends[[int(f) not in frozen for f in friends]]
+        credit = self._own_states(live).sum(axis=0) if live.size else np.zeros(len(OBJECTIVES))
+        for friend in friends.tolist():
+            if friend in frozen:
+                credit = credit + frozen[friend]
+        return own + credit
+
+    def _own_states(self, rows: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Each row's own cumulative objective quantities now: ``(len(rows), len(OBJECTIVES))``."""
+        assert self._sim is not None
+        sim = self._sim
         if self._order_margin.size < sim.pop.size:  # referred shoppers joined: extend the cache
             self._order_margin = expected_order_margin(sim.scenario, sim.pop)
         residual = residual_value(sim.scenario, sim.pop, sim.now_hours, rows, self._order_margin[rows])
-        ltv = sim.ledger.margin_pv[shopper] + residual[0]
-        return np.array(
+        lines = sim.ledger.lines[:, rows]
+        margin_cents = lines[REVENUE] - lines[1:].sum(axis=0)
+        return np.column_stack(
             [
-                sim.ledger.margin_of(shopper) / 100.0,
-                ltv,
-                float(sim.pop.late_deliveries[shopper]),
-                sim.ledger.lines[INCENTIVE, shopper] / 100.0,
+                margin_cents / 100.0,
+                sim.ledger.margin_pv[rows] + residual,
+                sim.pop.late_deliveries[rows].astype(np.float64),
+                lines[INCENTIVE] / 100.0,
             ]
         )
 

@@ -8,6 +8,7 @@ from numpy.random import default_rng as np_random
 
 import sim  # noqa: F401  (registers the environments)
 from sim.envs.targeting import OBS_FIELDS, IncentiveTargetingEnv
+from sim.incentives import IncentiveCatalog
 
 SMALL = {"overrides": {"population.shoppers": 400, "population.acquisition_days": 5.0}, "horizon_days": 20}
 
@@ -134,3 +135,41 @@ def test_propensity_logged_decisions_form_open_bandit_pipeline_feedback():
     assert logged_rewards == sorted(by_decision[d] for d in range(0, step, 2))
     with pytest.raises(ValueError, match="pscore"):
         env.record_propensity(0.0)
+
+
+def test_referred_friends_value_is_credited_once_to_the_referral_decision():
+    """A referral decision's window holds what its friends brought before their own first decision.
+
+    With windows as long as the horizon every cent is still attributed at most once (the total
+    stays within the shop's margin), and referral decisions that brought friends are credited
+    with the friends' LTV: tens of dollars more than those that brought none.
+    """
+    referral = IncentiveCatalog(IncentiveTargetingEnv(**SMALL).scenario).names.index("referral_10")
+
+    def give(env: IncentiveTargetingEnv) -> int:
+        return referral if env.action_masks()[referral] else 0
+
+    env = IncentiveTargetingEnv(**SMALL, attribution_days=1000.0, reward_scale=1.0)
+    total, attributed, info = _run(env, 0, give)
+    assert len({a[0] for a in attributed}) == len(attributed) == info["decision_id"]
+    assert total <= info["margin"] + 1e-6
+
+    env = IncentiveTargetingEnv(**SMALL, reward_scale=1.0, objective_weights={"ltv": 1.0})
+    _, info = env.reset(seed=2)
+    made: dict[int, tuple[float, int]] = {}
+    rewards: dict[int, float] = {}
+    done = False
+    while not done:
+        made[info["decision_id"]] = (env._sim.now_hours, info["shopper"])
+        _, _, terminated, truncated, info = env.step(give(env))
+        rewards.update({a.decision_id: a.reward for a in env.attributed_feedback() if a.action == referral})
+        done = terminated or truncated
+    pop = env._sim.pop
+    brought, none_brought = [], []
+    for decision_id, reward in rewards.items():
+        at, shopper = made[decision_id]
+        joined = (pop.referred_by[: pop.size] == shopper) & (pop.acquired_at[: pop.size] > at)
+        joined &= pop.acquired_at[: pop.size] <= at + 14 * 24.0
+        (brought if joined.any() else none_brought).append(reward)
+    assert len(brought) > 5 and len(none_brought) > 5
+    assert sum(brought) / len(brought) > sum(none_brought) / len(none_brought) + 20.0
