@@ -92,15 +92,26 @@ def test_duplicate_policy_names_are_rejected():
 
 
 #: Experiment configs that ship (scenario files are checked by tests/sim/test_params.py; the
-#: off-policy validation configs in configs/ope/ have their own schema).
-SHIPPED = sorted(p for p in (ROOT / "configs").glob("**/*.yaml") if not {"scenarios", "ope"} & set(p.parts))
+#: off-policy validation configs in configs/ope/ and the benchmark configs in configs/bench/
+#: have their own schemas).
+SHIPPED = sorted(
+    p for p in (ROOT / "configs").glob("**/*.yaml") if not {"scenarios", "ope", "bench"} & set(p.parts)
+)
 OPE_SHIPPED = sorted((ROOT / "configs" / "ope").glob("*.yaml"))
+BENCH_SHIPPED = sorted((ROOT / "configs" / "bench").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_shipped_experiment_config_loads(path: Path):
     assert yaml.safe_load(path.read_text())["name"]
     load_config(path)
+
+
+@pytest.mark.parametrize("path", BENCH_SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_benchmark_config_loads(path: Path):
+    from experiments.bench_load import load_sweep_config
+
+    assert BENCH_SHIPPED and load_sweep_config(path)
 
 
 @pytest.mark.parametrize("path", OPE_SHIPPED, ids=lambda p: p.name)
