@@ -15,6 +15,7 @@ and plots them (as in Saito et al. 2021, Open Bandit Pipeline).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 from collections.abc import Mapping
@@ -23,13 +24,13 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-import yaml
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from experiments.config import ConfigError
 from policies.ope import ESTIMATORS, cross_fit_q_hat, estimate_all
 from sim.io import atomic_write_json, atomic_write_parquet
+from sim.params import format_validation_errors, read_yaml_mapping
 
 
 class PolicySpec(BaseModel):
@@ -80,15 +81,13 @@ class ValidateConfig(BaseModel):
 
 def load_validate_config(path: str | Path) -> ValidateConfig:
     """Read and validate a validation config; one bounded message on error."""
+    data = read_yaml_mapping(path, "off-policy validation config", ConfigError)
     try:
-        data = yaml.safe_load(Path(path).read_text())
         return ValidateConfig.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']} (got {str(first.get('input'))[:80]})") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {str(error)[:200]}") from None
+        raise ConfigError(
+            format_validation_errors(error, f"invalid off-policy validation config {path}")
+        ) from None
 
 
 # ---- simulating a shop under a policy -------------------------------------------------------------
@@ -143,9 +142,37 @@ def run_shop(config: ValidateConfig, spec: PolicySpec, replication: int) -> dict
     return feedback
 
 
-def _job(args: tuple[ValidateConfig, PolicySpec, int]) -> tuple[str, int, dict[str, Any]]:
-    config, spec, replication = args
-    return spec.name, replication, run_shop(config, spec, replication)
+def _job(args: tuple[ValidateConfig, PolicySpec, int, Path]) -> tuple[str, int, dict[str, Any]]:
+    """One shop run, read from its finished file if an earlier (interrupted) run left one."""
+    config, spec, replication, shops = args
+    path = shops / f"{spec.name}-{replication:04d}.npz"
+    if path.is_file():
+        try:
+            return spec.name, replication, _read_shop(path)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged file: simulate again
+    feedback = run_shop(config, spec, replication)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **{key: np.asarray(value) for key, value in feedback.items()})  # type: ignore[arg-type]
+    tmp.replace(path)
+    return spec.name, replication, feedback
+
+
+def _read_shop(path: Path) -> dict[str, Any]:
+    """A finished shop run's feedback (plain arrays: never unpickled)."""
+    with np.load(path, allow_pickle=False) as data:
+        feedback: dict[str, Any] = {key: data[key] for key in data.files}
+    for key in ("n_rounds", "n_actions"):
+        feedback[key] = int(feedback[key])
+    feedback["value"] = float(feedback["value"])
+    return feedback
+
+
+def shops_dir(config: ValidateConfig, out: Path) -> Path:
+    """Where the shop runs of ``config`` are kept: keyed by everything but ``workers``, so a rerun resumes."""
+    key = config.model_dump(mode="json", exclude={"workers"})
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return out / f"shops-{digest}"
 
 
 def evaluate_replication(
@@ -302,9 +329,12 @@ def run_validation(config: ValidateConfig, out: str | Path, quiet: bool = False)
     from rich.progress import Progress
 
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+    shops = shops_dir(config, root)
+    shops.mkdir(parents=True, exist_ok=True)  # each finished shop run is kept: an interrupted run resumes
     jobs = [
-        (config, spec, r) for r in range(config.replications) for spec in (config.logger, *config.candidates)
+        (config, spec, r, shops)
+        for r in range(config.replications)
+        for spec in (config.logger, *config.candidates)
     ]
     results: dict[tuple[str, int], dict[str, Any]] = {}
     with Progress(disable=quiet) as progress:
