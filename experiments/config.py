@@ -333,6 +333,12 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
             if policy.kind not in BUILTIN_KINDS:
                 _check_plugin(policy.kind, policy.kwargs, where, env)
                 continue
+            if policy.kind == "oracle_rollout":
+                try:
+                    make_policy(policy.kind, env, 0, **policy.kwargs)
+                except ValueError as error:
+                    raise ConfigError(f"{where}: {error}") from None
+                continue
             if policy.kind in ORACLE_KINDS:
                 if policy.kwargs or not hasattr(env.unwrapped, "oracle_view"):
                     raise ConfigError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -102,6 +102,60 @@ class Oracle:
         """Write a card that records the oracle (no model: it cannot be exported)."""
         target = Path(path) / "policy.json"
         card = {"kind": "oracle", "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
+        atomic_write_json({**card, "note": NOT_EXPORTABLE}, target)
+        return target
+
+
+class RolloutOracle(Oracle):
+    """``kind: oracle_rollout``: plans by rollouts of the true simulator where the lookahead is myopic.
+
+    At each ShopperJourney decision it gives every allowed incentive, then ``none`` at every
+    later decision, in ``replicates`` futures drawn from her true traits and state (the
+    environment's ``rollout_values``), and chooses the best mean objective: one step of policy
+    improvement over ``none`` (Bertsekas' rollout), which counts what the one-step lookahead
+    leaves out (reference prices, promotion sensitivity, the need state, streaks, tiers).
+    Costs ``incentives x replicates`` journeys per decision.
+    """
+
+    name = "oracle_rollout"
+
+    def __init__(self, env: gym.Env[Any, Any], seed: int = 0, replicates: int = 16) -> None:
+        super().__init__(env, seed)
+        if not hasattr(self._env, "rollout_values"):
+            raise ValueError(
+                f"kind oracle_rollout replays one shopper's journey; {type(self._env).__name__} cannot "
+                "(use shopgym/ShopperJourney-v0, or kind oracle)"
+            )
+        if not isinstance(replicates, int) or isinstance(replicates, bool) or not 2 <= replicates <= 256:
+            raise ValueError(f"oracle_rollout: replicates must be an integer in [2, 256], got {replicates!r}")
+        self.replicates = replicates
+
+    def predict(
+        self,
+        observation: NDArray[np.floating[Any]],
+        state: tuple[NDArray[Any], ...] | None = None,
+        episode_start: NDArray[np.bool_] | None = None,
+        deterministic: bool = False,
+        action_masks: NDArray[np.bool_] | None = None,
+    ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
+        """The allowed incentive whose rollouts earn the most (``none`` unless one beats it)."""
+        if self._env.oracle_view().kinds.size == 0:  # no decision point: its one step gives nothing
+            return np.asarray(0, dtype=np.int64), state
+        n = self.spec.n_actions
+        allowed = (
+            np.ones(n, dtype=bool) if action_masks is None else np.asarray(action_masks, bool).reshape(n)
+        )
+        allowed[0] = True
+        candidates = np.flatnonzero(allowed).astype(np.int64)
+        rollout_values = cast(Any, self._env).rollout_values
+        values: NDArray[np.float64] = rollout_values(self.replicates, candidates)
+        best = int(candidates[int(np.argmax(values))]) if values.max() > values[0] else 0
+        return np.asarray(best, dtype=np.int64), state
+
+    def save(self, path: str | Path) -> Path:
+        """Write a card that records the oracle (no model: it cannot be exported)."""
+        target = Path(path) / "policy.json"
+        card = {"kind": "oracle_rollout", "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
         atomic_write_json({**card, "note": NOT_EXPORTABLE}, target)
         return target
 

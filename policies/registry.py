@@ -34,7 +34,7 @@ ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson")
 #: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
 RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo", "qrdqn", "trpo", "ars", "recurrent_ppo")
 #: Privileged kinds: read the simulator's hidden state (a measuring stick, never exported).
-ORACLE_KINDS = ("oracle",)
+ORACLE_KINDS = ("oracle", "oracle_rollout")
 POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS, *ORACLE_KINDS)
 #: The kinds shopgym ships (plugins may not take these names).
 BUILTIN_KINDS = POLICY_KINDS
@@ -113,6 +113,13 @@ def make_policy(
     if kind in ORACLE_KINDS:
         if isinstance(env, EnvSpec):
             raise ValueError("kind oracle reads the live environment; pass the env, not its spec")
+        if kind == "oracle_rollout":
+            from policies.oracle import RolloutOracle
+
+            unknown = sorted(set(kwargs) - {"replicates"})
+            if unknown:
+                raise ValueError(f"policy 'oracle_rollout' takes only replicates, got {unknown}")
+            return RolloutOracle(env, seed, **kwargs)
         if kwargs:
             raise ValueError(f"policy 'oracle' takes no arguments, got {sorted(kwargs)}")
         from policies.oracle import Oracle

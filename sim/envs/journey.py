@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from operator import mul
 from pathlib import Path
@@ -238,6 +239,8 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         """Draw a new shopper, build her SimPy clock and run it to her first decision point."""
         super().reset(seed=seed)
         for _ in range(_MAX_DRAWS):
+            # Her generator's state at birth: rollout_values() replays her journey from it.
+            self._birth_state = copy.deepcopy(self.np_random.bit_generator.state)
             journey = Journey(
                 self.model, self.np_random, self.horizon_days, self._decision_kinds, self.neighbour_signal
             )
@@ -247,6 +250,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         # else: no draw reached a decision point (a horizon shorter than any of her decision
         # points): the episode is the last draw's journey, already over, and its one step ends it.
         self._journey, self._decision = journey, decision
+        self._given: list[int] = []  # the incentive each past decision gave (0 where none or refused)
         self._ended = False
         self._state = self._objective_state()
         self._episode_reward = 0.0
@@ -267,6 +271,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         if self._decision is not None:  # else an episode with no decision point: this step ends it
             given = incentive > 0 and bool(self._allowed(journey)[incentive])
             journey.submit(incentive if given else 0)
+            self._given.append(incentive if given else 0)
             self._decision = journey.next_decision()
         now = journey.now_hours
         margin_0, ltv_0, load_0, budget_0 = self._state
@@ -361,6 +366,49 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             float(j.late_deliveries),
             j.incentive_cents / 100.0,
         )  # in the order of OBJECTIVES
+
+    def rollout_values(self, replicates: int, incentives: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Each incentive's expected objective from now on, by rollouts of her true journey (oracle only).
+
+        Her journey is replayed from its birth through her past decisions; at the current one
+        each incentive is given, then ``none`` at every later decision. Each of ``replicates``
+        futures draws from a fresh generator that every incentive shares (common random
+        numbers): the truth about her traits and state, not her realized future. Returns the
+        env's weighted objective at the end (the reward's sum from now), per incentive.
+        """
+        journey = self._journey
+        if journey is None or self._ended or self._decision is None:
+            raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
+        key = int(self._birth_state["state"]["state"]) % 2**63  # ties the futures to this journey
+        weights = np.asarray(self._weights, dtype=np.float64)
+        values = np.zeros((len(incentives), replicates))
+        for r in range(replicates):
+            for i, incentive in enumerate(incentives.tolist()):
+                bit_generator = type(self.np_random.bit_generator)()
+                bit_generator.state = copy.deepcopy(self._birth_state)
+                replay = Journey(
+                    self.model,
+                    np.random.Generator(bit_generator),
+                    self.horizon_days,
+                    self._decision_kinds,
+                    self.neighbour_signal,
+                )
+                for past in self._given:
+                    replay.next_decision()
+                    replay.submit(past)
+                replay.next_decision()
+                replay.reseed(np.random.default_rng([key, len(self._given), r]))
+                replay.submit(int(incentive))
+                while replay.next_decision() is not None:
+                    replay.submit(0)
+                final = (
+                    replay.margin_cents() / 100.0,
+                    replay.margin_pv + replay.residual_value(),
+                    float(replay.late_deliveries),
+                    replay.incentive_cents / 100.0,
+                )
+                values[i, r] = float(weights @ np.asarray(final))
+        return np.asarray(values.mean(axis=1), dtype=np.float64)
 
     def oracle_view(self) -> OracleView:
         """The truth about the shopper at the current decision, for ``kind: oracle`` only (never observed)."""

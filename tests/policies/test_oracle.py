@@ -186,3 +186,48 @@ def test_oracle_contacts_alive_sleeping_dogs_far_less_than_persuadables():
     sleeping_dog, persuadable = UPLIFT_CLASSES.index("sleeping_dog"), PERSUADABLE
     assert decisions[sleeping_dog] > 50 and share[persuadable] > 0.3
     assert share[sleeping_dog] < share[persuadable] / 5
+
+
+def _journey_returns(env: Any, seed: int, probe: bool) -> list[float]:
+    """One episode under none; with ``probe``, rollouts are asked for at every decision."""
+    env.reset(seed=seed)
+    rewards, done = [], False
+    while not done:
+        if probe:
+            values = env.unwrapped.rollout_values(3, np.array([0, 1, 2]))
+            assert values.shape == (3,) and np.isfinite(values).all()
+        _, reward, terminated, truncated, _ = env.step(0)
+        rewards.append(reward)
+        done = terminated or truncated
+    return rewards
+
+
+def test_rollouts_replay_her_journey_without_touching_the_live_episode():
+    env = gym.make("shopgym/ShopperJourney-v0", horizon_days=120)
+    for seed in (0, 1, 2):
+        assert _journey_returns(env, seed, probe=True) == _journey_returns(env, seed, probe=False)
+
+
+def test_rollouts_pair_the_arms_by_common_random_numbers():
+    """Identical arms get identical futures (common random numbers across the arms)."""
+    env = gym.make("shopgym/ShopperJourney-v0", horizon_days=120)
+    env.reset(seed=4)
+    values = env.unwrapped.rollout_values(6, np.array([0, 0]))
+    assert values[0] == values[1]  # common random numbers: identical arms give identical futures
+
+
+def test_the_rollout_oracle_plans_on_shopper_journey_only_and_checks_its_arguments():
+    journey = gym.make("shopgym/ShopperJourney-v0", horizon_days=60)
+    oracle = make_policy("oracle_rollout", journey, seed=0, replicates=4)
+    obs, _ = journey.reset(seed=0)
+    action, _ = oracle.predict(obs, action_masks=journey.unwrapped.action_masks())
+    assert journey.unwrapped.action_masks()[int(action)]
+    with pytest.raises(ValueError, match="replicates must be an integer in \\[2, 256\\]"):
+        make_policy("oracle_rollout", journey, seed=0, replicates=1)
+    with pytest.raises(ValueError, match="takes only replicates"):
+        make_policy("oracle_rollout", journey, seed=0, depth=3)
+    targeting = gym.make(
+        "shopgym/IncentiveTargeting-v0", overrides={"population.shoppers": 200}, horizon_days=10
+    )
+    with pytest.raises(ValueError, match="replays one shopper's journey"):
+        make_policy("oracle_rollout", targeting, seed=0)
