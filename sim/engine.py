@@ -66,8 +66,9 @@ from sim.mechanisms.tiers import (
 )
 from sim.oracle import TrueState
 from sim.params import DecisionKind, Scenario
-from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, draw_shoppers, sample_population
+from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, draw_shoppers, sample_population, twin_population
 from sim.rng import Streams
+from sim.twins import read_twins
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -125,7 +126,14 @@ class Simulation:
         self.horizon_days = horizon_days
         self.env = simpy.Environment()
         self.streams = Streams.from_seed(seed)
-        self.pop = sample_population(scenario, self.streams.acquisition, self.streams.social)
+        twins = None if scenario.population.twins is None else read_twins(scenario.population.twins)
+        #: Real customer ids by population row (twins only; rows joined by referral have none).
+        self.customer_ids = None if twins is None else twins.customer_id
+        self.pop = (
+            sample_population(scenario, self.streams.acquisition, self.streams.social)
+            if twins is None
+            else twin_population(scenario, twins, self.streams.acquisition, self.streams.social)
+        )
         self._mean_susceptibility = float(self.pop.social_susceptibility.mean())
         self._recent_decay = 0.5 ** (1.0 / scenario.mechanisms.social.recent_half_life_days)
         self._social_signal = np.zeros(0)

@@ -29,6 +29,7 @@ class Cohort:
     summary: RepeatSummary
     first_purchase_day: F64  # days from ``start``
     holdout_repeats: F64  # per customer, in (calibration_end, log_end]
+    calibration_spend: F64  # per customer, dollars: every calibration transaction, the first included
     weekly_repeats: F64  # repeat transactions per week from ``start``
     calibration_weeks: float
     total_weeks: int
@@ -85,6 +86,7 @@ def build_cohort(log: TransactionLog, calibration_end: pd.Timestamp | None = Non
     x = grouped.size().reindex(customers, fill_value=0).to_numpy(dtype=np.float64)
     last = grouped["day"].max().reindex(customers)
     zbar = grouped["amount"].mean().reindex(customers).to_numpy(dtype=np.float64)
+    spend = daily[calib].groupby("customer")["amount"].sum().reindex(customers, fill_value=0.0)
     t_x = ((last - first_day).dt.days.fillna(0.0)).to_numpy(dtype=np.float64) / DAYS_PER_WEEK
     age = (end - first_day).dt.days.to_numpy(dtype=np.float64) / DAYS_PER_WEEK
     holdout = daily[repeat & ~calib].groupby("customer").size().reindex(customers, fill_value=0)
@@ -122,6 +124,7 @@ def build_cohort(log: TransactionLog, calibration_end: pd.Timestamp | None = Non
         summary=summary,
         first_purchase_day=first_days,
         holdout_repeats=holdout.to_numpy(dtype=np.float64),
+        calibration_spend=spend.to_numpy(dtype=np.float64),
         weekly_repeats=weekly.astype(np.float64),
         calibration_weeks=(end - start).days / DAYS_PER_WEEK,
         total_weeks=total_weeks,
