@@ -331,14 +331,13 @@ def _prior_from_metadata(metadata: dict[bytes, bytes], name: str) -> TwinsPrior:
     if not isinstance(data, dict) or data.get("format") != TWINS_FORMAT:
         raise TwinsError(f"population.twins: {name} is not a {TWINS_FORMAT} file; {fix}")
     attrition = data.get("attrition")
-    dropout_key, dropout_names = {
-        "pareto_nbd": ("lifetime", ("s", "beta_weeks")),
-        "bgnbd": ("dropout", ("a", "b")),
-    }.get(attrition, ("", ()))
-    if not dropout_key:
+    if attrition not in ("pareto_nbd", "bgnbd"):
         raise TwinsError(
             f"population.twins: prior attrition {_shown(attrition)} in {name}; it must be pareto_nbd or bgnbd"
         )
+    dropout_key, dropout_names = (
+        ("lifetime", ("s", "beta_weeks")) if attrition == "pareto_nbd" else ("dropout", ("a", "b"))
+    )
     values: dict[str, float] = {}
     for group, names in (
         ("purchase", ("r", "alpha_weeks")),
@@ -364,7 +363,7 @@ def _prior_from_metadata(metadata: dict[bytes, bytes], name: str) -> TwinsPrior:
         raise TwinsError(f"population.twins: prior calibration_end in {name} is {_shown(end)}; {fix}")
     nan = float("nan")
     return TwinsPrior(
-        attrition=attrition,
+        attrition="pareto_nbd" if attrition == "pareto_nbd" else "bgnbd",
         r=values["r"],
         alpha_weeks=values["alpha_weeks"],
         s=values.get("s", nan),

@@ -24,6 +24,13 @@ from experiments.calibrate.log import (
 )
 from experiments.calibrate.report import render_plots, report_data, report_markdown, write_outputs
 from experiments.calibrate.scenario import calibrate
+from experiments.calibrate.twins import (
+    PSEUDONYM_KEY_ENV,
+    check_twins,
+    pseudonym_key,
+    twins_frame,
+    write_twins_outputs,
+)
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -95,6 +102,19 @@ def add_calibrate_parser(sub: Any) -> None:
         default=5,
         help="simulations of the calibrated shop, on seeds 0..N-1 (default 5; 0: none)",
     )
+    parser.add_argument(
+        "--twins",
+        metavar="FILE.parquet",
+        help="also write every cohort customer as a twin (her history and posterior; docs/CALIBRATION.md) "
+        "to FILE.parquet, and beside it FILE.yaml, the scenario that starts from them; with a holdout "
+        "and --seeds, the report compares each customer's simulated holdout with hers",
+    )
+    parser.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help=f"write keyed hashes of the customer ids into --twins (HMAC-SHA256 under ${PSEUDONYM_KEY_ENV}, "
+        "else under a random key nobody keeps)",
+    )
     parser.set_defaults(func=run_calibrate)
 
 
@@ -130,6 +150,13 @@ def run_calibrate(args: Any) -> int:
         )
         if window[0] > window[1]:
             raise CalibrationError(f"--earliest {window[0].date()} is after --latest {window[1].date()}")
+        twins_path = None if args.twins is None else Path(args.twins)
+        if twins_path is not None and twins_path.suffix.lower() != ".parquet":
+            raise CalibrationError(
+                f"--twins {shown(args.twins)} must end in .parquet, e.g. --twins twins.parquet"
+            )
+        if args.pseudonymize and twins_path is None:
+            raise CalibrationError("--pseudonymize hashes the ids of --twins; give --twins FILE.parquet too")
         columns = (
             TextColumn("[bold]calibrate[/] {task.description}"),
             BarColumn(),
@@ -167,9 +194,23 @@ def run_calibrate(args: Any) -> int:
             check = None
             if args.seeds and calibration.cohort.total_weeks > 0:
                 check = check_holdout(calibration, range(args.seeds), on_seed=lambda: bars.advance(task))
+            twins = twin_check = None
+            if twins_path is not None:
+                customers = calibration.cohort.customers
+                build = bars.add_task("building the twins", total=customers)
+                twins = twins_frame(
+                    calibration,
+                    pseudonym_key() if args.pseudonymize else None,
+                    on_chunk=lambda done: bars.advance(build, done),
+                )
+                if args.seeds and calibration.cohort.holdout_weeks > 0:
+                    seeds = bars.add_task(f"simulating {customers:,} twins", total=args.seeds)
+                    twin_check = check_twins(
+                        calibration, range(args.seeds), on_seed=lambda: bars.advance(seeds)
+                    )
             bars.update(task, completed=2 + args.seeds, description="writing the report")
-            data = report_data(calibration, check, shortfall)
-            plots = render_plots(calibration, check)
+            data = report_data(calibration, check, shortfall, twins=twin_check)
+            plots = render_plots(calibration, check, twin_check)
             bars.advance(task)
     except (CalibrationError, ScenarioError) as error:
         print(f"shopgym calibrate: {error}\nnothing was written", file=sys.stderr)
@@ -179,4 +220,7 @@ def run_calibrate(args: Any) -> int:
     write_outputs(out, report_dir, calibration, data, plots)
     print(report_markdown(data, list(plots)).split("## Figures")[0])
     print(f"wrote {out} and {report_dir}/ (report.md, calibration.json, {', '.join(plots)})", file=sys.stderr)
+    if twins is not None and twins_path is not None:
+        scenario_file, _ = write_twins_outputs(calibration, *twins, twins_path)
+        print(f"wrote {twins_path} ({len(twins[0]):,} twins) and {scenario_file}", file=sys.stderr)
     return 0

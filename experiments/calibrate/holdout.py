@@ -44,12 +44,12 @@ class HoldoutCheck:
 
     @property
     def simulated_error(self) -> float:
-        """Relative error of the simulated holdout total."""
+        """Signed relative error of the simulated holdout total (negative: too few)."""
         return _relative_error(self.simulated_holdout_total, self.actual_holdout_total)
 
     @property
     def pareto_nbd_error(self) -> float:
-        """Relative error of the Pareto/NBD holdout forecast."""
+        """Signed relative error of the Pareto/NBD holdout forecast (negative: too few)."""
         return _relative_error(self.pareto_nbd_holdout_total, self.actual_holdout_total)
 
 
@@ -78,7 +78,8 @@ def _mape(predicted: F64, actual: F64) -> float:
 
 
 def _relative_error(forecast: float, actual: float) -> float:
-    return abs(forecast - actual) / actual if actual > 0 else float("nan")
+    """Signed: negative when the forecast falls short of the actual count."""
+    return (forecast - actual) / actual if actual > 0 else float("nan")
 
 
 def check_holdout(

@@ -233,7 +233,7 @@ class TwinsCheck:
 
 
 def simulated_holdout_counts(scenario: Scenario, seed: int, days: int, customers: pd.Index) -> F64:
-    """Each twin's simulated transactions (one per customer and day) in ``days`` days, in ``customers`` order."""
+    """Each twin's simulated transactions (one per customer-day) over ``days``, in ``customers`` order."""
     from sim.engine import Simulation
 
     sim = Simulation(scenario, seed=seed, horizon_days=days, log_level="events").run()
