@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import simpy
 from numpy.typing import NDArray
 
@@ -166,6 +167,29 @@ class Simulation:
         self._on_day: Callable[[int], None] | None = None
         self.done = False
         self.env.process(self._day_loop())
+
+    def customer_results(self) -> pd.DataFrame | None:
+        """Per real customer of a twins run: what she was given and what she earned (else None).
+
+        Columns: ``customer_id``, ``incentives_received`` (count), ``incentive_cost``,
+        ``revenue`` and ``margin`` (dollars, this run only), ``orders`` (her total, calibration
+        included) and ``alive`` at the current time. Rows in population order.
+        """
+        if self.customer_ids is None:
+            return None
+        n = self.customer_ids.size
+        lines = self.ledger.lines[:, :n]
+        return pd.DataFrame(
+            {
+                "customer_id": self.customer_ids,
+                "incentives_received": self.pop.incentives_received[:n],
+                "incentive_cost": lines[INCENTIVE] / 100.0,
+                "revenue": lines[REVENUE] / 100.0,
+                "margin": self.ledger.margin_cents()[:n] / 100.0,
+                "orders": self.pop.orders[:n],
+                "alive": self.pop.alive[:n],
+            }
+        )
 
     # ---- the oracle's hook: the truth ordinary policies never see ------------------------------
     def true_state(self, shoppers: I64) -> TrueState:
