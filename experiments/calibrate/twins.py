@@ -254,10 +254,15 @@ def check_twins(
     calibration: Calibration,
     seeds: Sequence[int],
     on_seed: Callable[[], None] | None = None,
+    horizon_days: int | None = None,
 ) -> TwinsCheck:
-    """Simulate the cohort's twins over the held-out period on each seed (ids kept, in a temp file)."""
+    """Simulate the cohort's twins over the held-out period on each seed (ids kept, in a temp file).
+
+    ``horizon_days`` shortens the simulated period (default: the whole holdout); the actual
+    counts are then the whole holdout's, so only the conditional expectations compare.
+    """
     cohort = calibration.cohort
-    days = (cohort.log_end - cohort.calibration_end).days
+    days = (cohort.log_end - cohort.calibration_end).days if horizon_days is None else horizon_days
     horizon = days / DAYS_PER_WEEK
     frame, prior = twins_frame(calibration)
     fit = _prior_fit(prior)
