@@ -269,8 +269,8 @@ def bgnbd_expected_repeats(fit: ModelFit, t_weeks: F64) -> F64:
     return np.asarray((a + b - 1.0) / (a - 1.0) * (1.0 - (alpha / (alpha + t)) ** r * h))
 
 
-def pareto_nbd_conditional_expected(fit: ModelFit, summary: RepeatSummary, horizon_weeks: float) -> F64:
-    """E[Y(t) | x, t_x, T]: expected repeats in the next ``horizon_weeks`` given each history."""
+def pareto_nbd_p_alive(fit: ModelFit, summary: RepeatSummary) -> F64:
+    """P(alive at T | x, t_x, T) of the Pareto/NBD: the alive term's share of the likelihood."""
     r, alpha, s, beta = fit.values
     x, age = summary.frequency, summary.age_weeks
     log_alive = (
@@ -282,9 +282,35 @@ def pareto_nbd_conditional_expected(fit: ModelFit, summary: RepeatSummary, horiz
         - s * np.log(beta + age)
         - pareto_nbd_log_likelihood(fit.values, summary)
     )
+    return np.asarray(np.minimum(np.exp(log_alive), 1.0))
+
+
+def bgnbd_p_alive(fit: ModelFit, summary: RepeatSummary) -> F64:
+    """P(alive at T | x, t_x, T) of the BG/NBD (Fader, Hardie & Lee 2005, eq. 11 of their note)."""
+    r, alpha, a, b = fit.values
+    x, t_x, age = summary.frequency, summary.recency_weeks, summary.age_weeks
+    odds = np.where(
+        x > 0, a / np.maximum(b + x - 1.0, 1e-12) * ((alpha + age) / (alpha + t_x)) ** (r + x), 0.0
+    )
+    return np.asarray(1.0 / (1.0 + odds))
+
+
+def gamma_gamma_expected_value(fit: ModelFit, summary: RepeatSummary) -> F64:
+    """E[transaction value | x, zbar]: the Gamma-Gamma posterior mean (Fader & Hardie 2013, eq. 5)."""
+    p, q, gamma = fit.values
+    x = summary.frequency
+    zbar = np.where(x > 0, np.nan_to_num(summary.mean_repeat_value), 0.0)
+    return np.asarray(p * (gamma + x * zbar) / (p * x + q - 1.0))
+
+
+def pareto_nbd_conditional_expected(fit: ModelFit, summary: RepeatSummary, horizon_weeks: float) -> F64:
+    """E[Y(t) | x, t_x, T]: expected repeats in the next ``horizon_weeks`` given each history."""
+    r, alpha, s, beta = fit.values
+    x, age = summary.frequency, summary.age_weeks
     ratio = (beta + age) / (beta + age + horizon_weeks)
     trend = -np.log(ratio) if abs(s - 1.0) < 1e-9 else (1.0 - ratio ** (s - 1.0)) / (s - 1.0)
-    return np.asarray((r + x) * (beta + age) / (alpha + age) * trend * np.exp(log_alive))
+    alive = pareto_nbd_p_alive(fit, summary)
+    return np.asarray((r + x) * (beta + age) / (alpha + age) * trend * alive)
 
 
 def bgnbd_conditional_expected(fit: ModelFit, summary: RepeatSummary, horizon_weeks: float) -> F64:

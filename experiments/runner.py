@@ -230,8 +230,14 @@ def run_cell(
             for (segment, incentive), count in r.incentive_mix.items()
         ]
     )
+    customers = [r.customers.assign(episode=k) for k, r in enumerate(records) if r.customers is not None]
     where = cell_dir(root, variant, policy_name, seed)
     (where / "daily.parquet").unlink(missing_ok=True)  # a stale file of an earlier, different attempt
+    (where / "customers.parquet").unlink(missing_ok=True)
+    if customers:  # a twins scenario: each real customer's incentives and margin, joinable by id
+        atomic_write_parquet(
+            pd.concat(customers, ignore_index=True).assign(**keys), where / "customers.parquet"
+        )
     atomic_write_parquet(episodes_frame, where / "episodes.parquet")
     if dailies:
         daily = pd.concat(dailies).reset_index(names="day").assign(**keys)
@@ -613,7 +619,13 @@ def gather(
     Every cell's files are checked against its ``done.json`` first: a deleted, swapped or
     edited file, or a cell of another scenario content, is an error, never a silent gap.
     """
-    frames: dict[str, list[pd.DataFrame]] = {"episodes": [], "daily": [], "mix": [], "curve": []}
+    frames: dict[str, list[pd.DataFrame]] = {
+        "episodes": [],
+        "daily": [],
+        "mix": [],
+        "curve": [],
+        "customers": [],
+    }
     for cell in config.cells():
         where = cell_dir(root, *cell)
         if not (where / "done.json").is_file():
@@ -630,6 +642,8 @@ def gather(
         for name, parts in frames.items()
     }
     write_results(tables["episodes"], root)
+    if not tables["customers"].empty:  # twins: one row per customer, episode, policy and seed
+        atomic_write_parquet(tables["customers"], root / "customers.parquet")
     return tables
 
 

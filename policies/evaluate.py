@@ -32,6 +32,7 @@ class EpisodeRecord:
     row: dict[str, Any]
     daily: pd.DataFrame | None = None
     incentive_mix: dict[tuple[str, str], int] = field(default_factory=dict)
+    customers: pd.DataFrame | None = None  # per real customer, in a twins scenario
 
 
 def evaluate(
@@ -104,7 +105,8 @@ def evaluate(
         row.update({f"objective_{key}": v for key, v in info.get("objective", {}).items()})
         sim = getattr(base, "_sim", None)
         daily = sim.daily.to_frame() if sim is not None and hasattr(sim, "daily") else None
-        records.append(EpisodeRecord(row, daily, mix))
+        customers = sim.customer_results() if sim is not None and hasattr(sim, "customer_results") else None
+        records.append(EpisodeRecord(row, daily, mix, customers))
     return records
 
 

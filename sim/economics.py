@@ -103,8 +103,12 @@ class Ledger:
     def _discount(
         self, shoppers: NDArray[np.int64], time_hours: NDArray[np.float64] | float
     ) -> NDArray[np.float64]:
-        """Discount factor from ``time_hours`` back to each shopper's acquisition."""
-        return np.exp(-self._rate_per_hour * (time_hours - self._population.acquired_at[shoppers]))
+        """Discount factor from ``time_hours`` back to each shopper's acquisition, or the run's start.
+
+        A twin was acquired before the run (a negative time); her margins are discounted to the start.
+        """
+        since = np.maximum(self._population.acquired_at[shoppers], 0.0)
+        return np.exp(-self._rate_per_hour * (time_hours - since))
 
     def grow(self, count: int) -> None:
         """Open ledger rows for ``count`` shoppers who just joined (referred shoppers)."""
@@ -181,5 +185,5 @@ def residual_value(
     orders = rate / (delta + rate * population.dropout_prob[rows] + hazard)
     margin = expected_order_margin(scenario, population, rows) if order_margin is None else order_margin
     value = orders * margin
-    age_days = (now_hours - population.acquired_at[rows]) / HOURS_PER_DAY
+    age_days = (now_hours - np.maximum(population.acquired_at[rows], 0.0)) / HOURS_PER_DAY  # twins: from 0
     return np.where(population.alive[rows], value * np.exp(-delta * age_days), 0.0)

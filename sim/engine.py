@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import simpy
 from numpy.typing import NDArray
 
@@ -66,8 +67,9 @@ from sim.mechanisms.tiers import (
 )
 from sim.oracle import TrueState
 from sim.params import DecisionKind, Scenario
-from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, draw_shoppers, sample_population
+from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, draw_shoppers, sample_population, twin_population
 from sim.rng import Streams
+from sim.twins import read_twins
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -125,7 +127,14 @@ class Simulation:
         self.horizon_days = horizon_days
         self.env = simpy.Environment()
         self.streams = Streams.from_seed(seed)
-        self.pop = sample_population(scenario, self.streams.acquisition, self.streams.social)
+        twins = None if scenario.population.twins is None else read_twins(scenario.population.twins)
+        #: Real customer ids by population row (twins only; rows joined by referral have none).
+        self.customer_ids = None if twins is None else twins.customer_id
+        self.pop = (
+            sample_population(scenario, self.streams.acquisition, self.streams.social)
+            if twins is None
+            else twin_population(scenario, twins, self.streams.acquisition, self.streams.social)
+        )
         self._mean_susceptibility = float(self.pop.social_susceptibility.mean())
         self._recent_decay = 0.5 ** (1.0 / scenario.mechanisms.social.recent_half_life_days)
         self._social_signal = np.zeros(0)
@@ -158,6 +167,29 @@ class Simulation:
         self._on_day: Callable[[int], None] | None = None
         self.done = False
         self.env.process(self._day_loop())
+
+    def customer_results(self) -> pd.DataFrame | None:
+        """Per real customer of a twins run: what she was given and what she earned (else None).
+
+        Columns: ``customer_id``, ``incentives_received`` (count), ``incentive_cost``,
+        ``revenue`` and ``margin`` (dollars, this run only), ``orders`` (her total, calibration
+        included) and ``alive`` at the current time. Rows in population order.
+        """
+        if self.customer_ids is None:
+            return None
+        n = self.customer_ids.size
+        lines = self.ledger.lines[:, :n]
+        return pd.DataFrame(
+            {
+                "customer_id": self.customer_ids,
+                "incentives_received": self.pop.incentives_received[:n],
+                "incentive_cost": lines[INCENTIVE] / 100.0,
+                "revenue": lines[REVENUE] / 100.0,
+                "margin": self.ledger.margin_cents()[:n] / 100.0,
+                "orders": self.pop.orders[:n],
+                "alive": self.pop.alive[:n],
+            }
+        )
 
     # ---- the oracle's hook: the truth ordinary policies never see ------------------------------
     def true_state(self, shoppers: I64) -> TrueState:

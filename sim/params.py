@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sim.twins import read_twins
+
 #: Largest value of any rate, duration or multiplier and of any amount of money in a scenario: far
 #: above anything physical, far below what overflows int64 cents or numpy array sizes.
 MAX_VALUE = 1e6
@@ -198,12 +200,32 @@ class PopulationParams(_Model):
     # reacquisition depends on the offer and on the customer's history); the spread is an assumption.
     winback_sensitivity: LogNormalTrait = LogNormalTrait(mean=1.0, cv=0.5)
 
+    twins: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="a twins file (shopgym calibrate --twins; a path relative to the working directory): "
+        "the population is its real customers, each drawn from her own posterior, at the end of "
+        "calibration (docs/CALIBRATION.md); none = shoppers drawn from the prior",
+    )
+
     @model_validator(mode="after")
     def _check_attrition(self) -> PopulationParams:
         if self.attrition == "bgnbd" and (self.purchase.a is None or self.purchase.b is None):
             raise ValueError("attrition bgnbd needs purchase.a and purchase.b (BG/NBD dropout Beta(a, b))")
         if self.attrition == "pareto_nbd" and self.lifetime is None:
             raise ValueError("attrition pareto_nbd needs lifetime: {s, beta_weeks} (Pareto/NBD dropout rate)")
+        if self.twins is not None:
+            twins = read_twins(self.twins)  # checked here, at load; cached for the simulations
+            if twins.size != self.shoppers:
+                raise ValueError(
+                    f"population.twins holds {twins.size} customers but population.shoppers is "
+                    f"{self.shoppers}; set shoppers to {twins.size}"
+                )
+            if twins.prior.attrition != self.attrition:
+                raise ValueError(
+                    f"population.twins was fitted with attrition {twins.prior.attrition} but "
+                    f"population.attrition is {self.attrition}; set attrition to {twins.prior.attrition}"
+                )
         return self
 
 
@@ -755,7 +777,11 @@ class Scenario(_Model):
 
     def config_hash(self) -> str:
         """Short, stable hash of the resolved scenario (for artifacts and caches)."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        data = self.model_dump(mode="json")
+        twins = data["population"].pop("twins")  # absent when unset: earlier hashes stay valid
+        if twins is not None:
+            data["population"]["twins"] = {"path": twins, "sha256": read_twins(twins).source_hash}
+        payload = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
 

@@ -36,6 +36,7 @@ from scipy import stats
 from sim.behaviour import checkout_probability, expected_orders_per_cart, logit, shipping_fee
 from sim.mechanisms.social import community_graph
 from sim.params import LogNormalTrait, Scenario
+from sim.twins import Twins, draw_twin_traits
 
 HOURS_PER_DAY = 24.0
 DAYS_PER_WEEK = 7.0
@@ -230,6 +231,71 @@ def draw_shoppers(
     rate_per_week = rng.gamma(pop.purchase.r, 1.0 / pop.purchase.alpha_weeks, n)
     dropout, dropout_rate_per_week = attrition_traits(scenario, rng, n)
     nu = rng.gamma(pop.spend.q, 1.0 / pop.spend.gamma, n)
+    return _with_behaviour_traits(
+        scenario,
+        acquired_at,
+        community,
+        neighbours,
+        channel,
+        rng,
+        rate_per_week,
+        dropout,
+        dropout_rate_per_week,
+        nu,
+    )
+
+
+def twin_population(
+    scenario: Scenario, twins: Twins, rng: np.random.Generator, social_rng: np.random.Generator
+) -> Population:
+    """The twins as shoppers at the end of calibration (time 0): posterior traits, real histories.
+
+    Row ``i`` is the customer ``twins.customer_id[i]``, acquired ``T`` weeks before time 0 (so no
+    trial order is placed), with her orders, spend and last order as observable state; a twin
+    drawn dead stays churned (a win-back offer may still bring her back). Tiers, points and
+    streaks start empty: the log does not record them.
+    """
+    traits = draw_twin_traits(twins, rng)
+    acquired_at = -twins.age_weeks * HOURS_PER_DAY * DAYS_PER_WEEK
+    social = scenario.mechanisms.social
+    community, neighbours = community_graph(
+        twins.size, social.community_size, social.within_degree, social.across_degree, social_rng
+    )
+    population = _with_behaviour_traits(
+        scenario,
+        acquired_at,
+        community,
+        neighbours,
+        CHANNEL_ORGANIC,
+        rng,
+        traits.rate_per_week,
+        traits.dropout_prob,
+        traits.dropout_rate_per_week,
+        traits.spend_nu,
+    )
+    population.alive = traits.alive.copy()
+    population.churned_at = -traits.died_weeks_ago * HOURS_PER_DAY * DAYS_PER_WEEK
+    population.last_order_at = -(twins.age_weeks - twins.recency_weeks) * HOURS_PER_DAY * DAYS_PER_WEEK
+    population.orders = twins.repeats + 1
+    population.monetary = twins.total_spend.copy()
+    return population
+
+
+def _with_behaviour_traits(
+    scenario: Scenario,
+    acquired_at: F64,
+    community: NDArray[np.int32],
+    neighbours: NDArray[np.int32],
+    channel: int,
+    rng: np.random.Generator,
+    rate_per_week: F64,
+    dropout: F64,
+    dropout_rate_per_week: F64,
+    nu: F64,
+) -> Population:
+    """Shoppers with the given customer-base traits and the scenario's behavioural traits drawn."""
+    pop = scenario.population
+    n = acquired_at.size
     loss_aversion = _lognormal(pop.loss_aversion, n, rng)
     price_sensitivity = _lognormal(pop.price_sensitivity, n, rng)
     streak_sensitivity = _lognormal(pop.streak_sensitivity, n, rng)

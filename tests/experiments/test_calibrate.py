@@ -27,6 +27,14 @@ from experiments.calibrate import (
     read_transaction_log,
     validate_log,
 )
+from experiments.calibrate.twins import (
+    PSEUDONYM_KEY_ENV,
+    check_twins,
+    pseudonym_key,
+    pseudonymize,
+    twins_frame,
+    write_twins_outputs,
+)
 from experiments.cli import main
 from experiments.clv_fit import (
     PUBLISHED_CDNOW,
@@ -394,3 +402,42 @@ def test_columns_and_date_format_are_configurable():
     )
     log = validate_log(frame, LogColumns("id", "day", "usd"), date_format="%Y%m%d")
     assert log.frame["time"].iloc[-1] == pd.Timestamp("2024-01-10")
+
+
+def test_twins_simulated_mean_converges_to_the_conditional_expectation_within_monte_carlo_error(
+    calibration: Calibration,
+):
+    """Each CDNOW customer's twin, simulated 6 times over 13 weeks, against E[Y(13) | x, t_x, T]."""
+    check = check_twins(calibration, range(6), horizon_days=91)
+    totals = check.simulated.sum(axis=1)
+    standard_error = totals.std(ddof=1) / np.sqrt(totals.size)
+    assert abs(totals.mean() - check.conditional.sum()) < 4 * standard_error, (
+        totals,
+        check.conditional.sum(),
+    )
+    # Per customer: the squared error to the closed form shrinks like 1 / seeds (Monte-Carlo error).
+    one = np.mean((check.simulated[0] - check.conditional) ** 2)
+    six = np.mean((check.simulated_mean - check.conditional) ** 2)
+    assert six < one / 3
+    # By calibration repeats, signed errors to the closed form stay within 4 standard errors.
+    for x in range(4):
+        rows = check.frequency == x
+        per_seed = check.simulated[:, rows].mean(axis=1)
+        error = per_seed.std(ddof=1) / np.sqrt(per_seed.size)
+        assert abs(per_seed.mean() - check.conditional[rows].mean()) < 4 * error + 1e-3, x
+
+
+def test_twins_file_keeps_or_hashes_the_ids_and_its_scenario_starts_from_them(
+    calibration: Calibration, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    frame, prior = twins_frame(calibration)
+    assert list(frame["customer_id"]) == list(calibration.cohort.customer_ids)
+    assert np.all((frame["p_alive"] > 0) & (frame["p_alive"] <= 1))
+    path, scenario = write_twins_outputs(calibration, frame, prior, tmp_path / "twins.parquet")
+    assert scenario.population.twins == str(tmp_path / "twins.parquet")
+    assert load_scenario(path) == scenario
+    monkeypatch.setenv(PSEUDONYM_KEY_ENV, "a shop's secret")
+    hashed, _ = twins_frame(calibration, pseudonym_key())
+    assert hashed["customer_id"].str.fullmatch(r"[0-9a-f]{16}").all()
+    assert not set(hashed["customer_id"]) & set(frame["customer_id"])
+    assert list(hashed["customer_id"]) == pseudonymize(list(frame["customer_id"]), b"a shop's secret")

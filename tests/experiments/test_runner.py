@@ -246,3 +246,52 @@ def test_summary_scores_on_margin_and_ltv_beside_a_return_labelled_attributed():
     gamer = next(line for line in lines[header:] if line.startswith("| gamer |")).split("|")
     assert gamer[2].strip().startswith("2.000") and gamer[3].strip().startswith("-0.500")
     assert normalized_scores(results, "none", "oracle", "margin").set_index("policy").at["gamer", "score"] < 0
+
+
+@pytest.mark.parametrize("env_id", ["shopgym/IncentiveTargeting-v0", "shopgym/CampaignPlanning-v0"])
+def test_a_twins_run_writes_what_each_real_customer_was_given_and_earned(tmp_path: Path, env_id: str):
+    from sim.twins import TwinsPrior, write_twins
+
+    n = 150
+    rng = np.random.default_rng(0)
+    repeats = rng.poisson(2.0, n)
+    age = rng.uniform(20.0, 39.0, n)
+    twins = pd.DataFrame(
+        {
+            "customer_id": [f"cust-{i}" for i in range(n)],
+            "repeats": repeats,
+            "recency_weeks": age * rng.uniform(0.0, 1.0, n) * (repeats > 0),
+            "age_weeks": age,
+            "mean_spend": np.where(repeats > 0, 35.0, 0.0),
+            "total_spend": 35.0 * (repeats + 1),
+            "p_alive": rng.uniform(0.2, 1.0, n),
+            "rate_per_week_if_alive": (0.55 + repeats) / (10.58 + age),
+            "order_value": np.full(n, 35.0),
+        }
+    )
+    nan = float("nan")
+    prior = TwinsPrior("pareto_nbd", 0.55, 10.58, 0.61, 11.67, nan, nan, 6.25, 3.74, 15.44, "1997-09-30")
+    path = tmp_path / "twins.parquet"
+    write_twins(twins, prior, path)
+    config = copy.deepcopy(TINY)
+    config["env"] = {
+        "id": env_id,
+        "scenario": "sim/scenarios/cdnow_pareto.yaml",
+        "overrides": {"population.twins": str(path), "population.shoppers": n},
+        "kwargs": {"horizon_days": 14},
+    }
+    config["seeds"] = [0]
+    config["policies"] = [
+        {"name": "none", "kind": "none"},
+        {"name": "coupon_all", "kind": "blanket", "kwargs": {"incentive": "coupon_10"}},
+    ]
+    config["evaluation"] = {"episodes": 1}
+    out = run_experiment(config_from_dict(config), tmp_path / "run", quiet=True)
+    customers = pd.read_parquet(out / "customers.parquet")
+    assert set(customers["customer_id"]) == set(twins["customer_id"])
+    assert len(customers) == 2 * n  # one row per customer and policy
+    by_policy = customers.groupby("policy")
+    assert by_policy["incentives_received"].sum()["none"] == 0
+    assert by_policy["incentives_received"].sum()["coupon_all"] > 0
+    joined = twins.merge(customers[customers["policy"] == "coupon_all"], on="customer_id")
+    assert len(joined) == n and np.isfinite(joined["margin"]).all()
