@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from sim.counterfactual import journey_effects, population_effects
 from sim.economics import daily_discount_rate
@@ -45,6 +46,19 @@ MARGIN_ONLY = np.array([1.0, 0.0, 0.0, 0.0])
 
 def _kind_names(scenario: Scenario) -> list[str]:
     return [spec.kind for spec in scenario.incentives]
+
+
+def _eligible(
+    catalog: IncentiveCatalog, scenario: Scenario, streak_days: Any, tier: Any
+) -> NDArray[np.bool_]:
+    """Which incentives she may receive now (the envs' masks, without a budget)."""
+    ids = np.arange(len(catalog), dtype=np.int16)
+    return catalog.eligible(
+        ids,
+        np.full(ids.size, int(streak_days)),
+        np.full(ids.size, int(tier)),
+        scenario.mechanisms.streaks.min_days,
+    )
 
 
 def check_journeys(
@@ -82,6 +96,7 @@ def check_journeys(
                 friend_value=(0.0, 0.0),  # friends are not simulated in a journey
             )
             oracle = incentive_values(view, view.state, pending.kind)[0]
+            eligible = _eligible(model.catalog, scenario, journey.streak_days, journey.tier)
             effects = journey_effects(
                 model,
                 journey_seed,
@@ -96,6 +111,8 @@ def check_journeys(
             undiscount = math.exp(delta * days_since)
             diffs = (effects.margin - effects.margin[0]) * undiscount
             for i, name in enumerate(names):
+                if not eligible[i]:
+                    continue  # the env masks it: there is nothing to compare
                 rows.append(
                     {
                         "env": "ShopperJourney-v0",
@@ -128,7 +145,7 @@ def check_population(
     delta = daily_discount_rate(scenario.economics.annual_discount_rate)
     names, kind_of = list(IncentiveCatalog(scenario).names), _kind_names(scenario)
     sim = Simulation(scenario, seed=seed, horizon_days=horizon_days, log_level="aggregates")
-    picked: list[tuple[int, str, Any, float]] = []
+    picked: list[tuple[int, str, Any, float, Any]] = []
     k = 0
     while (batch := sim.next_decision()) is not None and len(picked) < decisions:
         if k % stride == 0:
@@ -136,15 +153,18 @@ def check_population(
             view = oracle_view_of(sim, batch.shoppers, kinds, MARGIN_ONLY, horizon_days)
             oracle = incentive_values(view, view.state, batch.kind)[0]
             shopper = int(batch.shoppers[0])
+            eligible = _eligible(sim.catalog, scenario, sim.pop.streak_days[shopper], sim.pop.tier[shopper])
             days_since = (sim.now_hours - float(sim.pop.acquired_at[shopper])) / HOURS_PER_DAY
-            picked.append((k, batch.kind, oracle, math.exp(delta * days_since)))
+            picked.append((k, batch.kind, oracle, math.exp(delta * days_since), eligible))
         sim.submit(no_incentives(batch))
         k += 1
     rows = []
-    for unit, (batch_index, kind, oracle, undiscount) in enumerate(picked):
+    for unit, (batch_index, kind, oracle, undiscount, eligible) in enumerate(picked):
         effects = population_effects(scenario, seed, horizon_days, no_incentives, batch_index, 0)
         diffs = (effects.margin[:, 0] - effects.margin[0, 0]) * undiscount
         for i, name in enumerate(names):
+            if not eligible[i]:
+                continue
             rows.append(
                 {
                     "env": "IncentiveTargeting-v0",
