@@ -16,7 +16,7 @@ from sim.journey import Journey, JourneyModel
 from sim.metrics import summarize
 from sim.params import Scenario, load_scenario
 from sim.population import UPLIFT_CLASSES
-from tests.conftest import DEFAULT
+from tests.conftest import DEFAULT, force_orders
 
 #: Capacity far above demand: deliveries come on the queue-free schedule whatever is ordered.
 AMPLE = {
@@ -37,20 +37,8 @@ def _forced_order_run(
             rows = np.arange(n)
             forced = rows[sim.pop.alive[:n] & (rows % 2 == 0)]
             before = sim.pop.orders.copy()
-            if force:  # one extra order each, at list price, as if an incentive had caused it
-                day = sim._day
-                assert day is not None
-                basket = sim._basket(forced)
-                offer = np.zeros(forced.size, np.int16)
-                sim._place_orders(
-                    forced,
-                    np.full(forced.size, batch.time_hours),
-                    basket,
-                    sim._categories(day.u_category[forced]),
-                    offer,
-                    np.zeros(forced.size, np.int64),
-                    sim.catalog.terms(offer, basket),
-                )
+            if force:
+                force_orders(sim, forced, np.full(forced.size, batch.time_hours))
         sim.submit(np.zeros(batch.shoppers.size, np.int64))
     assert forced is not None and before is not None
     return forced, before, sim

@@ -9,7 +9,7 @@ from sim.behaviour import hours_from_uniform
 from sim.engine import Simulation
 from sim.metrics import summarize
 from sim.params import load_scenario
-from tests.conftest import DEFAULT
+from tests.conftest import DEFAULT, force_orders
 
 
 def _run(capacity_per_1k: float, seed: int = 0) -> Simulation:
@@ -115,19 +115,7 @@ def _force_orders_at_hours(force: bool, day: int = 120) -> tuple[np.ndarray, np.
             window = (hours >= now - batch_hours - day * 24.0) & (hours < now - day * 24.0)
             who = forced[window]
             if force and who.size:
-                draws = sim._day
-                assert draws is not None
-                basket = sim._basket(who)
-                offer = np.zeros(who.size, np.int16)
-                sim._place_orders(
-                    who,
-                    day * 24.0 + hours[window],
-                    basket,
-                    sim._categories(draws.u_category[who]),
-                    offer,
-                    np.zeros(who.size, np.int64),
-                    sim.catalog.terms(offer, basket),
-                )
+                force_orders(sim, who, day * 24.0 + hours[window])
         sim.submit(np.zeros(batch.shoppers.size, np.int64))
     assert forced is not None and hours is not None
     return forced, hours, sim
