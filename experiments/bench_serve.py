@@ -1,9 +1,14 @@
 """``shopgym bench serve``: a bounded HTTP load test of ``shopgym serve`` on 127.0.0.1.
 
-The server runs in its own process (one uvicorn worker) on a free local port; an asyncio
-client (httpx) sends valid ``POST /decide`` requests from 1, 8 and 64 concurrent clients,
-each level bounded by a request count and a time limit, and reports sustained throughput
-and p50/p99 latency. During the 64-client level, one more task sends fuzzed bad payloads
+The server runs in its own process (one uvicorn worker) on a free local port, pinned to one
+core where the machine has two or more (the client runs on the others); an asyncio client
+(httpx) sends valid ``POST /decide`` requests from 1, 8 and 64 concurrent clients, each level
+bounded by a request count and a time limit, and reports sustained throughput and p50/p99
+latency. Closed loop by default (each client sends its next request when the last is
+answered: the server's capacity); with ``rate`` an open loop instead: requests are scheduled
+at that many per second across the clients and each latency counts from its scheduled time,
+so queueing behind a slow answer is measured (no coordinated omission).
+During the 64-client level, one more task sends fuzzed bad payloads
 (missing and unknown features, NaN, strings, nested junk, oversized batches and bodies); the
 server must answer each with a 4xx, never a 5xx, and still be healthy at the end.
 """
@@ -53,7 +58,13 @@ def start_server(artifact: Path, port: int, extra: list[str] | None = None, time
         "--port",
         str(port),
     ]
-    process = subprocess.Popen([*command, *(extra or [])], env=env, stdout=subprocess.DEVNULL)
+    server_core = _cores()[:1]
+
+    def pin() -> None:  # in the child: the server gets a core of its own
+        if server_core:
+            os.sched_setaffinity(0, server_core)
+
+    process = subprocess.Popen([*command, *(extra or [])], env=env, stdout=subprocess.DEVNULL, preexec_fn=pin)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -65,6 +76,14 @@ def start_server(artifact: Path, port: int, extra: list[str] | None = None, time
             time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"shopgym serve did not answer on {HOST}:{port} within {timeout_s:g} s")
+
+
+def _cores() -> list[int]:
+    """This machine's usable cores where the OS can pin a process (empty elsewhere, or on one core)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
+    cores = sorted(os.sched_getaffinity(0))
+    return cores if len(cores) >= 2 else []
 
 
 def valid_payloads(
@@ -129,6 +148,7 @@ async def _level(
     max_requests: int,
     max_seconds: float,
     fuzz: list[tuple[str, bytes]] | None,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
     import httpx
 
@@ -143,10 +163,17 @@ async def _level(
 
         async def worker(w: int) -> None:
             nonlocal sent
+            k = 0
             while sent < max_requests and time.perf_counter() < deadline:
                 body = bodies[sent % len(bodies)]
                 sent += 1
                 started = time.perf_counter()
+                if rate > 0:  # open loop: this client's k-th request is due at its slot
+                    due = origin + (k * clients + w) / rate
+                    k += 1
+                    if due > started:
+                        await asyncio.sleep(due - started)
+                    started = due
                 response = await client.post("/decide", content=body, headers=headers)
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
@@ -160,7 +187,7 @@ async def _level(
                     code = -1  # the connection failed: counted as an error
                 fuzz_statuses[code] = fuzz_statuses.get(code, 0) + 1
 
-        started = time.perf_counter()
+        started = origin = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(clients)), *([fuzzer()] if fuzz else []))
         elapsed = time.perf_counter() - started
         healthy = (await client.get("/healthz")).status_code == 200
@@ -168,6 +195,7 @@ async def _level(
     ok = statuses.get(200, 0)
     return {
         "clients": clients,
+        "offered_per_s": rate if rate > 0 else None,
         "requests": len(latencies),
         "seconds": round(elapsed, 3),
         "decisions_per_s": round(ok / elapsed, 1),
@@ -203,6 +231,7 @@ def bench_serve(
     max_requests: int = 20000,
     max_seconds: float = 20.0,
     fuzz: int = 10000,
+    rate: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Load-test ``shopgym serve`` on 127.0.0.1 at each concurrency level; the fuzz goes with the last."""
     from policies.runtime import load_policy
@@ -214,18 +243,23 @@ def bench_serve(
         bad = fuzzed_payloads(policy.feature_names, fuzz, seed=1)
         port = free_port()
         server = start_server(path, port, ["--log-dir", str(Path(tmp) / "log")])
+        cores = _cores()
+        if cores:  # the client's own core(s), away from the server's
+            os.sched_setaffinity(0, cores[1:])
         try:
             asyncio.run(_level(port, 4, bodies, 500, 5.0, None))  # warm-up, not reported
             records = []
             for i, clients in enumerate(levels):
                 last = i == len(levels) - 1
                 record = asyncio.run(
-                    _level(port, clients, bodies, max_requests, max_seconds, bad if last else None)
+                    _level(port, clients, bodies, max_requests, max_seconds, bad if last else None, rate)
                 )
                 record["policy"] = policy.name
                 records.append(record)
             alive = server.poll() is None
         finally:
+            if cores:
+                os.sched_setaffinity(0, cores)
             server.terminate()
             try:
                 server.wait(timeout=10)
@@ -246,6 +280,12 @@ def add_bench_serve_arguments(bench: argparse.ArgumentParser) -> None:
         "--seconds", type=float, default=20.0, help="serve: most seconds per level (default 20)"
     )
     bench.add_argument("--fuzz", type=int, default=10000, help="serve: bad payloads sent in the last level")
+    bench.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="serve: open loop at this many requests/s across the clients (default 0: closed loop)",
+    )
 
 
 def run_bench_serve(args: argparse.Namespace) -> int:
@@ -255,12 +295,16 @@ def run_bench_serve(args: argparse.Namespace) -> int:
 
     levels = tuple(int(c) for c in args.clients.split(","))
     artifact = Path(args.artifact[0]) if args.artifact else None
-    records = bench_serve(artifact, levels, args.requests, args.seconds, args.fuzz)
+    if args.rate < 0:
+        print(f"shopgym bench serve: --rate must be >= 0, got {args.rate:g}", file=sys.stderr)
+        return 2
+    records = bench_serve(artifact, levels, args.requests, args.seconds, args.fuzz, args.rate)
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
+    loop = f"open loop at {args.rate:g} requests/s" if args.rate > 0 else "closed loop"
     table = Table(
-        title=f"shopgym bench serve: one uvicorn worker on {HOST}, {BUDGET_MS:g} ms decision budget"
+        title=f"shopgym bench serve: one uvicorn worker on {HOST}, {loop}, {BUDGET_MS:g} ms decision budget"
     )
     for column in (
         "clients",

@@ -209,3 +209,20 @@ def test_ope_of_a_stochastic_candidate_weights_each_round_by_its_probability(art
     mode = np.zeros_like(pi)
     mode[np.arange(n), pi.argmax(axis=1)] = 1.0
     assert expected != pytest.approx(float(np.mean(reward * mode[np.arange(n), action] * n_actions)))
+
+
+@pytest.mark.parametrize("rate", [0.0, 300.0])
+def test_the_load_test_is_bounded_and_counts_every_fuzzed_payload_as_a_4xx(artifact: Path, rate: float):
+    """A small closed- and open-loop run of ``shopgym bench serve`` against a real uvicorn on 127.0.0.1."""
+    import os
+
+    from experiments.bench_serve import bench_serve
+
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    (record,) = bench_serve(artifact, levels=(4,), max_requests=120, max_seconds=10.0, fuzz=30, rate=rate)
+    assert 0 < record["requests"] <= 120 and record["errors"] == 0
+    assert record["fuzz_sent"] == record["fuzz_4xx"] == 30 and record["fuzz_5xx_or_failed"] == 0
+    assert record["healthy_after"] and record["server_alive"]
+    assert record["offered_per_s"] == (rate or None)
+    if affinity is not None:
+        assert os.sched_getaffinity(0) == affinity  # the client's pinning is undone
