@@ -258,13 +258,13 @@ def bench_serve(
                 records.append(record)
             alive = server.poll() is None
         finally:
-            if cores:
-                os.sched_setaffinity(0, cores)
             server.terminate()
             try:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
+            if cores:
+                os.sched_setaffinity(0, cores)
         for record in records:
             record["server_alive"] = alive
         return records
