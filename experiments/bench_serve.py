@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -199,14 +200,77 @@ async def _level(
         "requests": len(latencies),
         "seconds": round(elapsed, 3),
         "decisions_per_s": round(ok / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ms.size else float("nan"),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ms.size else float("nan"),
         "errors": len(latencies) - ok,
         "fuzz_sent": sum(fuzz_statuses.values()),
         "fuzz_4xx": sum(v for k, v in fuzz_statuses.items() if 400 <= k < 500),
         "fuzz_5xx_or_failed": sum(v for k, v in fuzz_statuses.items() if k >= 500 or k < 0),
         "healthy_after": healthy,
     }
+
+
+def _wrk_ms(text: str) -> float:
+    """A wrk duration (``282.00us``, ``1.57ms``, ``2.10s``) in milliseconds."""
+    for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    raise ValueError(f"not a wrk duration: {text!r}")
+
+
+def _wrk_level(port: int, clients: int, body: bytes, seconds: float, script_dir: Path) -> dict[str, Any]:
+    """One closed-loop level driven by wrk (C, one thread): throughput and latency the client cannot cap."""
+    script = script_dir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(body.decode())}\n"
+    )
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{max(int(seconds), 1)}s", "--latency", "-s", str(script)]
+    result = subprocess.run(
+        [*command, f"http://{HOST}:{port}/decide"], capture_output=True, text=True, timeout=seconds + 60
+    )
+    lines = result.stdout.splitlines()
+    if result.returncode != 0 or not any("Requests/sec" in line for line in lines):
+        raise RuntimeError(f"wrk failed ({result.returncode}): {result.stderr.strip()[:200]}")
+
+    def field(prefix: str) -> str:
+        return next((line.split()[1] for line in lines if line.strip().startswith(prefix)), "0")
+
+    total = next(int(line.split()[0]) for line in lines if " requests in " in line)
+    bad = int(next((line.split(":")[1] for line in lines if "Non-2xx" in line), "0"))
+    socket = next((line for line in lines if "Socket errors" in line), "")
+    errors = (
+        bad + sum(int(part.split()[-1]) for part in socket.split(":", 1)[1].split(",")) if socket else bad
+    )
+    return {
+        "clients": clients,
+        "requests": total,
+        "decisions_per_s": round(
+            float(field("Requests/sec:").replace(",", "")) * (total - bad) / max(total, 1), 1
+        ),
+        "p50_ms": round(_wrk_ms(field("50%")), 3),
+        "p99_ms": round(_wrk_ms(field("99%")), 3),
+        "errors": errors,
+    }
+
+
+def _wrk_with_fuzz(
+    port: int, clients: int, body: bytes, seconds: float, fuzz: list[tuple[str, bytes]], tmp: Path
+) -> dict[str, Any]:
+    """A wrk level; the fuzzed payloads go through httpx in this process while wrk runs."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: outcome.update(_wrk_level(port, clients, body, seconds, tmp)), daemon=True
+    )
+    worker.start()
+    fuzzed = asyncio.run(_level(port, 0, [body], 0, seconds, fuzz or None))
+    worker.join(timeout=seconds + 90)
+    if not outcome:
+        raise RuntimeError("wrk gave no result")
+    keys = ("fuzz_sent", "fuzz_4xx", "fuzz_5xx_or_failed", "healthy_after")
+    return {**outcome, "offered_per_s": None, "seconds": seconds, **{k: fuzzed[k] for k in keys}}
 
 
 def default_artifact(root: Path) -> Path:
@@ -232,8 +296,14 @@ def bench_serve(
     max_seconds: float = 20.0,
     fuzz: int = 10000,
     rate: float = 0.0,
+    client: str = "httpx",
 ) -> list[dict[str, Any]]:
-    """Load-test ``shopgym serve`` on 127.0.0.1 at each concurrency level; the fuzz goes with the last."""
+    """Load-test ``shopgym serve`` on 127.0.0.1 at each concurrency level; the fuzz goes with the last.
+
+    ``client`` ``"wrk"`` drives the valid requests with wrk (closed loop, time-bounded; the fuzz
+    still goes through httpx beside it), so that a Python client's own cost does not cap what
+    is measured; ``"httpx"`` uses the asyncio client throughout (and ``rate`` for an open loop).
+    """
     from policies.runtime import load_policy
 
     with tempfile.TemporaryDirectory(prefix="shopgym-bench-serve-") as tmp:
@@ -251,9 +321,15 @@ def bench_serve(
             records = []
             for i, clients in enumerate(levels):
                 last = i == len(levels) - 1
-                record = asyncio.run(
-                    _level(port, clients, bodies, max_requests, max_seconds, bad if last else None, rate)
-                )
+                if client == "wrk":
+                    record = _wrk_with_fuzz(
+                        port, clients, bodies[0], max_seconds, bad if last else [], Path(tmp)
+                    )
+                else:
+                    record = asyncio.run(
+                        _level(port, clients, bodies, max_requests, max_seconds, bad if last else None, rate)
+                    )
+                record["client"] = client
                 record["policy"] = policy.name
                 records.append(record)
             alive = server.poll() is None
@@ -281,6 +357,13 @@ def add_bench_serve_arguments(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument("--fuzz", type=int, default=10000, help="serve: bad payloads sent in the last level")
     bench.add_argument(
+        "--client",
+        choices=["auto", "wrk", "httpx"],
+        default="auto",
+        help="serve: who sends the valid requests: wrk (C, apt-get install wrk) or the asyncio httpx "
+        "client; auto takes wrk when it is on PATH (default auto)",
+    )
+    bench.add_argument(
         "--rate",
         type=float,
         default=0.0,
@@ -298,11 +381,20 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     if args.rate < 0:
         print(f"shopgym bench serve: --rate must be >= 0, got {args.rate:g}", file=sys.stderr)
         return 2
-    records = bench_serve(artifact, levels, args.requests, args.seconds, args.fuzz, args.rate)
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "httpx")
+    if client == "wrk" and (args.rate > 0 or not shutil.which("wrk")):
+        why = (
+            "--rate needs the httpx client (wrk runs a closed loop)"
+            if args.rate > 0
+            else "wrk is not on PATH"
+        )
+        print(f"shopgym bench serve: {why}", file=sys.stderr)
+        return 2
+    records = bench_serve(artifact, levels, args.requests, args.seconds, args.fuzz, args.rate, client)
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    loop = f"open loop at {args.rate:g} requests/s" if args.rate > 0 else "closed loop"
+    loop = f"open loop at {args.rate:g} requests/s" if args.rate > 0 else f"closed loop, {client} client"
     table = Table(
         title=f"shopgym bench serve: one uvicorn worker on {HOST}, {loop}, {BUDGET_MS:g} ms decision budget"
     )

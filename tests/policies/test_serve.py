@@ -226,3 +226,23 @@ def test_the_load_test_is_bounded_and_counts_every_fuzzed_payload_as_a_4xx(artif
     assert record["offered_per_s"] == (rate or None)
     if affinity is not None:
         assert os.sched_getaffinity(0) == affinity  # the client's pinning is undone
+
+
+def test_wrk_durations_are_read_in_milliseconds():
+    from experiments.bench_serve import _wrk_ms
+
+    assert [_wrk_ms(t) for t in ("282.00us", "1.57ms", "2.10s")] == pytest.approx([0.282, 1.57, 2100.0])
+    with pytest.raises(ValueError, match="not a wrk duration"):
+        _wrk_ms("fast")
+
+
+@pytest.mark.skipif(
+    not __import__("shutil").which("wrk"), reason="wrk is not installed (apt-get install wrk)"
+)
+def test_a_wrk_driven_level_reports_throughput_latency_and_the_fuzz(artifact: Path):
+    from experiments.bench_serve import bench_serve
+
+    (record,) = bench_serve(artifact, levels=(4,), max_seconds=2.0, fuzz=20, client="wrk")
+    assert record["client"] == "wrk" and record["requests"] > 0 and record["errors"] == 0
+    assert 0 < record["p50_ms"] <= record["p99_ms"] and record["decisions_per_s"] > 0
+    assert record["fuzz_sent"] == record["fuzz_4xx"] == 20 and record["healthy_after"]
