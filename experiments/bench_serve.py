@@ -254,23 +254,79 @@ def _wrk_level(port: int, clients: int, body: bytes, seconds: float, script_dir:
     }
 
 
-def _wrk_with_fuzz(
-    port: int, clients: int, body: bytes, seconds: float, fuzz: list[tuple[str, bytes]], tmp: Path
+async def _raw_level(
+    port: int, clients: int, bodies: list[bytes], seconds: float, rate: float
 ) -> dict[str, Any]:
-    """A wrk level; the fuzzed payloads go through httpx in this process while wrk runs."""
+    """Valid requests over plain keep-alive HTTP/1.1 sockets (asyncio streams): a light client.
+
+    Closed loop, or with ``rate`` an open loop whose latencies count from each request's
+    scheduled time.
+    """
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    requests = [
+        b"POST /decide HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        for body in bodies
+    ]
+    origin = time.perf_counter()
+    deadline = origin + seconds
+
+    async def connection(w: int) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        k = 0
+        try:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                if rate > 0:
+                    due = origin + (k * clients + w) / rate
+                    if due > started:
+                        await asyncio.sleep(due - started)
+                    started = due
+                writer.write(requests[(k * clients + w) % len(requests)])
+                k += 1
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                code = int(head.split(b" ", 2)[1])
+                statuses[code] = statuses.get(code, 0) + 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(w) for w in range(clients)))
+    elapsed = time.perf_counter() - origin
+    ms = np.asarray(latencies) * 1000.0
+    ok = statuses.get(200, 0)
+    return {
+        "clients": clients,
+        "offered_per_s": rate if rate > 0 else None,
+        "requests": len(latencies),
+        "seconds": round(elapsed, 3),
+        "decisions_per_s": round(ok / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ms.size else float("nan"),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ms.size else float("nan"),
+        "errors": len(latencies) - ok,
+    }
+
+
+def _with_fuzz(valid: Any, port: int, seconds: float, fuzz: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """Run ``valid()`` (one level of valid requests) in a thread while the fuzz goes through httpx."""
     import threading
 
     outcome: dict[str, Any] = {}
-    worker = threading.Thread(
-        target=lambda: outcome.update(_wrk_level(port, clients, body, seconds, tmp)), daemon=True
-    )
+    worker = threading.Thread(target=lambda: outcome.update(valid()), daemon=True)
     worker.start()
-    fuzzed = asyncio.run(_level(port, 0, [body], 0, seconds, fuzz or None))
+    fuzzed = asyncio.run(_level(port, 0, [b"{}"], 0, seconds, fuzz or None))
     worker.join(timeout=seconds + 90)
     if not outcome:
-        raise RuntimeError("wrk gave no result")
+        raise RuntimeError("the load generator gave no result")
     keys = ("fuzz_sent", "fuzz_4xx", "fuzz_5xx_or_failed", "healthy_after")
-    return {**outcome, "offered_per_s": None, "seconds": seconds, **{k: fuzzed[k] for k in keys}}
+    return {**outcome, **{k: fuzzed[k] for k in keys}}
 
 
 def default_artifact(root: Path) -> Path:
@@ -300,9 +356,10 @@ def bench_serve(
 ) -> list[dict[str, Any]]:
     """Load-test ``shopgym serve`` on 127.0.0.1 at each concurrency level; the fuzz goes with the last.
 
-    ``client`` ``"wrk"`` drives the valid requests with wrk (closed loop, time-bounded; the fuzz
-    still goes through httpx beside it), so that a Python client's own cost does not cap what
-    is measured; ``"httpx"`` uses the asyncio client throughout (and ``rate`` for an open loop).
+    ``client`` ``"wrk"`` drives the valid requests with wrk (closed loop, time-bounded) and
+    ``"raw"`` with plain asyncio sockets (closed, or open at ``rate``), the fuzz going through
+    httpx beside them, so that a Python HTTP client's own cost does not cap what is measured;
+    ``"httpx"`` uses the httpx client throughout (closed, or open at ``rate``).
     """
     from policies.runtime import load_policy
 
@@ -321,9 +378,21 @@ def bench_serve(
             records = []
             for i, clients in enumerate(levels):
                 last = i == len(levels) - 1
+                fuzz_now = bad if last else []
                 if client == "wrk":
-                    record = _wrk_with_fuzz(
-                        port, clients, bodies[0], max_seconds, bad if last else [], Path(tmp)
+                    record = _with_fuzz(
+                        lambda c=clients: _wrk_level(port, c, bodies[0], max_seconds, Path(tmp)),
+                        port,
+                        max_seconds,
+                        fuzz_now,
+                    )
+                    record.update(offered_per_s=None, seconds=max_seconds)
+                elif client == "raw":
+                    record = _with_fuzz(
+                        lambda c=clients: asyncio.run(_raw_level(port, c, bodies, max_seconds, rate)),
+                        port,
+                        max_seconds,
+                        fuzz_now,
                     )
                 else:
                     record = asyncio.run(
@@ -358,10 +427,11 @@ def add_bench_serve_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--fuzz", type=int, default=10000, help="serve: bad payloads sent in the last level")
     bench.add_argument(
         "--client",
-        choices=["auto", "wrk", "httpx"],
+        choices=["auto", "wrk", "raw", "httpx"],
         default="auto",
-        help="serve: who sends the valid requests: wrk (C, apt-get install wrk) or the asyncio httpx "
-        "client; auto takes wrk when it is on PATH (default auto)",
+        help="serve: who sends the valid requests: wrk (C, apt-get install wrk; closed loop), raw "
+        "(asyncio sockets; closed or open loop) or httpx; auto: raw with --rate, else wrk when it is "
+        "on PATH, else raw (default auto)",
     )
     bench.add_argument(
         "--rate",
@@ -381,7 +451,9 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     if args.rate < 0:
         print(f"shopgym bench serve: --rate must be >= 0, got {args.rate:g}", file=sys.stderr)
         return 2
-    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "httpx")
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") and args.rate <= 0 else "raw"
     if client == "wrk" and (args.rate > 0 or not shutil.which("wrk")):
         why = (
             "--rate needs the httpx client (wrk runs a closed loop)"
