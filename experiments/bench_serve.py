@@ -142,6 +142,24 @@ def fuzzed_payloads(feature_names: tuple[str, ...], n: int, seed: int) -> list[t
     return out
 
 
+def _figures(
+    clients: int, rate: float, latencies: list[float], statuses: dict[int, int], elapsed: float
+) -> dict[str, Any]:
+    """A level's throughput (answered with 200 per second), latency percentiles and errors."""
+    ms = np.asarray(latencies) * 1000.0
+    ok = statuses.get(200, 0)
+    return {
+        "clients": clients,
+        "offered_per_s": rate if rate > 0 else None,
+        "requests": len(latencies),
+        "seconds": round(elapsed, 3),
+        "decisions_per_s": round(ok / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ms.size else float("nan"),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ms.size else float("nan"),
+        "errors": len(latencies) - ok,
+    }
+
+
 async def _level(
     port: int,
     clients: int,
@@ -192,17 +210,8 @@ async def _level(
         await asyncio.gather(*(worker(w) for w in range(clients)), *([fuzzer()] if fuzz else []))
         elapsed = time.perf_counter() - started
         healthy = (await client.get("/healthz")).status_code == 200
-    ms = np.asarray(latencies) * 1000.0
-    ok = statuses.get(200, 0)
     return {
-        "clients": clients,
-        "offered_per_s": rate if rate > 0 else None,
-        "requests": len(latencies),
-        "seconds": round(elapsed, 3),
-        "decisions_per_s": round(ok / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ms.size else float("nan"),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ms.size else float("nan"),
-        "errors": len(latencies) - ok,
+        **_figures(clients, rate, latencies, statuses, elapsed),
         "fuzz_sent": sum(fuzz_statuses.values()),
         "fuzz_4xx": sum(v for k, v in fuzz_statuses.items() if 400 <= k < 500),
         "fuzz_5xx_or_failed": sum(v for k, v in fuzz_statuses.items() if k >= 500 or k < 0),
@@ -300,18 +309,7 @@ async def _raw_level(
 
     await asyncio.gather(*(connection(w) for w in range(clients)))
     elapsed = time.perf_counter() - origin
-    ms = np.asarray(latencies) * 1000.0
-    ok = statuses.get(200, 0)
-    return {
-        "clients": clients,
-        "offered_per_s": rate if rate > 0 else None,
-        "requests": len(latencies),
-        "seconds": round(elapsed, 3),
-        "decisions_per_s": round(ok / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ms.size else float("nan"),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ms.size else float("nan"),
-        "errors": len(latencies) - ok,
-    }
+    return _figures(clients, rate, latencies, statuses, elapsed)
 
 
 def _with_fuzz(valid: Any, port: int, seconds: float, fuzz: list[tuple[str, bytes]]) -> dict[str, Any]:
