@@ -27,7 +27,6 @@ import importlib
 import io
 import json
 import logging
-import os
 import platform
 import tempfile
 import warnings
@@ -58,7 +57,7 @@ from policies.runtime import (
     card_digest,
 )
 from policies.runtime import load_policy as load_artifact
-from sim.io import atomic_write_json
+from sim.io import atomic_write_bytes, atomic_write_json
 
 #: Scenario a bare saved model is assumed to come from when ``scenario`` is not given.
 DEFAULT_SCENARIO = "configs/scenarios/default.yaml"
@@ -167,7 +166,7 @@ def export_policy(
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     model_path = target / MODEL_FILES[fmt]
-    _atomic_write_bytes(model_bytes, model_path)
+    atomic_write_bytes(model_bytes, model_path)
     atomic_write_json(card, target / CARD_FILE)  # last: a card never points at a missing file
     for other, name in MODEL_FILES.items():
         if other != fmt:
@@ -179,19 +178,6 @@ def _seal_card(card: dict[str, Any]) -> None:
     """Record the card's integrity hash over every other field (:func:`policies.runtime.card_digest`)."""
     card.pop(INTEGRITY_KEY, None)
     card[INTEGRITY_KEY] = {"sha256": card_digest(card), "covers": INTEGRITY_COVERS}
-
-
-def _atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write bytes through a temporary file in the same folder, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- finding the policy -------------------------------------------------------------------------

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from experiments.clv_fit import (
     pareto_nbd_conditional_expected,
     pareto_nbd_expected_repeats,
 )
-from sim.io import atomic_write_json, atomic_write_text
+from sim.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -383,27 +381,13 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _atomic_write_bytes(content: bytes, path: Path) -> None:
-    """Write ``content`` through a temporary file in ``path``'s folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(
     out: Path, report_dir: Path, calibration: Calibration, data: dict[str, Any], plots: dict[str, bytes]
 ) -> list[Path]:
     """Write the scenario and the report, each file atomically; returns the paths written."""
     written = []
     for name, content in plots.items():
-        _atomic_write_bytes(content, report_dir / name)
+        atomic_write_bytes(content, report_dir / name)
         written.append(report_dir / name)
     atomic_write_json(_finite_or_none(data), report_dir / "calibration.json")
     atomic_write_text(report_markdown(data, list(plots)), report_dir / "report.md")
