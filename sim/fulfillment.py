@@ -31,9 +31,8 @@ import numpy as np
 import simpy
 from numpy.typing import NDArray
 
-from sim.economics import OVERTIME, RETURNS, Ledger, to_cents
+from sim.economics import OVERTIME, Ledger, to_cents
 from sim.events import DailyStats, EventLog
-from sim.mechanisms.churn import lump_hazard
 from sim.params import Scenario
 from sim.population import HOURS_PER_DAY, Population
 
@@ -68,6 +67,39 @@ def promised_by_hours(placed_at: F64 | float, promised_days: float) -> F64:
     return (order_day + promised_days + 1.0) * HOURS_PER_DAY
 
 
+def transit_days(u_transit: F64, scenario: Scenario, congestion_days: float = 0.0) -> F64:
+    """Days on the road: the base transit, the parcel's jitter day(s) and the carrier's congestion."""
+    ship = scenario.shipping
+    return ship.base_transit_days + np.floor(u_transit * (ship.transit_jitter_days + 1)) + congestion_days
+
+
+def unloaded_delivery_hours(scenario: Scenario, placed_at: F64, via_batch: bool, u_transit: F64) -> F64:
+    """When orders arrive if the warehouse never backs up (a journey's one shopper is no load).
+
+    The order reaches the warehouse at the end of its session batch (``via_batch``; a
+    recovered cart at once), is picked by the next wave, leaves at the next carrier cut-off
+    and arrives after :func:`transit_days` at the delivery hour: the schedule
+    :class:`Fulfillment` keeps while its capacity suffices.
+    """
+    ship, waves = scenario.shipping, np.asarray(scenario.warehouse.wave_hours, dtype=np.float64)
+    batch = scenario.engine.session_batch_hours
+    at_warehouse = (np.floor(placed_at / batch) + 1.0) * batch if via_batch else placed_at
+    day = np.floor(at_warehouse / HOURS_PER_DAY)
+    hour = at_warehouse - day * HOURS_PER_DAY
+    index = np.searchsorted(waves, hour, side="left")  # the first wave at or after the hour
+    tomorrow = index >= waves.size
+    wave = np.where(tomorrow, waves[0], waves[np.minimum(index, waves.size - 1)])
+    day = day + tomorrow + (wave > ship.carrier_cutoff_hour)  # picked after the cut-off: leaves tomorrow
+    shipped_at = day * HOURS_PER_DAY + ship.carrier_cutoff_hour
+    due = (day + transit_days(u_transit, scenario)) * HOURS_PER_DAY + ship.delivery_hour
+    return np.where(due <= shipped_at, due + HOURS_PER_DAY, due)
+
+
+def next_round_hours(after: F64, hour: float) -> F64:
+    """The first daily round at ``hour`` at or after ``after`` (hours): when a due item is handled."""
+    return np.ceil((after - hour) / HOURS_PER_DAY) * HOURS_PER_DAY + hour
+
+
 class OrderBook:
     """Every order of the run as growable columns (struct of arrays)."""
 
@@ -96,6 +128,21 @@ class OrderBook:
     def column(self, name: str) -> NDArray[Any]:
         """A view of one column over the orders placed so far."""
         return self.cols[name][: self.size]
+
+    def keep(self, ids: I64) -> I64:
+        """Keep only the orders ``ids`` (renumbered 0..k-1 in that order); returns the old-to-new map.
+
+        Journeys recycle the book this way, keeping the orders still in transit or on their way
+        back, so a training run of millions of orders holds only the few in flight.
+        """
+        old_to_new = np.full(self.size, -1, dtype=np.int64)
+        old_to_new[ids] = np.arange(ids.size)
+        for name, (_, fill) in _ORDER_COLUMNS.items():
+            column = self.cols[name]
+            column[: ids.size] = column[ids]
+            column[ids.size : self.size] = fill
+        self.size = int(ids.size)
+        return old_to_new
 
 
 class _Pending:
@@ -130,10 +177,12 @@ class Fulfillment:
         log: EventLog,
         daily: DailyStats,
         orders: OrderBook,
-        end_lives: Callable[[I64, float], None],
+        delivered: Callable[[I64, float], NDArray[np.bool_]],
+        returned: Callable[[I64, float], None],
     ) -> None:
         self.env, self.scenario, self.pop = env, scenario, population
-        self.end_lives = end_lives  # churns shoppers whose hazard reached their budget (the engine's)
+        # What arriving parcels and returns do to shoppers and the ledger: the shop's rules.
+        self.delivered, self.returned = delivered, returned
         self.ledger, self.log, self.daily, self.orders = ledger, log, daily, orders
         wh, ship = scenario.warehouse, scenario.shipping
         scale = scenario.population.shoppers / 1000.0
@@ -145,7 +194,6 @@ class Fulfillment:
         self._wave_credit = 0.0
         self.carrier_capacity = ship.carrier_capacity_per_1k_shoppers * scale
         cats = scenario.catalog.categories
-        self.return_rate = np.array([c.return_rate for c in cats])
         self.base_stock = [
             max(1, math.ceil(wh.stock_days_of_cover * self.capacity_per_day * c.share)) for c in cats
         ]
@@ -274,9 +322,8 @@ class Fulfillment:
         now = self.env.now
         overload = max(0.0, ids.size / self.carrier_capacity - 1.0)
         congestion = round(overload * ship.congestion_days_per_overload)
-        jitter = np.floor(self.orders.cols["u_transit"][ids] * (ship.transit_jitter_days + 1))
-        transit_days = ship.base_transit_days + jitter + congestion
-        due = (np.floor(now / HOURS_PER_DAY) + transit_days) * HOURS_PER_DAY + ship.delivery_hour
+        transit = transit_days(self.orders.cols["u_transit"][ids], self.scenario, congestion)
+        due = (np.floor(now / HOURS_PER_DAY) + transit) * HOURS_PER_DAY + ship.delivery_hour
         due = np.where(due <= now, due + HOURS_PER_DAY, due)
         self.orders.cols["shipped_at"][ids] = now
         self._in_transit.push(ids, due)
@@ -284,55 +331,23 @@ class Fulfillment:
         self.log.record("ship", now, self.orders.cols["shopper"][ids], order_id=ids)
 
     def _deliver(self) -> None:
-        """Daily delivery round: due parcels arrive; late ones mark the shopper; returns are decided."""
+        """Daily delivery round: due parcels arrive (:meth:`sim.shop.Shop._delivered`); returns start back."""
         now = self.env.now
         ids = self._in_transit.pop_due(now)
         if ids.size == 0:
             return
-        cols = self.orders.cols
-        cols["delivered_at"][ids] = now
-        late = now > cols["promised_at"][ids]
-        cols["late"][ids] = late
-        shoppers = cols["shopper"][ids]
-        pop = self.pop
-        np.add.at(pop.deliveries, shoppers, 1)
-        np.add.at(pop.late_deliveries, shoppers, late.astype(np.int64))
-        pop.last_delivery_late[shoppers] = late
-        self.daily.add("deliveries", now, ids.size)
-        self.daily.add("late_deliveries", now, float(late.sum()))
-        self.log.record("deliver", now, shoppers, order_id=ids, detail=late.astype(np.int16))
-        self._late_delivery_churn(shoppers[late], now)
-        rate = self.return_rate[cols["category"][ids]] * np.where(pop.abuser[shoppers], 2.0, 1.0)
-        returned = cols["u_return"][ids] < np.minimum(rate, 1.0)
-        cols["returned"][ids[returned]] = True
+        returned = self.delivered(ids, now)
         back_at = now + self.scenario.returns.delay_days * HOURS_PER_DAY
         self._returning.push(ids[returned], np.full(int(returned.sum()), back_at))
 
-    def _late_delivery_churn(self, shoppers: I64, now: float) -> None:
-        """A late delivery can end an active shopper's relationship (:mod:`sim.mechanisms.churn`)."""
-        hazard = self.scenario.mechanisms.churn.late_delivery_churn
-        alive = shoppers[self.pop.alive[shoppers]]
-        if hazard > 0 and alive.size:
-            np.add.at(self.pop.hazard, alive, float(lump_hazard(hazard)))
-            self.end_lives(alive, now)
-
     def _receive_returns(self) -> None:
-        """Returned parcels arrive: refund, handling and restock are booked; they wait for put-away."""
+        """Returned parcels arrive (:meth:`sim.shop.Shop._returned`); they wait for put-away."""
         now = self.env.now
         ids = self._returning.pop_due(now)
         if ids.size == 0:
             return
-        cols, params = self.orders.cols, self.scenario.returns
-        refund = cols["list_cents"][ids] - cols["discount_cents"][ids]
-        restock = np.rint(params.restock_share * cols["cogs_cents"][ids]).astype(np.int64)
-        cost = refund + to_cents(params.handling_cost) - restock
-        shoppers = cols["shopper"][ids]
-        self.ledger.book(RETURNS, shoppers, cost, now)
-        np.subtract.at(self.pop.points, shoppers, cols["points_earned"][ids])
-        np.maximum(self.pop.points, 0, out=self.pop.points)
+        self.returned(ids, now)
         self.returns_waiting += ids.size
-        self.daily.add("returns", now, ids.size)
-        self.log.record("return", now, shoppers, order_id=ids, amount=refund / 100.0)
 
     def _replenish(self) -> None:
         """Order each category back up to its base stock; goods arrive after the lead time."""

@@ -133,6 +133,13 @@ class Population:
     qualifying_spend: F64 = field(init=False)
     qualifying_tier: NDArray[np.int8] = field(init=False)
     requalify_at: F64 = field(init=False)
+    # --- her counters (what a report of one shopper shows) ---
+    visits: NDArray[np.int32] = field(init=False)
+    carts: NDArray[np.int32] = field(init=False)
+    carts_abandoned: NDArray[np.int32] = field(init=False)
+    carts_recovered: NDArray[np.int32] = field(init=False)
+    returns: NDArray[np.int32] = field(init=False)
+    ineligible_offers: NDArray[np.int32] = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.size
@@ -170,6 +177,12 @@ class Population:
         self.qualifying_spend = np.zeros(n)
         self.qualifying_tier = np.zeros(n, dtype=np.int8)
         self.requalify_at = np.full(n, np.inf)  # set from the membership period when drawn
+        self.visits = np.zeros(n, dtype=np.int32)
+        self.carts = np.zeros(n, dtype=np.int32)
+        self.carts_abandoned = np.zeros(n, dtype=np.int32)
+        self.carts_recovered = np.zeros(n, dtype=np.int32)
+        self.returns = np.zeros(n, dtype=np.int32)
+        self.ineligible_offers = np.zeros(n, dtype=np.int32)
 
     @property
     def mean_spend(self) -> F64:
@@ -197,6 +210,12 @@ class Population:
             if isinstance(value, np.ndarray):
                 setattr(self, name, np.concatenate([value, getattr(other, name)]))
         self.size += other.size
+
+    def assign(self, rows: NDArray[np.int64], other: Population) -> None:
+        """Overwrite ``rows`` with ``other``'s shoppers, traits and state (a journey's next shopper)."""
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                value[rows] = getattr(other, name)
 
     def nbytes(self) -> int:
         """Memory held by the population's arrays, in bytes."""

@@ -6,6 +6,10 @@ the same seed see the same shoppers arrive, because what one policy changes in t
 stream never shifts the draws of the arrivals stream. The engine also draws a fixed number of
 values per shopper per day from each stream, whatever the shopper's state, so a change to one
 shopper leaves every other shopper's draws where they were.
+
+Journeys (:mod:`sim.journeys`) run shoppers on their own clocks, so their draws are keyed
+instead (:func:`keyed_uniforms`): a pure function of the shopper's key, her day and the
+purpose, the same in a batch of one or of a thousand.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 STREAM_NAMES = ("acquisition", "arrivals", "behaviour", "fulfillment", "incentives", "social", "referred")
 
@@ -40,3 +45,30 @@ class Streams:
                 for n, c in zip(STREAM_NAMES, children, strict=True)
             }
         )
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """SplitMix64's finalizer (Steele, Lea & Flood 2014): a bijection that scatters every bit."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+def keyed_uniforms(keys: NDArray[np.uint64], counters: NDArray[np.int64], count: int) -> NDArray[np.float64]:
+    """``(count, n)`` uniforms in [0, 1), a pure function of each row's key and counter.
+
+    Counter-based randomness (as Philox and Random123, Salmon et al. 2011): row ``i``'s values
+    depend only on ``(keys[i], counters[i])``, never on the other rows or on how many values
+    were drawn before, so a shopper draws the same values whether she runs alone or in a batch
+    of any size, and vectorized over rows on their own days.
+    """
+    steps = counters.astype(np.uint64) * np.uint64(count)
+    offsets = np.arange(1, count + 1, dtype=np.uint64)[:, None]
+    with np.errstate(over="ignore"):
+        z = _mix(_mix(keys)[None, :] + (steps[None, :] + offsets) * _GOLDEN)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53

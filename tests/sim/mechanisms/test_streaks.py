@@ -51,7 +51,7 @@ def _break_experiment(rule: str, freezes: bool) -> tuple[float, float]:
 
     def skip_one_day() -> Generator[Any, Any, None]:
         yield sim.env.timeout(BREAK_DAY * 24 + 0.001)  # just after the day's schedule is drawn
-        pop, day = sim.pop, sim._day
+        pop, day = sim.pop, sim._draws
         assert day is not None
         scheduled = day.visit_ids
         streaking = scheduled[
@@ -61,7 +61,9 @@ def _break_experiment(rule: str, freezes: bool) -> tuple[float, float]:
         if freezes:
             pop.streak_freezes[streaking] = 1
         keep = ~np.isin(scheduled, groups["broken"])
-        sim._day = dataclasses.replace(day, visit_ids=scheduled[keep], visit_times=day.visit_times[keep])
+        sim._day = sim._draws = dataclasses.replace(
+            day, visit_ids=scheduled[keep], visit_times=day.visit_times[keep]
+        )
 
     sim.env.process(skip_one_day())
     log = sim.run().log.to_frame()
