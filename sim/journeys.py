@@ -46,7 +46,7 @@ from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.params import DecisionKind, Scenario
 from sim.population import CHANNEL_ORGANIC, HOURS_PER_DAY, draw_shoppers
-from sim.rng import keyed_uniforms
+from sim.rng import keyed_uniform, keyed_uniforms
 from sim.shop import DayDraws, Shop
 
 F64 = NDArray[np.float64]
@@ -55,6 +55,8 @@ I64 = NDArray[np.int64]
 # Phases of a row's day. Rows in a WAITING phase hold a pending decision.
 DAY_START, LAPSING, SESSION, LOGIN, CARTS, ABANDONED, DAY_END, DONE = range(8)
 WAITING = (LAPSING, LOGIN, ABANDONED)
+_MOVING = np.array([p not in (*WAITING, DONE) for p in range(8)])
+_IS_WAITING = np.array([p in WAITING for p in range(8)])
 #: The decision kind a row waits at, by phase.
 PHASE_KIND: dict[int, DecisionKind] = {LAPSING: "lapsing", LOGIN: "login", ABANDONED: "cart_abandoned"}
 # A row's timed events.
@@ -80,6 +82,8 @@ _PURPOSES = (
 )
 _U = {name: i for i, name in enumerate(_PURPOSES)}
 _EVENT_SLOTS = 8
+#: Days a quiet stretch is looked ahead in one vectorized step (a performance knob, not a rule).
+_LOOKAHEAD_DAYS = 32
 _RETURNS_ROUND_HOUR = 12.0  # the engine's daily returns round (sim.fulfillment)
 
 
@@ -153,6 +157,7 @@ class JourneyBatch(Shop):
         )
         self._via_batch = True
         self._acquired = np.zeros(size, dtype=np.bool_)
+        self._lapse_hours = scenario.sessions.lapse_after_days * HOURS_PER_DAY
 
     # ---- driving ----------------------------------------------------------------------------
     def reset_rows(self, rows: Sequence[int] | I64, generators: Sequence[np.random.Generator]) -> None:
@@ -201,7 +206,7 @@ class JourneyBatch(Shop):
         rows = np.arange(self.size) if rows is None else np.asarray(rows, dtype=np.int64)
         phase = self.phase
         while True:
-            rows = rows[(phase[rows] != DONE) & ~np.isin(phase[rows], WAITING)]
+            rows = rows[_MOVING[phase[rows]]]
             if rows.size == 0:
                 return
             for step, handler in (
@@ -223,7 +228,7 @@ class JourneyBatch(Shop):
         ids = self.catalog.validate(np.asarray(incentive_ids), rows.size)
         given = np.zeros(rows.size, dtype=np.int16)
         phase = self.phase[rows]
-        if not np.isin(phase, WAITING).all():
+        if not _IS_WAITING[phase].all():
             raise RuntimeError("submit() needs rows waiting at a decision point: advance() them first")
         for waiting, kind in PHASE_KIND.items():
             at = phase == waiting
@@ -314,10 +319,75 @@ class JourneyBatch(Shop):
             self._finish(ended, np.full(ended.size, self.horizon_hours))
         self.phase[rows[~over]] = DAY_START
 
+    def _skip_quiet_days(self, rows: I64) -> None:
+        """Move rows over the days ahead on which nothing happens to them, in one vectorized step.
+
+        A day is quiet when she neither visits nor churns at its start, and nothing else can
+        happen: no streak to break, no timed event, no lapse, no membership boundary before it.
+        Each day's visit is decided by :meth:`Shop._visit_probability` on her state that day
+        (frustration faded) with that day's own keyed uniform, and her hazard grows by
+        :meth:`Shop._hazard_per_day`, so the stretch is what day-by-day steps would give.
+        """
+        pop, mech = self.pop, self.scenario.mechanisms
+        day = self.day[rows]
+        steady = (day >= 1) & (pop.streak_days[rows] == 0)
+        rows, day = rows[steady], day[steady]
+        if rows.size == 0:
+            return
+        lapse_day = np.where(
+            pop.lapsing_flagged[rows],
+            self.horizon_days,
+            np.ceil((pop.last_order_at[rows] + self._lapse_hours) / HOURS_PER_DAY),
+        )
+        limit = np.minimum.reduce(
+            [
+                lapse_day,
+                np.floor(self._ev_due[rows].min(axis=1) / HOURS_PER_DAY),
+                np.ceil(pop.requalify_at[rows] / HOURS_PER_DAY),
+                np.full(rows.size, self.horizon_days - 1.0),
+                day + float(_LOOKAHEAD_DAYS),
+            ]
+        )
+        span = limit.astype(np.int64) - day
+        ahead = span > 0
+        rows, day, span = rows[ahead], day[ahead], span[ahead]
+        if rows.size == 0:
+            return
+        width = int(span.max())
+        offsets = np.arange(width)
+        repeated = np.repeat(rows, width)
+        days = (day[:, None] + offsets[None, :]).ravel()
+        elapsed = np.tile(offsets + 1.0, rows.size)  # day starts from hers through that day's
+        fading = mech.streaks.break_penalty > 0
+        decay = 0.5 ** (1.0 / mech.streaks.frustration_half_life_days)
+        frustration = pop.frustration[repeated] * decay**elapsed if fading else None
+        probability = self._visit_probability(repeated, days * HOURS_PER_DAY, frustration)
+        u = keyed_uniform(self.keys[repeated], days, len(_PURPOSES), _U["visit"])
+        alive = pop.alive[repeated]
+        loud = alive & (u < probability)
+        pareto = self.scenario.population.attrition == "pareto_nbd"
+        if pareto:
+            rate = self._hazard_per_day(rows)
+            loud |= alive & (
+                pop.hazard[repeated] + np.repeat(rate, width) * elapsed >= pop.lifetime_budget[repeated]
+            )
+        loud = np.column_stack([loud.reshape(rows.size, width), np.ones(rows.size, dtype=np.bool_)])
+        loud[:, :width] |= offsets[None, :] >= span[:, None]
+        quiet_days = loud.argmax(axis=1)  # the first loud day (the span's end counts as loud)
+        moving = quiet_days > 0
+        rows, quiet_days = rows[moving], quiet_days[moving]
+        self.day[rows] += quiet_days
+        if fading:
+            pop.frustration[rows] *= decay**quiet_days
+        if pareto:
+            grows = pop.alive[rows]
+            pop.hazard[rows[grows]] += rate[moving][grows] * quiet_days[grows]
+
     def _start_day(self, rows: I64) -> None:
         """The day's start: events due before it, membership, streaks, attrition, lapsing, the visit draw."""
+        self._skip_quiet_days(rows)
         pop, day = self.pop, self.day[rows]
-        start = day * HOURS_PER_DAY
+        start = (day * HOURS_PER_DAY).astype(np.float64)
         self._fire_due(rows, start.astype(np.float64), inclusive=False)
         self._draw(rows)
         self._requalify(rows, start)

@@ -27,6 +27,7 @@ the simulator knows.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,9 +63,12 @@ def _lognormal(trait: LogNormalTrait, n: int, rng: np.random.Generator) -> F64:
     return rng.lognormal(np.log(trait.mean) - sigma2 / 2.0, np.sqrt(sigma2), n)
 
 
+@functools.lru_cache(maxsize=64)
 def basket_quantiles(p: float, points: int = _QUADRATURE_POINTS) -> F64:
-    """Mid-point quantiles of Gamma(p, 1): a quadrature for expectations over order values."""
-    return np.asarray(stats.gamma.ppf((np.arange(points) + 0.5) / points, p), dtype=np.float64)
+    """Mid-point quantiles of Gamma(p, 1): a quadrature over order values (cached, read-only)."""
+    quantiles = np.asarray(stats.gamma.ppf((np.arange(points) + 0.5) / points, p), dtype=np.float64)
+    quantiles.flags.writeable = False
+    return quantiles
 
 
 @dataclass

@@ -72,3 +72,13 @@ def keyed_uniforms(keys: NDArray[np.uint64], counters: NDArray[np.int64], count:
     with np.errstate(over="ignore"):
         z = _mix(_mix(keys)[None, :] + (steps[None, :] + offsets) * _GOLDEN)
     return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def keyed_uniform(
+    keys: NDArray[np.uint64], counters: NDArray[np.int64], count: int, index: int
+) -> NDArray[np.float64]:
+    """Row ``index`` of :func:`keyed_uniforms` alone (a look-ahead needs one purpose over many days)."""
+    step = counters.astype(np.uint64) * np.uint64(count) + np.uint64(index + 1)
+    with np.errstate(over="ignore"):
+        z = _mix(_mix(keys) + step * _GOLDEN)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53

@@ -246,6 +246,11 @@ class Shop(ABC):
 
     def _accrue_hazard(self, rows: I64, start: Times) -> None:
         """Pareto/NBD: add a day's experience-moved hazard to alive ``rows``; churn at the budget."""
+        self.pop.hazard[rows] += self._hazard_per_day(rows)
+        self.end_lives(rows, start)
+
+    def _hazard_per_day(self, rows: I64) -> F64:
+        """Pareto/NBD: each row's hazard per day now, moved by her experience and her tier's perks."""
         pop, churn = self.pop, self.scenario.mechanisms.churn
         tiers = self.scenario.mechanisms.tiers
         relief = perk_dropout_relief(
@@ -263,8 +268,7 @@ class Shop(ABC):
             churn.on_time_relief,
             0.0,  # a lost streak adds its hazard once, when it is lost (_streak_breaks)
         )
-        pop.hazard[rows] += pop.dropout_rate_per_day[rows] * multiplier * (1.0 - relief)
-        self.end_lives(rows, start)
+        return np.asarray(pop.dropout_rate_per_day[rows] * multiplier * (1.0 - relief), dtype=np.float64)
 
     def end_lives(self, shoppers: I64, now: Times) -> None:
         """Churn the alive ``shoppers`` whose accumulated hazard has reached their lifetime budget."""
@@ -291,12 +295,15 @@ class Shop(ABC):
         return ids
 
     # ---- sessions -------------------------------------------------------------------------------
-    def _visit_probability(self, rows: slice | I64, now: Times) -> F64:
-        """Today's session probability: the calibrated base moved by streaks and the goal gradient."""
+    def _visit_probability(self, rows: slice | I64, now: Times, frustration: F64 | None = None) -> F64:
+        """Today's session probability: the calibrated base moved by streaks and the goal gradient.
+
+        ``frustration`` replaces the rows' own (a journey looks ahead over quiet days with it).
+        """
         pop, mech = self.pop, self.scenario.mechanisms
         multiplier = visit_hazard_multiplier(
             pop.streak_days[rows],
-            pop.frustration[rows],
+            pop.frustration[rows] if frustration is None else frustration,
             pop.streak_sensitivity[rows],
             pop.loss_aversion[rows],
             mech.streaks.weight,
