@@ -35,7 +35,7 @@ from sim.engine import DecisionBatch, Simulation
 from sim.envs.common import oracle_view_of
 from sim.incentives import IncentiveCatalog
 from sim.io import atomic_write_parquet, atomic_write_text
-from sim.journey import Journey, JourneyModel
+from sim.journeys import JourneyBatch
 from sim.oracle import OracleView, incentive_values
 from sim.params import DECISION_KINDS, Scenario, ScenarioError, load_scenario
 from sim.population import HOURS_PER_DAY
@@ -74,40 +74,42 @@ def check_journeys(
     One row per (decision, incentive): ``oracle`` and ``replay`` in dollars of margin against
     ``none``, the replay's Monte Carlo standard error, the decision kind and the incentive kind.
     """
-    model = JourneyModel(scenario)
-    kinds = frozenset(scenario.engine.decision_points)
+    catalog = IncentiveCatalog(scenario)
     delta = daily_discount_rate(scenario.economics.annual_discount_rate)
-    names, kind_of = list(model.catalog.names), _kind_names(scenario)
+    names, kind_of = list(catalog.names), _kind_names(scenario)
     rows = []
+    here = np.zeros(1, dtype=np.int64)
     for j in range(journeys):
         journey_seed = [seed, j]
-        journey = Journey(model, np.random.default_rng(journey_seed), horizon_days, kinds, 1.0)
+        journey = JourneyBatch(scenario, 1, horizon_days)
+        journey.reset_rows(here, [np.random.default_rng(journey_seed)])
+        journey.advance(here)
         for d in range(decisions_per_journey):
-            pending = journey.next_decision()
-            if pending is None:
+            kind = journey.pending_kind(0)
+            if kind is None:
                 break
+            now = float(journey.now_hours(here)[0])
             view = OracleView(
                 scenario=scenario,
-                catalog=model.catalog,
-                state=journey.true_state(),
-                kinds=np.array([DECISION_KINDS.index(pending.kind)], dtype=np.int8),
+                catalog=catalog,
+                state=journey.true_state(here, now),
+                kinds=np.array([DECISION_KINDS.index(kind)], dtype=np.int8),
                 objective_weights=MARGIN_ONLY,
-                days_left=horizon_days - journey.now_hours / HOURS_PER_DAY,
+                days_left=horizon_days - now / HOURS_PER_DAY,
                 friend_value=(0.0, 0.0),  # friends are not simulated in a journey
             )
-            oracle = incentive_values(view, view.state, pending.kind)[0]
-            eligible = _eligible(model.catalog, scenario, journey.streak_days, journey.tier)
+            oracle = incentive_values(view, view.state, kind)[0]
+            eligible = _eligible(catalog, scenario, int(journey.pop.streak_days[0]), int(journey.pop.tier[0]))
             effects = journey_effects(
-                model,
+                scenario,
                 journey_seed,
                 d,
                 [0] * d,
                 horizon_days,
-                kinds,
-                lambda _journey, _decision: 0,
+                lambda _batch, waiting: np.zeros(waiting.size, dtype=np.int64),
                 replicates=replicates,
             )
-            days_since = (journey.now_hours - journey.acquired_at) / HOURS_PER_DAY
+            days_since = (now - float(journey.pop.acquired_at[0])) / HOURS_PER_DAY
             undiscount = math.exp(delta * days_since)
             diffs = (effects.margin - effects.margin[0]) * undiscount
             for i, name in enumerate(names):
@@ -118,7 +120,7 @@ def check_journeys(
                         "env": "ShopperJourney-v0",
                         "unit": j,
                         "decision": d,
-                        "decision_kind": pending.kind,
+                        "decision_kind": kind,
                         "incentive": name,
                         "incentive_kind": kind_of[i],
                         "oracle": float(oracle[i]),
@@ -126,7 +128,8 @@ def check_journeys(
                         "replay_se": float(diffs[i].std(ddof=1) / math.sqrt(replicates)),
                     }
                 )
-            journey.submit(0)
+            journey.submit(here, np.zeros(1, dtype=np.int64))
+            journey.advance(here)
     return pd.DataFrame(rows)
 
 

@@ -131,7 +131,7 @@ def evaluate_vector(
         raise ValueError("evaluate_vector needs a vector env made with autoreset_mode Disabled")
     base = envs.unwrapped
     n = envs.num_envs
-    action_names = [i.name for i in base.envs[0].scenario.incentives]  # type: ignore[attr-defined]
+    action_names = [i.name for i in base.scenario.incentives]  # type: ignore[attr-defined]
     episode_of = np.arange(n)  # the episode each sub-env plays (>= episodes: idle)
     first = [seed + int(k) if k < episodes else seed for k in episode_of]
     obs, _ = envs.reset(seed=first)  # type: ignore[arg-type]  # VectorEnv takes a seed per sub-env

@@ -85,26 +85,43 @@ class GymnasiumVecEnv(VecEnv):
         """Close the vector env."""
         self.vector.close()
 
-    def _sub_envs(self, indices: VecEnvIndices) -> list[Any]:
+    def _sub_envs(self, indices: VecEnvIndices) -> list[Any] | None:
+        """The vector env's sub-env objects, or None for a native vector env (one object for all)."""
         envs: list[Any] = getattr(self.vector.unwrapped, "envs", [])
         if len(envs) != self.num_envs:
-            raise AttributeError(f"{type(self.vector.unwrapped).__name__} exposes no sub-envs")
+            return None
         return [envs[i] for i in self._get_indices(indices)]
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """An attribute of each sub-env."""
-        return [getattr(env, attr_name) for env in self._sub_envs(indices)]
+        """An attribute of each sub-env (a native vector env's own, for every index)."""
+        envs = self._sub_envs(indices)
+        if envs is None:
+            value = getattr(self.vector.unwrapped, attr_name)
+            return [value for _ in self._get_indices(indices)]
+        return [getattr(env, attr_name) for env in envs]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Set an attribute on each sub-env."""
-        for env in self._sub_envs(indices):
+        """Set an attribute on each sub-env (on a native vector env itself)."""
+        envs = self._sub_envs(indices)
+        if envs is None:
+            setattr(self.vector.unwrapped, attr_name, value)
+            return
+        for env in envs:
             setattr(env, attr_name, value)
 
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
-        """Call a method of each sub-env (``action_masks`` for MaskablePPO)."""
-        return [getattr(env, method_name)(*method_args, **method_kwargs) for env in self._sub_envs(indices)]
+        """Call a method of each sub-env (``action_masks`` for MaskablePPO).
+
+        A native vector env answers for all sub-envs at once: its batched result (one row per
+        sub-env, as ``action_masks()``) is split by index.
+        """
+        envs = self._sub_envs(indices)
+        if envs is None:
+            batched = getattr(self.vector.unwrapped, method_name)(*method_args, **method_kwargs)
+            return [batched[i] for i in self._get_indices(indices)]
+        return [getattr(env, method_name)(*method_args, **method_kwargs) for env in envs]
 
     def env_is_wrapped(
         self, wrapper_class: type[gym.Wrapper[Any, Any, Any, Any]], indices: VecEnvIndices = None

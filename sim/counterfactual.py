@@ -6,10 +6,11 @@ decisions taken, so a query replays the run up to the decision, gives each incen
 and continues under a stated continuation policy:
 
 * :func:`journey_effects` (one shopper, ``ShopperJourney``): replays her journey from its
-  seed, then draws the rest of her life from ``replicates`` fresh generators, the same ones for
+  seed, copies her state at the decision into ``incentives x replicates`` journeys of one
+  batch, and draws the rest of each life from ``replicates`` fresh keys, the same ones for
   every incentive (common random numbers across the arms). The mean over replicates converges
   to her expected effect given her past: exact in expectation, with Monte Carlo error ~
-  ``sd / sqrt(replicates)``. Cost: ``incentives x replicates`` journeys (milliseconds each).
+  ``sd / sqrt(replicates)``. Cost: one batch of ``incentives x replicates`` journeys.
 * :func:`population_effects` (``IncentiveTargeting`` and ``CampaignPlanning``'s engine):
   replays the whole shop once per incentive. The engine draws a fixed set of random numbers
   per shopper per day, so every other shopper's randomness is untouched: the difference is the
@@ -28,12 +29,12 @@ from numpy.typing import NDArray
 
 from sim.economics import residual_value
 from sim.engine import DecisionBatch, Simulation
-from sim.journey import Decision, Journey, JourneyModel
+from sim.journeys import DONE, JourneyBatch
 from sim.params import Scenario
 
 F64 = NDArray[np.float64]
-#: A continuation policy for one shopper: her journey and its pending decision -> an incentive id.
-JourneyPolicy = Callable[[Journey, Decision], int]
+#: A continuation policy for journeys: the batch and its waiting rows -> one incentive id per row.
+JourneyPolicy = Callable[[JourneyBatch, NDArray[np.int64]], NDArray[np.integer]]
 #: A continuation policy for the engine: a decision batch -> one incentive id per shopper.
 BatchPolicy = Callable[[DecisionBatch], NDArray[np.integer]]
 
@@ -52,12 +53,11 @@ class Effects:
 
 
 def journey_effects(
-    model: JourneyModel,
+    scenario: Scenario,
     seed: int | Sequence[int],
     decision: int,
     prefix: Sequence[int],
     horizon_days: int,
-    decision_kinds: frozenset[str],
     continuation: JourneyPolicy,
     incentives: Sequence[int] | None = None,
     replicates: int = 32,
@@ -65,34 +65,41 @@ def journey_effects(
 ) -> Effects:
     """Effects of each incentive at her ``decision``-th decision (0-based), her past replayed.
 
-    ``prefix`` holds the incentives given at her earlier decisions (``len(prefix) == decision``);
-    after the decision every arm follows ``continuation``. Raises ``ValueError`` if her journey
-    ends before that decision.
+    Her journey is drawn from ``np.random.default_rng(seed)`` on ``scenario``'s decision points.
+    ``prefix`` holds the incentives given at her earlier decisions (``len(prefix) ==
+    decision``); after the decision every arm follows ``continuation``. Raises ``ValueError``
+    if her journey ends before that decision.
     """
     if len(prefix) != decision:
         raise ValueError(f"prefix needs the {decision} earlier incentives, got {len(prefix)}")
-    arms = list(range(len(model.catalog))) if incentives is None else list(incentives)
-    margin = np.zeros((len(arms), replicates))
-    ltv = np.zeros((len(arms), replicates))
-    for i, incentive in enumerate(arms):
-        for r in range(replicates):
-            journey = Journey(
-                model, np.random.default_rng(seed), horizon_days, decision_kinds, neighbour_signal
-            )
-            for past in prefix:
-                if journey.next_decision() is None:
-                    raise ValueError(f"her journey ends before decision {decision}")
-                journey.submit(past)
-            if journey.next_decision() is None:
-                raise ValueError(f"her journey ends before decision {decision}")
-            base = [*np.atleast_1d(seed).tolist()] if not isinstance(seed, int) else [seed]
-            journey.reseed(np.random.default_rng([*base, decision, r]))
-            journey.submit(incentive)
-            while (pending := journey.next_decision()) is not None:
-                journey.submit(continuation(journey, pending))
-            margin[i, r] = journey.margin_pv
-            ltv[i, r] = journey.margin_pv + journey.residual_value()
-    return Effects(margin, ltv)
+    her = JourneyBatch(scenario, 1, horizon_days, neighbour_signal)
+    row = np.zeros(1, dtype=np.int64)
+    her.reset_rows(row, [np.random.default_rng(seed)])
+    her.advance(row)
+    for past in [*prefix, None]:
+        if her.phase[0] == DONE:
+            raise ValueError(f"her journey ends before decision {decision}")
+        if past is not None:
+            her.submit(row, np.array([past]))
+            her.advance(row)
+    arms = list(range(len(her.catalog))) if incentives is None else list(incentives)
+    futures = JourneyBatch(scenario, len(arms) * replicates, horizon_days, neighbour_signal)
+    futures.copy_rows(her, 0)
+    base = [int(v) for v in np.atleast_1d(seed)]
+    keys = [
+        np.random.SeedSequence([*base, decision, r]).generate_state(1, np.uint64)[0]
+        for r in range(replicates)
+    ]
+    everyone = np.arange(len(arms) * replicates)
+    futures.rekey(everyone, np.tile(np.array(keys, dtype=np.uint64), len(arms)))
+    futures.submit(everyone, np.repeat(np.asarray(arms, dtype=np.int64), replicates))
+    futures.advance(everyone)
+    while (waiting := everyone[futures.phase != DONE]).size:
+        futures.submit(waiting, np.asarray(continuation(futures, waiting)))
+        futures.advance(waiting)
+    margin = futures.ledger.margin_pv.copy()
+    residual = residual_value(scenario, futures.pop, futures.now_hours(everyone), everyone)
+    return Effects(margin.reshape(len(arms), replicates), (margin + residual).reshape(len(arms), replicates))
 
 
 def population_effects(

@@ -156,7 +156,7 @@ def expected_order_margin(
 def residual_value(
     scenario: Scenario,
     population: Population,
-    now_hours: float,
+    now_hours: float | NDArray[np.float64],
     rows: slice | NDArray[np.int64],
     order_margin: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]:

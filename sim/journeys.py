@@ -87,6 +87,23 @@ _LOOKAHEAD_DAYS = 32
 _RETURNS_ROUND_HOUR = 12.0  # the engine's daily returns round (sim.fulfillment)
 
 
+#: Per-row arrays of a journey's clock and bookkeeping (what :meth:`JourneyBatch.copy_rows` copies).
+_ROW_STATE = (
+    "keys",
+    "day",
+    "phase",
+    "visit_at",
+    "decision_at",
+    "end_hours",
+    "referral_cost",
+    "friends_referred",
+    "_acquired",
+    "_timer_badge",
+    "_timer_u_return",
+    "_timer_u_reconsider",
+)
+
+
 class JourneyBatch(Shop):
     """``size`` independent journeys on their own clocks, every rule the population engine's.
 
@@ -116,7 +133,7 @@ class JourneyBatch(Shop):
         super().__init__(scenario, placeholder, horizon_days, "aggregates", 16 * size)
         susceptibility = scenario.population.social_susceptibility
         self._mean_susceptibility = susceptibility.a / (susceptibility.a + susceptibility.b)
-        self._signal = float(neighbour_signal)
+        self.neighbour_signal = float(neighbour_signal)
         # No other shoppers: tier 0 holds everyone, no one fills the tiers above (no inflation).
         self._tier_share = np.zeros(len(self._tier_thresholds))
         self._tier_share[0] = 1.0
@@ -193,6 +210,41 @@ class JourneyBatch(Shop):
         self._acquired[rows] = False
         self._ev_due[rows] = np.inf
 
+    def copy_rows(self, source: JourneyBatch, row: int) -> None:
+        """Make every row a copy of ``source``'s ``row`` as she is now, her orders in flight included.
+
+        Rollouts start here (:meth:`sim.envs.journey.JourneyTask.rollout_values`): the copies
+        then part ways by :meth:`rekey` and by the incentives they are given.
+        """
+        everyone = np.arange(self.size)
+        for name, value in vars(self.pop).items():
+            if isinstance(value, np.ndarray):
+                value[everyone] = getattr(source.pop, name)[row]
+        self.ledger.lines[:] = source.ledger.lines[:, [row]]
+        self.ledger.margin_pv[:] = source.ledger.margin_pv[row]
+        for name in _ROW_STATE:
+            getattr(self, name)[:] = getattr(source, name)[row]
+        self._u[:] = source._u[:, [row]]
+        self._next_cart_id = source._next_cart_id  # her open cart's id stays hers alone
+        self._streak_bonus_given = source._streak_bonus_given
+        while self._ev_due.shape[1] < source._ev_due.shape[1]:
+            self._grow_slots()
+        slots = source._ev_due.shape[1]
+        self._ev_due[:, :slots] = source._ev_due[row]
+        self._ev_kind[:, :slots] = source._ev_kind[row]
+        self._ev_arg[:, :slots] = source._ev_arg[row]
+        in_flight = np.flatnonzero(
+            ~np.isinf(source._ev_due[row]) & np.isin(source._ev_kind[row], (_DELIVERY, _RETURN))
+        )
+        if in_flight.size:  # each copy gets its own copy of her orders in flight
+            old_ids = source._ev_arg[row, in_flight]
+            values = {
+                name: np.tile(column[old_ids], self.size) for name, column in source.orders.cols.items()
+            }
+            values["shopper"] = np.repeat(everyone, in_flight.size)
+            new_ids = self.orders.add(**values).reshape(self.size, in_flight.size)
+            self._ev_arg[:, in_flight] = new_ids
+
     def rekey(self, rows: I64, keys: NDArray[np.uint64]) -> None:
         """Draw the rest of these rows' lives from new keys, from their current moment on.
 
@@ -247,7 +299,7 @@ class JourneyBatch(Shop):
 
     # ---- what the journey world supplies to the rules -------------------------------------------
     def _neighbour_signal(self, shoppers: I64) -> F64:
-        return np.full(shoppers.size, self._signal)
+        return np.full(shoppers.size, self.neighbour_signal)
 
     def _basket_gamma(self, shoppers: I64) -> F64:
         return np.asarray(

@@ -4,7 +4,7 @@ Ordinary policies see observations; the simulator also knows each shopper's late
 (purchase rate, lifetime hazard, uplift class, price and loss sensitivity, win-back
 sensitivity) and hidden state (alive or not, reference price, promotion share). The engine
 (:meth:`sim.engine.Simulation.true_state`) and the one-shopper journey
-(:meth:`sim.journey.Journey.true_state`) hand that truth out as one :class:`TrueState`, and the
+(:meth:`sim.shop.Shop.true_state`, for journeys too) hand that truth out as one :class:`TrueState`, and the
 environments expose it through ``oracle_view()`` (documented on each env, never part of an
 observation). :func:`incentive_values` turns it into the expected value of every incentive at
 a decision by a one-step lookahead on the true model, for ``kind: oracle``

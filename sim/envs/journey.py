@@ -1,10 +1,14 @@
-"""``shopgym/ShopperJourney-v0``: one shopper's life, one decision point per step."""
+"""``shopgym/ShopperJourney-v0``: one shopper's life, one decision point per step.
+
+:class:`JourneyTask` is what the task makes of a batch of journeys (:class:`sim.journeys.JourneyBatch`):
+observations, action masks, rewards and metrics, vectorized over rows. The single env is a
+batch of one; :mod:`sim.envs.journey_vector` steps N rows in one call.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
-from operator import mul
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +17,23 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from sim.economics import INCENTIVE, REVENUE, expected_order_margin, residual_value
 from sim.envs.common import (
     OBJECTIVES,
-    budget_left,
     check_action,
     check_common_arguments,
-    conform_metrics,
     env_scenario,
     metrics_template,
     weights_over_objectives,
 )
-from sim.journey import Decision, Journey, JourneyModel, tier_progress_scalar
-from sim.oracle import OracleView
+from sim.journeys import ABANDONED, DONE, LAPSING, LOGIN, JourneyBatch
+from sim.mechanisms.tiers import tier_progress
+from sim.oracle import OracleView, TrueState
 from sim.params import DECISION_KINDS, Scenario
 from sim.population import HOURS_PER_DAY
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
 
 #: Observation fields, in order: (name, unit, scale the raw value is divided by).
 OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
@@ -54,12 +61,347 @@ OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("budget_left", "share of the incentive budget left", 1.0),
 )
 OBS_HIGH = 10.0
-_INV_SCALE = tuple(1.0 / s for *_, s in OBS_FIELDS)
+_INV_SCALE = np.array([1.0 / s for *_, s in OBS_FIELDS])
 _N_FIELDS = len(OBS_FIELDS)
-_ONE_HOT = {kind: tuple(float(kind == k) for k in DECISION_KINDS) for kind in DECISION_KINDS}
-_NO_DECISION = (0.0,) * len(DECISION_KINDS)
+#: One-hot of the decision kind by a row's phase (zeros once her journey has ended).
+_KIND_BY_PHASE = np.zeros((8, len(DECISION_KINDS)))
+_KIND_BY_PHASE[LAPSING, DECISION_KINDS.index("lapsing")] = 1.0
+_KIND_BY_PHASE[LOGIN, DECISION_KINDS.index("login")] = 1.0
+_KIND_BY_PHASE[ABANDONED, DECISION_KINDS.index("cart_abandoned")] = 1.0
+#: The info's decision kind by a row's phase ("end" once her journey has ended).
+_KIND_NAME = np.array(["end"] * 8, dtype=object)
+_KIND_NAME[LAPSING], _KIND_NAME[LOGIN], _KIND_NAME[ABANDONED] = "lapsing", "login", "cart_abandoned"
 #: Tries to draw a shopper who reaches a decision point before the horizon.
 _MAX_DRAWS = 100
+
+
+class JourneyTask:
+    """What ShopperJourney makes of a batch of journeys, vectorized over its rows.
+
+    Observations (``OBS_FIELDS``), action masks (eligibility and budget), rewards (the change
+    of the weighted objective vector) and each row's business metrics. The single env drives a
+    task of one row; the vector env one row per sub-env.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        size: int,
+        horizon_days: int,
+        incentive_budget: float,
+        weights: NDArray[np.float64],
+        neighbour_signal: float,
+        reward_scale: float,
+    ) -> None:
+        self.scenario = scenario
+        self.horizon_days = horizon_days
+        self.incentive_budget = incentive_budget
+        self.unlimited = math.isinf(incentive_budget)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.reward_scale = reward_scale
+        self.batch = JourneyBatch(scenario, size, horizon_days, neighbour_signal)
+        self.catalog = self.batch.catalog
+        self.n_actions = len(self.catalog)
+        # Eligibility depends only on (shown streak, tier >= 1): the four masks, computed once.
+        ids = np.arange(self.n_actions, dtype=np.int16)
+        min_days = scenario.mechanisms.streaks.min_days
+        self._min_days = min_days
+        self._masks = np.stack(
+            [
+                self.catalog.eligible(
+                    ids,
+                    np.full(ids.size, min_days if streak_ok else 0, dtype=np.int64),
+                    np.full(ids.size, 1 if tier_ok else 0, dtype=np.int8),
+                    min_days,
+                )
+                for streak_ok in (False, True)
+                for tier_ok in (False, True)
+            ]
+        )
+        self._none_only = np.zeros(self.n_actions, dtype=np.bool_)
+        self._none_only[0] = True
+        self._top_tier = max(len(scenario.loyalty.tier_thresholds) - 1, 1)
+        self._thresholds = np.asarray(scenario.loyalty.tier_thresholds, dtype=np.float64)
+        self._horizon_hours = horizon_days * HOURS_PER_DAY
+        self._order_margin = np.zeros(size)
+        #: Each row's cumulative objective vector (``OBJECTIVES``) as of her last step.
+        self.state = np.zeros((size, len(OBJECTIVES)))
+        self.episode_reward = np.zeros(size)
+        self.episode_steps = np.zeros(size, dtype=np.int64)
+
+    # ---- episodes -------------------------------------------------------------------------------
+    def reset_rows(self, rows: I64, generators: Sequence[np.random.Generator]) -> None:
+        """A new shopper in each row, run to her first decision point.
+
+        A shopper who would reach no decision point before the horizon is redrawn from the same
+        generator, up to ``_MAX_DRAWS`` times; the last draw stays, at her end, if none does.
+        """
+        batch = self.batch
+        pending, rngs = rows, list(generators)
+        for _ in range(_MAX_DRAWS):
+            batch.reset_rows(pending, rngs)
+            batch.advance(pending)
+            ended = batch.phase[pending] == DONE
+            if not ended.any():
+                break
+            pending, rngs = pending[ended], [r for r, e in zip(rngs, ended.tolist(), strict=True) if e]
+        self._order_margin[rows] = expected_order_margin(self.scenario, batch.pop, rows)
+        self.state[rows] = self.objective_state(rows)
+        self.episode_reward[rows] = 0.0
+        self.episode_steps[rows] = 0
+
+    def step(self, rows: I64, actions: I64) -> tuple[F64, F64, NDArray[np.bool_], NDArray[np.bool_]]:
+        """Give ``actions`` at the rows' decision points and run them to the next.
+
+        Returns (rewards, objective vectors ``(m, 4)``, given, terminated). An action a row may
+        not receive now is not given. A row already at her end (no decision point reached)
+        just terminates, with reward 0.
+        """
+        batch = self.batch
+        deciding = batch.phase[rows] != DONE
+        allowed = self.allowed(rows)
+        given = (actions > 0) & allowed[np.arange(rows.size), actions] & deciding
+        if deciding.any():
+            waiting = rows[deciding]
+            batch.submit(waiting, np.where(given, actions, 0)[deciding])
+            batch.advance(waiting)
+        before = self.state[rows]
+        after = self.objective_state(rows)
+        self.state[rows] = after
+        objective = after - before
+        rewards = objective @ self.weights * self.reward_scale
+        self.episode_reward[rows] += rewards
+        self.episode_steps[rows] += 1
+        return rewards, objective, given, batch.phase[rows] == DONE
+
+    # ---- what is observed -------------------------------------------------------------------------
+    def now_hours(self, rows: I64) -> F64:
+        """Each row's time: her pending decision's, or her end's."""
+        return self.batch.now_hours(rows)
+
+    def objective_state(self, rows: I64) -> F64:
+        """Cumulative margin, LTV (with her residual value), late deliveries and incentive cost."""
+        batch, pop = self.batch, self.batch.pop
+        now = batch.now_hours(rows)
+        residual = residual_value(self.scenario, pop, now, rows, self._order_margin[rows])
+        lines = batch.ledger.lines[:, rows]
+        return np.column_stack(
+            [
+                batch.margin_cents(rows) / 100.0,
+                batch.ledger.margin_pv[rows] + residual,
+                pop.late_deliveries[rows].astype(np.float64),
+                lines[INCENTIVE] / 100.0,
+            ]
+        )
+
+    def budget_left(self, rows: I64) -> F64:
+        """Share of each row's incentive budget left (1 when unlimited)."""
+        if self.unlimited:
+            return np.ones(rows.size)
+        spent = self.batch.ledger.lines[INCENTIVE, rows] / 100.0
+        if self.incentive_budget <= 0:
+            return np.zeros(rows.size)
+        return np.maximum(0.0, 1.0 - spent / self.incentive_budget)
+
+    def allowed(self, rows: I64) -> NDArray[np.bool_]:
+        """``(m, n_actions)``: the incentives each row may receive now (``none`` only at her end)."""
+        pop = self.batch.pop
+        index = 2 * (pop.streak_days[rows] >= self._min_days) + (pop.tier[rows] >= 1)
+        masks = self._masks[index]
+        closed = self.batch.phase[rows] == DONE
+        if not self.unlimited:
+            closed |= self.budget_left(rows) <= 0
+        masks[closed] = self._none_only
+        return masks
+
+    def observe(self, rows: I64) -> NDArray[np.float32]:
+        """``(m, 22)``: what the shop sees of each row now, scaled and clipped (``OBS_FIELDS``)."""
+        batch, pop = self.batch, self.batch.pop
+        now = batch.now_hours(rows)
+        deliveries = pop.deliveries[rows]
+        day = np.minimum(np.floor(now / HOURS_PER_DAY).astype(np.int64), self.horizon_days)
+        raw = np.column_stack(
+            [
+                (now - pop.last_order_at[rows]) / HOURS_PER_DAY,
+                pop.orders[rows],
+                pop.monetary[rows],
+                (now - pop.acquired_at[rows]) / HOURS_PER_DAY,
+                pop.tier[rows] / self._top_tier,
+                tier_progress(pop.qualifying_spend[rows], pop.tier[rows], self._thresholds),
+                pop.points[rows],
+                pop.streak_days[rows],
+                pop.streak_freezes[rows],
+                pop.cart_value[rows],
+                pop.last_delivery_late[rows],
+                np.divide(pop.late_deliveries[rows], np.maximum(deliveries, 1)),
+                pop.incentives_received[rows],
+                (pop.offer[rows] != 0) & (pop.offer_expires_at[rows] >= now),
+                pop.reference_ratio[rows],
+                pop.promo_share[rows],
+                _KIND_BY_PHASE[batch.phase[rows]],
+                batch.season_multiplier(day * HOURS_PER_DAY) / 10.0,
+                now / self._horizon_hours,
+                self.budget_left(rows),
+            ]
+        )
+        return np.clip(raw * _INV_SCALE, 0.0, OBS_HIGH).astype(np.float32)
+
+    def decision_kinds(self, rows: I64) -> NDArray[np.object_]:
+        """Each row's pending decision kind as text (``"end"`` once her journey has ended)."""
+        return _KIND_NAME[self.batch.phase[rows]]
+
+    def summary(self, rows: I64) -> dict[str, NDArray[Any]]:
+        """Each row's business metrics so far (her episode's totals at the end)."""
+        batch, pop, scenario = self.batch, self.batch.pop, self.scenario
+        lines = batch.ledger.lines[:, rows]
+        carts = pop.carts[rows]
+        completed = carts - pop.carts_abandoned[rows] + pop.carts_recovered[rows]
+        deliveries = pop.deliveries[rows]
+        ltv = self.state[rows, 1]
+        return {
+            "days": batch.now_hours(rows) / HOURS_PER_DAY,
+            "churned": ~pop.alive[rows],
+            "visits": pop.visits[rows].astype(np.int64),
+            "carts": carts.astype(np.int64),
+            "cart_abandonment_rate": np.where(carts > 0, 1.0 - completed / np.maximum(carts, 1), 0.0),
+            "orders": pop.orders[rows],
+            "repeat_orders": np.maximum(
+                pop.orders[rows] - int(scenario.population.first_order_at_acquisition), 0
+            ),
+            "revenue": lines[REVENUE] / 100.0,
+            "incentive_cost": lines[INCENTIVE] / 100.0,
+            "margin": batch.margin_cents(rows) / 100.0,
+            "ltv": ltv,
+            "ltv_mean": ltv,  # the population envs' name: here a population of one
+            "active_share": pop.alive[rows].astype(np.float64),
+            "ltv_realized": batch.ledger.margin_pv[rows],
+            "points_liability": pop.points[rows] * scenario.loyalty.point_value,
+            "deliveries": deliveries,
+            "late_deliveries": pop.late_deliveries[rows],
+            "late_delivery_share": np.where(
+                deliveries > 0, pop.late_deliveries[rows] / np.maximum(deliveries, 1), 0.0
+            ),
+            "returns": pop.returns[rows].astype(np.int64),
+            "incentives_offered": pop.incentives_received[rows],
+            "ineligible_offers": pop.ineligible_offers[rows].astype(np.int64),
+            "referral_cost": batch.referral_cost[rows] / 100.0,
+        }
+
+    # ---- the oracle's view (never observed) -----------------------------------------------------------
+    def true_state(self, row: int) -> TrueState:
+        """Her latent traits and hidden state now, as one-row arrays (for the privileged oracle only)."""
+        rows = np.array([row])
+        return self.batch.true_state(rows, self.batch.now_hours(rows))
+
+    def rollout_values(self, row: int, replicates: int, incentives: NDArray[np.int64], key: int) -> F64:
+        """Each incentive's expected weighted objective from now on, by rollouts of her true journey.
+
+        Her present state is copied into ``len(incentives) x replicates`` journeys; each gives its
+        incentive now and ``none`` at every later decision. Replicate ``r`` draws the rest of
+        her life from the same new key for every incentive (common random numbers), tied to
+        ``key`` and her step count. Returns the env's weighted objective gained from now on, per
+        incentive (the sum of the rewards to come, before ``reward_scale``).
+        """
+        arms = len(incentives)
+        clones = JourneyBatch(
+            self.scenario, arms * replicates, self.horizon_days, self.batch.neighbour_signal
+        )
+        clones.copy_rows(self.batch, row)
+        steps = int(self.episode_steps[row])
+        keys = np.array(
+            [
+                np.random.SeedSequence([key, steps, r]).generate_state(1, np.uint64)[0]
+                for r in range(replicates)
+            ]
+        )
+        everyone = np.arange(arms * replicates)
+        clones.rekey(everyone, np.tile(keys, arms))
+        order_margin = np.full(everyone.size, self._order_margin[row])
+        start = self.objective_state(np.array([row]))[0]
+        clones.submit(everyone, np.repeat(np.asarray(incentives, dtype=np.int64), replicates))
+        clones.advance(everyone)
+        while (waiting := everyone[clones.phase != DONE]).size:
+            clones.submit(waiting, np.zeros(waiting.size, dtype=np.int64))
+            clones.advance(waiting)
+        now = clones.now_hours(everyone)
+        final = np.column_stack(
+            [
+                clones.margin_cents(everyone) / 100.0,
+                clones.ledger.margin_pv
+                + residual_value(self.scenario, clones.pop, now, everyone, order_margin),
+                clones.pop.late_deliveries.astype(np.float64),
+                clones.ledger.lines[INCENTIVE] / 100.0,
+            ]
+        )
+        gained = (final - start) @ self.weights
+        return np.asarray(gained.reshape(arms, replicates).mean(axis=1), dtype=np.float64)
+
+    # ---- infos ------------------------------------------------------------------------------------
+    def metrics_template(self) -> dict[str, Any]:
+        """Zeros of the episode metrics' keys and types (``info["episode_metrics"]`` mid-episode)."""
+        first = {key: value[0].item() for key, value in self.summary(np.zeros(1, dtype=np.int64)).items()}
+        return metrics_template({"r": 0.0, "l": 0, **first})
+
+    def infos(
+        self,
+        rows: I64,
+        objective: F64,
+        given: NDArray[np.bool_],
+        ended: NDArray[np.bool_],
+        metrics_zero: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The rows' infos as arrays (the keys and types of every step; ``episode_metrics`` at ends).
+
+        ``objective`` holds each row's step objective vector; ``ended`` marks the rows whose
+        episode ended at this step: their ``episode_metrics`` hold the episode's return ``r``,
+        length ``l`` and business totals, every other row's zeros of the same types.
+        """
+        state = self.state[rows]
+        alive = self.batch.pop.alive[rows]
+        metrics = {key: np.full(rows.size, zero, dtype=type(zero)) for key, zero in metrics_zero.items()}
+        if ended.any():
+            done = rows[ended]
+            totals = {"r": self.episode_reward[done], "l": self.episode_steps[done], **self.summary(done)}
+            for key, zero in metrics_zero.items():
+                metrics[key][ended] = np.asarray(totals[key]).astype(type(zero))
+        return {
+            "objective": {key: objective[:, i] for i, key in enumerate(OBJECTIVES)},
+            "decision_kind": self.decision_kinds(rows),
+            "given": given,
+            "time_days": self.batch.now_hours(rows) / HOURS_PER_DAY,
+            "alive": alive,
+            "margin": state[:, 0],
+            "ltv": state[:, 1],
+            "ltv_mean": state[:, 1],  # the population envs' name: here a population of one
+            "active_share": alive.astype(np.float64),
+            "incentive_cost": state[:, 3],
+            "episode_metrics": metrics,
+        }
+
+    def describe(self, row: int) -> str:
+        """One row's KPIs so far, as text (the ``ansi`` render)."""
+        rows = np.array([row])
+        pop, ledger = self.batch.pop, self.batch.ledger
+        return (
+            f"day {self.batch.now_hours(rows)[0] / HOURS_PER_DAY:6.1f}  "
+            f"{'alive' if pop.alive[row] else 'churned'}  orders {pop.orders[row]}  "
+            f"margin ${self.batch.margin_cents(rows)[0] / 100:,.2f}  "
+            f"incentives ${ledger.lines[INCENTIVE, row] / 100:,.2f}  ltv ${self.state[row, 1]:,.2f}  "
+            f"tier {pop.tier[row]}  streak {pop.streak_days[row]}  "
+            f"late {pop.late_deliveries[row]}/{pop.deliveries[row]}"
+        )
+
+
+def one_info(batched: dict[str, Any], k: int) -> dict[str, Any]:
+    """Row ``k`` of batched infos as plain Python values (a single env's info)."""
+    out: dict[str, Any] = {}
+    for key, value in batched.items():
+        if isinstance(value, dict):
+            out[key] = one_info(value, k)
+        else:
+            item = value[k]
+            out[key] = item.item() if isinstance(item, np.generic) else item
+    return out
 
 
 class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
@@ -68,8 +410,9 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     ## Description
     One shopper, drawn from the scenario's population exactly as the population engine draws
     them (BG/NBD purchase and dropout, Gamma-Gamma spend, loss aversion, price sensitivity,
-    streak sensitivity, type affinities, abuser flag), lives on her own SimPy clock
-    (:mod:`sim.journey`): sessions with seasonality and her calibrated session rate, streaks,
+    streak sensitivity, type affinities, abuser flag), lives on her own clock by the population
+    engine's rules (:mod:`sim.journeys`, :class:`sim.shop.Shop`): sessions with seasonality
+    and her calibrated session rate, streaks,
     carts and the checkout logit with her reference price, loss aversion and the shipping
     threshold, cart abandonment and return, loyalty points and tiers (goal gradient,
     perks, downgrades), deliveries and returns, BG/NBD dropout after orders and churn after
@@ -77,9 +420,9 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     or is lapsing (``engine.decision_points`` of the scenario). Small and fast: the env for CI
     regression and first experiments.
 
-    What a one-shopper world cannot have is documented on :class:`sim.journey.Journey`:
-    deliveries follow the scenario's schedule without a warehouse queue (lateness ~3% in the
-    default shop, 4.7% in the population engine under load); social proof comes from a
+    What a one-shopper world cannot have is documented in :mod:`sim.journeys`:
+    deliveries follow the scenario's schedule without a warehouse queue (one shopper is no
+    load, so the promise is kept; lateness comes from load in the population envs); social proof comes from a
     constant neighbour signal (``neighbour_signal``, default 1.0, about the population
     engine's average in the default shop; 0 turns it off);
     tiers are not inflated by other shoppers; invited friends are not simulated: a referral
@@ -195,305 +538,120 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             raise ValueError("engine.decision_points is empty: the journey would have no steps")
         self.horizon_days = horizon_days
         self.incentive_budget = incentive_budget
-        self._unlimited = math.isinf(incentive_budget)
         self.objective_weights = weights_over_objectives(objective_weights, {"margin": 1.0})
         self._weights = tuple(float(w) for w in self.objective_weights)
         self.neighbour_signal = neighbour_signal
         self.reward_scale = reward_scale
         self.render_mode = render_mode
-        self.model = JourneyModel(self.scenario)
-        self.catalog = self.model.catalog
+        self.task = self.make_task(1)
+        self.catalog = self.task.catalog
         self.n_actions = len(self.catalog)
         self.action_space = spaces.Discrete(self.n_actions)
         self.observation_space = spaces.Box(0.0, OBS_HIGH, (len(OBS_FIELDS),), np.float32)
-        self._decision_kinds = frozenset(self.scenario.engine.decision_points)
-        # Eligibility depends only on (shown streak, tier >= 1): the four masks, computed once.
-        ids = np.arange(self.n_actions, dtype=np.int16)
-        min_days = self.scenario.mechanisms.streaks.min_days
-        self._masks = {
-            (streak_ok, tier_ok): self.catalog.eligible(
-                ids,
-                np.full(ids.size, min_days if streak_ok else 0, dtype=np.int64),
-                np.full(ids.size, 1 if tier_ok else 0, dtype=np.int8),
-                min_days,
-            )
-            for streak_ok in (False, True)
-            for tier_ok in (False, True)
-        }
-        self._none_only = np.zeros(self.n_actions, dtype=np.bool_)
-        self._none_only[0] = True
-        self._season = [self._season_of(day) for day in range(horizon_days + 1)]
-        self._top_tier = max(len(self.scenario.loyalty.tier_thresholds) - 1, 1)
-        self._thresholds = self.model.thresholds
-        self._horizon_hours = horizon_days * HOURS_PER_DAY
-        self._journey: Journey | None = None
-        self._decision: Decision | None = None
+        self._row = np.zeros(1, dtype=np.int64)
         self._metrics_zero: dict[str, Any] | None = None
-        self._objective = dict.fromkeys(OBJECTIVES, 0.0)
+        self._objective = np.zeros(len(OBJECTIVES))
+        self._started = False
         self._ended = False
+
+    def make_task(self, size: int) -> JourneyTask:
+        """A task of ``size`` journeys with this env's settings (the vector env's, one row per sub-env)."""
+        return JourneyTask(
+            self.scenario,
+            size,
+            self.horizon_days,
+            self.incentive_budget,
+            np.asarray(self._weights),
+            self.neighbour_signal,
+            self.reward_scale,
+        )
 
     # ---- gymnasium API ------------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
-        """Draw a new shopper, build her SimPy clock and run it to her first decision point."""
+        """Draw a new shopper and run her life to her first decision point."""
         super().reset(seed=seed)
-        for _ in range(_MAX_DRAWS):
-            # Her generator's state at birth: rollout_values() replays her journey from it.
-            self._birth_state = copy.deepcopy(self.np_random.bit_generator.state)
-            journey = Journey(
-                self.model, self.np_random, self.horizon_days, self._decision_kinds, self.neighbour_signal
-            )
-            decision = journey.next_decision()
-            if decision is not None:
-                break
-        # else: no draw reached a decision point (a horizon shorter than any of her decision
-        # points): the episode is the last draw's journey, already over, and its one step ends it.
-        self._journey, self._decision = journey, decision
-        self._given: list[int] = []  # the incentive each past decision gave (0 where none or refused)
-        self._ended = False
-        self._state = self._objective_state()
-        self._episode_reward = 0.0
-        self._episode_steps = 0
-        self._objective = dict.fromkeys(OBJECTIVES, 0.0)
+        self.task.reset_rows(self._row, [self.np_random])
+        self._started, self._ended = True, False
+        self._objective = np.zeros(len(OBJECTIVES))
         if self._metrics_zero is None:
-            self._metrics_zero = metrics_template({"r": 0.0, "l": 0, **self.summary()})
-        now = journey.now_hours
-        return self._observe(now), self._info(self._objective, False, now)
+            self._metrics_zero = self.task.metrics_template()
+        info = self._info(
+            np.zeros((1, len(OBJECTIVES))), np.zeros(1, dtype=np.bool_), np.zeros(1, dtype=np.bool_)
+        )
+        return self.task.observe(self._row)[0], info
 
     def step(self, action: np.int64 | int) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Give ``action`` at the current decision point and run her life to the next one."""
-        journey = self._journey
-        if journey is None or self._ended:
+        if not self._started or self._ended:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
         incentive = check_action(action, self.action_space)
-        given = False
-        if self._decision is not None:  # else an episode with no decision point: this step ends it
-            given = incentive > 0 and bool(self._allowed(journey)[incentive])
-            journey.submit(incentive if given else 0)
-            self._given.append(incentive if given else 0)
-            self._decision = journey.next_decision()
-        now = journey.now_hours
-        margin_0, ltv_0, load_0, budget_0 = self._state
-        margin, ltv, load, budget = self._state = self._objective_state()
-        objective = {  # OBJECTIVES, spelt out: this runs every step
-            "margin": margin - margin_0,
-            "ltv": ltv - ltv_0,
-            "load": load - load_0,
-            "budget": budget - budget_0,
-        }
-        w_margin, w_ltv, w_load, w_budget = self._weights
-        reward = (
-            w_margin * objective["margin"]
-            + w_ltv * objective["ltv"]
-            + w_load * objective["load"]
-            + w_budget * objective["budget"]
-        ) * self.reward_scale
-        self._episode_reward += reward
-        self._episode_steps += 1
-        self._objective = objective
-        info = self._info(objective, given, now)
+        rewards, objective, given, terminated = self.task.step(
+            self._row, np.array([incentive], dtype=np.int64)
+        )
+        self._objective = objective[0]
         # The horizon is part of the task (``time`` is observed; the LTV objective pays her residual
         # value at the end): no value lies beyond it, so it terminates (Pardo et al. 2018).
-        terminated = self._ended = journey.done
-        if journey.done:
-            totals = {"r": self._episode_reward, "l": self._episode_steps}
-            info["episode_metrics"] = conform_metrics(info["episode_metrics"], {**totals, **self.summary()})
-        return self._observe(now), reward, terminated, False, info
+        self._ended = bool(terminated[0])
+        info = self._info(objective, given, terminated)
+        return self.task.observe(self._row)[0], float(rewards[0]), self._ended, False, info
 
     def action_masks(self) -> NDArray[np.bool_]:
         """Incentives she may receive now (eligibility and budget)."""
-        if self._journey is None or self._decision is None:
-            return self._none_only.copy()
-        return self._allowed(self._journey).copy()
+        if not self._started:
+            return self.task._none_only.copy()
+        return self.task.allowed(self._row)[0]
 
     def step_objective(self) -> NDArray[np.float64]:
         """The last step's objective vector (``OBJECTIVES``: dollars, late deliveries, dollars)."""
-        return np.array([self._objective[key] for key in OBJECTIVES])
+        return self._objective.copy()
 
     def render(self) -> str | None:
         """Her KPIs so far, as text."""
-        if self.render_mode != "ansi" or self._journey is None:
+        if self.render_mode != "ansi" or not self._started:
             return None
-        j = self._journey
-        return (
-            f"day {j.now_hours / HOURS_PER_DAY:6.1f}  {'alive' if j.alive else 'churned'}  "
-            f"orders {j.orders}  margin ${j.margin_cents() / 100:,.2f}  "
-            f"incentives ${j.incentive_cents / 100:,.2f}  ltv ${self._state[1]:,.2f}  "
-            f"tier {j.tier}  streak {j.streak_days}  late {j.late_deliveries}/{j.deliveries}"
-        )
+        return self.task.describe(0)
 
     def summary(self) -> dict[str, Any]:
         """Her business metrics so far (the episode's totals at the end)."""
-        j = self._journey
-        if j is None:
+        if not self._started:
             return {}
-        return {
-            "days": j.now_hours / HOURS_PER_DAY,
-            "churned": not j.alive,
-            "visits": j.visits,
-            "carts": j.carts,
-            "cart_abandonment_rate": 1.0 - (j.carts - j.abandoned + j.recovered) / j.carts
-            if j.carts
-            else 0.0,
-            "orders": j.orders,
-            "repeat_orders": max(j.orders - int(self.scenario.population.first_order_at_acquisition), 0),
-            "revenue": j.revenue_cents / 100.0,
-            "incentive_cost": j.incentive_cents / 100.0,
-            "margin": j.margin_cents() / 100.0,
-            "ltv": self._state[1],
-            "ltv_mean": self._state[1],  # the population envs' name: here a population of one
-            "active_share": float(j.alive),
-            "ltv_realized": j.margin_pv,
-            "points_liability": j.points * self.scenario.loyalty.point_value,
-            "deliveries": j.deliveries,
-            "late_deliveries": j.late_deliveries,
-            "late_delivery_share": j.late_deliveries / j.deliveries if j.deliveries else 0.0,
-            "returns": j.returns,
-            "incentives_offered": j.incentives_received,
-            "ineligible_offers": j.ineligible_offers,
-            "referral_cost": j.referral_cost_cents / 100.0,
-        }
-
-    # ---- internals ----------------------------------------------------------------------------
-    def _objective_state(self) -> tuple[float, float, float, float]:
-        """Her cumulative margin, LTV (with residual), late deliveries and incentive cost."""
-        j = self._journey
-        assert j is not None
-        return (
-            j.margin_cents() / 100.0,
-            j.margin_pv + j.residual_value(),
-            float(j.late_deliveries),
-            j.incentive_cents / 100.0,
-        )  # in the order of OBJECTIVES
+        return {key: value[0].item() for key, value in self.task.summary(self._row).items()}
 
     def rollout_values(self, replicates: int, incentives: NDArray[np.int64]) -> NDArray[np.float64]:
         """Each incentive's expected objective from now on, by rollouts of her true journey (oracle only).
 
-        Her journey is replayed from its birth through her past decisions; at the current one
-        each incentive is given, then ``none`` at every later decision. Each of ``replicates``
-        futures draws from a fresh generator that every incentive shares (common random
-        numbers): the truth about her traits and state, not her realized future. Returns the
-        env's weighted objective at the end (the reward's sum from now), per incentive.
+        Her present state, hidden traits included, is copied into one journey per incentive and
+        replicate; each gives its incentive now and ``none`` at every later decision. Replicates
+        draw her future from fresh keys that every incentive shares (common random numbers):
+        the truth about her traits and state, not her realized future. Returns the env's
+        weighted objective gained from now on (the rewards to come, before ``reward_scale``).
         """
-        journey = self._journey
-        if journey is None or self._ended or self._decision is None:
+        if not self._started or self._ended or self.task.batch.phase[0] == DONE:
             raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
-        key = int(self._birth_state["state"]["state"]) % 2**63  # ties the futures to this journey
-        weights = np.asarray(self._weights, dtype=np.float64)
-        values = np.zeros((len(incentives), replicates))
-        for r in range(replicates):
-            for i, incentive in enumerate(incentives.tolist()):
-                bit_generator = type(self.np_random.bit_generator)()
-                bit_generator.state = copy.deepcopy(self._birth_state)
-                replay = Journey(
-                    self.model,
-                    np.random.Generator(bit_generator),
-                    self.horizon_days,
-                    self._decision_kinds,
-                    self.neighbour_signal,
-                )
-                for past in self._given:
-                    replay.next_decision()
-                    replay.submit(past)
-                replay.next_decision()
-                replay.reseed(np.random.default_rng([key, len(self._given), r]))
-                replay.submit(int(incentive))
-                while replay.next_decision() is not None:
-                    replay.submit(0)
-                final = (
-                    replay.margin_cents() / 100.0,
-                    replay.margin_pv + replay.residual_value(),
-                    float(replay.late_deliveries),
-                    replay.incentive_cents / 100.0,
-                )
-                values[i, r] = float(weights @ np.asarray(final))
-        return np.asarray(values.mean(axis=1), dtype=np.float64)
+        return self.task.rollout_values(0, replicates, incentives, int(self.task.batch.keys[0]))
 
     def oracle_view(self) -> OracleView:
         """The truth about the shopper at the current decision, for ``kind: oracle`` only (never observed)."""
-        journey, decision = self._journey, self._decision
-        if journey is None or self._ended:
+        if not self._started or self._ended:
             raise RuntimeError("no decision is pending: reset() first, or the episode has ended")
-        days_left = self.horizon_days - journey.now_hours / HOURS_PER_DAY
-        kinds = [] if decision is None else [DECISION_KINDS.index(decision.kind)]  # none: no decision point
+        batch = self.task.batch
+        kind = batch.pending_kind(0)
+        days_left = self.horizon_days - float(batch.now_hours(self._row)[0]) / HOURS_PER_DAY
+        kinds = [] if kind is None else [DECISION_KINDS.index(kind)]  # none: no decision point
         return OracleView(
             scenario=self.scenario,
             catalog=self.catalog,
-            state=journey.true_state(),
+            state=self.task.true_state(0),
             kinds=np.array(kinds, dtype=np.int8),
             objective_weights=np.asarray(self._weights, dtype=np.float64),
             days_left=days_left,
             friend_value=(0.0, 0.0),  # her friends are not simulated here: a referral shows only its cost
         )
 
-    def _budget_left(self) -> float:
-        if self._unlimited:
-            return 1.0
-        assert self._journey is not None
-        return budget_left(self._journey.incentive_cents / 100.0, self.incentive_budget)
-
-    def _allowed(self, journey: Journey) -> NDArray[np.bool_]:
-        """The shared (read-only) mask of what she may receive now; ``action_masks`` copies it."""
-        if not self._unlimited and self._budget_left() <= 0:
-            return self._none_only
-        return self._masks[journey.eligible_flags()]
-
-    def _season_of(self, day: int) -> float:
-        factor = 1.0
-        for peak in self.scenario.sessions.peaks:
-            if peak.start_day <= day < peak.start_day + peak.days:
-                factor *= peak.visit_multiplier
-        return factor
-
-    def _observe(self, now: float) -> NDArray[np.float32]:
-        """What the shop sees of her at ``now`` (hours), scaled (``OBS_FIELDS``)."""
-        j, decision = self._journey, self._decision
-        assert j is not None
-        deliveries = j.deliveries
-        raw = (
-            (now - j.last_order_at) / HOURS_PER_DAY,
-            j.orders,
-            j.monetary,
-            (now - j.acquired_at) / HOURS_PER_DAY,
-            j.tier / self._top_tier,
-            tier_progress_scalar(j.qualifying_spend, j.tier, self._thresholds),
-            j.points,
-            j.streak_days,
-            j.streak_freezes,
-            j.cart_value,
-            float(j.last_delivery_late),
-            j.late_deliveries / deliveries if deliveries else 0.0,
-            j.incentives_received,
-            float(j.offer != 0 and j.offer_expires_at >= now),
-            j.reference_ratio,
-            j.promo_share,
-            *(_ONE_HOT[decision.kind] if decision is not None else _NO_DECISION),
-            self._season[min(int(now // HOURS_PER_DAY), self.horizon_days)] / 10.0,
-            now / self._horizon_hours,
-            1.0 if self._unlimited else self._budget_left(),
-        )
-        # Every raw value is >= 0: scaled and clipped above in Python, then one numpy call. Inside
-        # a training loop numpy runs cache-cold, where this is ~40% faster than array arithmetic.
-        high = OBS_HIGH
-        scaled = [x if x < high else high for x in map(mul, raw, _INV_SCALE)]
-        return np.fromiter(scaled, np.float32, _N_FIELDS)
-
-    def _info(self, objective: dict[str, float], given: bool, now: float) -> dict[str, Any]:
-        j = self._journey
-        assert j is not None and self._metrics_zero is not None
-        return {
-            "objective": objective,
-            # Type-stable for vector envs and replay buffers: a str on every step, "end" at the end.
-            "decision_kind": "end" if self._decision is None else self._decision.kind,
-            "given": given,
-            "time_days": now / HOURS_PER_DAY,
-            "alive": j.alive,
-            "margin": self._state[0],
-            "ltv": self._state[1],
-            "ltv_mean": self._state[1],  # the population envs' name: here a population of one
-            "active_share": float(j.alive),
-            "incentive_cost": self._state[3],
-            # Zeros (same keys and types) until the step that ends the episode: batchable.
-            "episode_metrics": self._metrics_zero.copy(),
-        }
+    # ---- internals ----------------------------------------------------------------------------
+    def _info(self, objective: F64, given: NDArray[np.bool_], ended: NDArray[np.bool_]) -> dict[str, Any]:
+        assert self._metrics_zero is not None
+        batched = self.task.infos(self._row, objective, given, ended, self._metrics_zero)
+        return one_info(batched, 0)

@@ -50,9 +50,9 @@ class CouponToPersuadables:
 
     def predict(self, observation: Any, **_: Any) -> tuple[np.ndarray, None]:
         base = self.base
-        if hasattr(base, "_journey"):
-            persuadable = base._journey.traits.uplift_class == PERSUADABLE
-            abandoned = base._decision.kind == "cart_abandoned"
+        if hasattr(base, "task"):  # ShopperJourney: her row of the journey batch
+            persuadable = base.task.batch.pop.uplift_class[0] == PERSUADABLE
+            abandoned = base.task.batch.pending_kind(0) == "cart_abandoned"
         else:
             shopper = base._batch.shoppers[base._position]
             persuadable = base._sim.pop.uplift_class[shopper] == PERSUADABLE
@@ -173,13 +173,13 @@ def test_oracle_contacts_alive_sleeping_dogs_far_less_than_persuadables():
     decisions, given = np.zeros(4), np.zeros(4)
     for seed in range(80):
         env.reset(seed=seed)
-        journey = env.unwrapped._journey
+        her = env.unwrapped.task.batch.pop
         done = False
         while not done:
             action, _ = oracle.predict(np.zeros(1), action_masks=env.unwrapped.action_masks())
-            if journey.alive:
-                decisions[journey.traits.uplift_class] += 1
-                given[journey.traits.uplift_class] += int(action) > 0
+            if her.alive[0]:
+                decisions[her.uplift_class[0]] += 1
+                given[her.uplift_class[0]] += int(action) > 0
             _, _, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
     share = given / np.maximum(decisions, 1)

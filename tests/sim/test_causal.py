@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sim.engine import DecisionBatch, Simulation
-from sim.journey import Journey, JourneyModel
+from sim.journeys import DONE, JourneyBatch
 from sim.metrics import summarize
 from sim.params import Scenario, load_scenario
 from sim.population import UPLIFT_CLASSES
@@ -96,25 +96,29 @@ def test_contacting_sleeping_dogs_raises_their_churn_and_no_other_class_is_drive
     assert (contacted[others] <= untouched[others] + 0.02).all()
 
 
-def _recovery_by_class(model: JourneyModel, action: int, n: int = 1500) -> np.ndarray:
+def _recovery_by_class(scenario: Scenario, action: int, n: int = 1500) -> np.ndarray:
     """Share of abandoned carts bought on the cart-abandonment timer, per uplift class."""
-    kinds = frozenset({"cart_abandoned"})
-    abandoned, recovered = np.zeros(4), np.zeros(4)
-    for i in range(n):  # one generator per shopper: the same shoppers under every action
-        journey = Journey(model, np.random.default_rng([9, i]), 180, kinds, neighbour_signal=0.0)
-        while journey.next_decision() is not None:
-            journey.submit(action)
-        k = journey.traits.uplift_class
-        abandoned[k] += journey.abandoned
-        recovered[k] += journey.recovered
+    batch = JourneyBatch(scenario, n, 180, neighbour_signal=0.0)
+    rows = np.arange(n)  # one generator per shopper: the same shoppers under every action
+    batch.reset_rows(rows, [np.random.default_rng([9, i]) for i in range(n)])
+    batch.advance(rows)
+    while (waiting := rows[batch.phase != DONE]).size:
+        batch.submit(waiting, np.full(waiting.size, action))
+        batch.advance(waiting)
+    pop = batch.pop
+    abandoned = np.bincount(pop.uplift_class, pop.carts_abandoned, minlength=4)
+    recovered = np.bincount(pop.uplift_class, pop.carts_recovered, minlength=4)
     return recovered / np.maximum(abandoned, 1)
 
 
 def test_persuadables_conversion_rises_with_the_offer_and_sure_things_barely_move():
-    model = JourneyModel(load_scenario(DEFAULT, {"population.uplift.sleeping_dog.contact_churn": 0.0}))
-    names = model.catalog.names
+    scenario = load_scenario(
+        DEFAULT,
+        {"population.uplift.sleeping_dog.contact_churn": 0.0, "engine.decision_points": ["cart_abandoned"]},
+    )
+    names = [i.name for i in scenario.incentives]
     none, ten, twenty = (
-        _recovery_by_class(model, names.index(a)) for a in ("none", "coupon_10", "coupon_20")
+        _recovery_by_class(scenario, names.index(a)) for a in ("none", "coupon_10", "coupon_20")
     )
     persuadable, sure_thing = UPLIFT_CLASSES.index("persuadable"), UPLIFT_CLASSES.index("sure_thing")
     assert none[persuadable] < ten[persuadable] < twenty[persuadable]

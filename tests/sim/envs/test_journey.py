@@ -1,243 +1,138 @@
-"""ShopperJourney-v0 and its scalar simulation: twins of the mechanisms, the engine, incentives, endings."""
+"""ShopperJourney-v0 and its driver: journeys on their own clocks, the engine's rules, incentives, endings."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
-import sim  # noqa: F401  (registers the environments)
-from sim.behaviour import checkout_probability, hours_from_uniform, shipping_fee
-from sim.economics import daily_discount_rate, expected_order_margin, residual_value
+import sim
+import sim.journeys
 from sim.engine import Simulation
 from sim.envs.journey import OBS_FIELDS, ShopperJourneyEnv
 from sim.incentives import IncentiveCatalog
-from sim.journey import (
-    Decision,
-    Journey,
-    JourneyModel,
-    affinity_factor_scalar,
-    calibrate_one,
-    checkout_probability_scalar,
-    draw_traits,
-    dropout_probability_scalar,
-    expected_order_margin_scalar,
-    framed_offer_pull_scalar,
-    hour_from_uniform_scalar,
-    loss_weight_scalar,
-    offer_terms_scalar,
-    perk_dropout_relief_scalar,
-    prospect_value_scalar,
-    residual_value_scalar,
-    social_logit_lift_scalar,
-    tier_of_scalar,
-    tier_progress_scalar,
-    topped_up_basket_scalar,
-    visit_hazard_multiplier_scalar,
-    visit_probability_scalar,
-)
-from sim.mechanisms.affinity import affinity_factor
-from sim.mechanisms.churn import dropout_probability
-from sim.mechanisms.prospect import framed_offer_pull, prospect_value
-from sim.mechanisms.shipping_threshold import topped_up_basket
-from sim.mechanisms.social import social_logit_lift
-from sim.mechanisms.streaks import loss_weight, visit_hazard_multiplier
-from sim.mechanisms.tiers import downgrade_threat_multiplier, perk_dropout_relief, tier_of, tier_progress
+from sim.journeys import DONE, JourneyBatch
 from sim.metrics import summarize
-from sim.params import load_scenario
-from sim.population import CHANNEL_ORGANIC, calibrate_session_rates, draw_shoppers
+from sim.params import Scenario, load_scenario
 
 SCENARIO = "configs/scenarios/default.yaml"
-N = 400  # random inputs per twin
+Decide = Callable[[JourneyBatch, np.ndarray], np.ndarray]
 
 
-@pytest.fixture(scope="module")
-def model() -> JourneyModel:
-    return JourneyModel(load_scenario(SCENARIO))
+def _none(batch: JourneyBatch, rows: np.ndarray) -> np.ndarray:
+    return np.zeros(rows.size, dtype=np.int64)
 
 
-def _close(scalar: Callable[..., Any], columns: list[np.ndarray], expected: np.ndarray) -> None:
-    got = np.array([scalar(*row) for row in zip(*columns, strict=True)], dtype=np.float64)
-    np.testing.assert_allclose(got, np.asarray(expected, dtype=np.float64), rtol=1e-12, atol=1e-12)
+def run_journeys(
+    scenario: Scenario, n: int, days: int, seed: int, decide: Decide = _none, signal: float = 0.0
+) -> JourneyBatch:
+    """``n`` journeys, row ``i`` drawn from ``default_rng([seed, i])``, run to their ends under ``decide``."""
+    batch = JourneyBatch(scenario, n, days, neighbour_signal=signal)
+    rows = np.arange(n)
+    batch.reset_rows(rows, [np.random.default_rng([seed, i]) for i in range(n)])
+    batch.advance(rows)
+    while (waiting := rows[batch.phase != DONE]).size:
+        batch.submit(waiting, decide(batch, waiting))
+        batch.advance(waiting)
+    return batch
 
 
-# ---- scalar twins equal the vectorized mechanisms on random inputs ------------------------------
-def test_scalar_prospect_and_framing_twins_equal_vectorized():
-    rng = np.random.default_rng(0)
-    x, lam = rng.normal(0, 5, N), rng.lognormal(0.6, 0.4, N)
-    framed = rng.random(N) < 0.5
-    _close(lambda a, b: prospect_value_scalar(a, b, 0.88, 0.88), [x, lam], prospect_value(x, lam, 0.88, 0.88))
-    _close(lambda a, b: prospect_value_scalar(a, b, 0.8, 0.9), [x, lam], prospect_value(x, lam, 0.8, 0.9))
-    v = np.abs(x)
-    expected = framed_offer_pull(v, framed, lam, 0.88, 0.88)
-    _close(lambda a, f, b: framed_offer_pull_scalar(a, bool(f), b, 0.88, 0.88), [v, framed, lam], expected)
+def _fingerprint(batch: JourneyBatch, rows: np.ndarray) -> list[np.ndarray]:
+    """Every per-row array of the shoppers' state and ledger, for exact comparisons."""
+    pop = batch.pop
+    state = [value[rows] for value in vars(pop).values() if isinstance(value, np.ndarray)]
+    return [*state, batch.ledger.lines[:, rows], batch.ledger.margin_pv[rows], batch.end_hours[rows]]
 
 
-def test_scalar_streak_twins_equal_vectorized():
-    rng = np.random.default_rng(1)
-    streak = rng.integers(0, 30, N)
-    frustration, sens, lam = rng.exponential(0.5, N), rng.lognormal(0, 0.5, N), rng.lognormal(0.6, 0.4, N)
-    length = streak.astype(np.float64)
-    _close(
-        lambda a, b: loss_weight_scalar(a, 14.0, 3, b, 0.88, 0.88),
-        [length, lam],
-        loss_weight(length, 14.0, 3, lam, 0.88, 0.88),
-    )
-    expected = visit_hazard_multiplier(streak, frustration, sens, lam, 0.4, 14.0, 3, 0.88, 0.88)
-    _close(
-        lambda s, f, e, b: visit_hazard_multiplier_scalar(int(s), f, e, b, 0.4, 14.0, 3, 0.88, 0.88),
-        [streak, frustration, sens, lam],
-        expected,
-    )
-    base, multiplier = rng.random(N), rng.lognormal(0, 0.7, N)
-    base[:5] = 1.0  # the engine clamps a certain visitor just below 1
-    engine = -np.expm1(multiplier * np.log1p(-np.minimum(base, 1.0 - 1e-12)))
-    _close(visit_probability_scalar, [base, multiplier], engine)
+def _coupon_sometimes(batch: JourneyBatch, rows: np.ndarray) -> np.ndarray:
+    """An incentive-rich policy that depends only on each row's own state (so it is batch-invariant)."""
+    pop = batch.pop
+    return np.where((pop.visits[rows] + pop.orders[rows]) % 3 == 0, 1 + (pop.visits[rows] % 6), 0)
 
 
-def test_scalar_tier_and_churn_twins_equal_vectorized():
-    rng = np.random.default_rng(2)
-    thresholds = np.array([0.0, 500.0, 2000.0, 10000.0])
-    spend = rng.uniform(0, 15000, N)
-    tier = tier_of(spend, thresholds)
-    _close(lambda s: tier_of_scalar(s, list(thresholds)), [spend], tier)
-    _close(
-        lambda s, t: tier_progress_scalar(s, int(t), list(thresholds)),
-        [spend, tier],
-        tier_progress(spend, tier, thresholds),
-    )
-    qualifying = rng.integers(0, 4, N).astype(np.int8)
-    lam = rng.lognormal(0.6, 0.4, N)
-    expected = downgrade_threat_multiplier(tier, qualifying, np.ones(N, dtype=bool), lam, 3, 0.5, 0.88)
-    from sim.journey import downgrade_threat_scalar
-
-    _close(
-        lambda t, q, b: downgrade_threat_scalar(int(t), int(q), b, 3, 0.5, 0.88),
-        [tier, qualifying, lam],
-        expected,
-    )
-    shares = np.array([1.0, 0.3, 0.1, 0.02])
-    _close(
-        lambda t: perk_dropout_relief_scalar(int(t), list(shares), 3, 0.3, 0.5),
-        [tier],
-        perk_dropout_relief(tier, shares, 3, 0.3, 0.5),
-    )
-    base, late, delivered = rng.beta(0.8, 2.4, N), rng.random(N) < 0.3, rng.random(N) < 0.7
-    frustration = rng.exponential(0.5, N)
-    expected = dropout_probability(base, late, delivered, frustration, 1.0, 0.1, 0.5)
-    _close(
-        lambda b, lt, d, f: dropout_probability_scalar(b, bool(lt), bool(d), f, 1.0, 0.1, 0.5),
-        [base, late, delivered, frustration],
-        expected,
-    )
+# ---- one driver, the same trajectory in any batch -------------------------------------------------
+def test_a_journey_is_bit_identical_alone_and_in_a_batch_of_any_size():
+    scenario = load_scenario(SCENARIO)
+    together = run_journeys(scenario, 9, 365, seed=4, decide=_coupon_sometimes, signal=1.0)
+    for i in (0, 4, 8):
+        alone = JourneyBatch(scenario, 1, 365, neighbour_signal=1.0)
+        row = np.zeros(1, dtype=np.int64)
+        alone.reset_rows(row, [np.random.default_rng([4, i])])
+        alone.advance(row)
+        while alone.phase[0] != DONE:
+            alone.submit(row, _coupon_sometimes(alone, row))
+            alone.advance(row)
+        for a, b in zip(_fingerprint(alone, row), _fingerprint(together, np.array([i])), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert together.pop.incentives_received.sum() > 0 and together.pop.orders.sum() > 9
 
 
-def test_scalar_checkout_basket_and_hour_twins_equal_vectorized(model: JourneyModel):
-    rng = np.random.default_rng(3)
-    sens, lam = rng.lognormal(1.2, 0.5, N), rng.lognormal(0.6, 0.4, N)
-    reference = rng.uniform(5, 150, N)
-    pay = reference * rng.uniform(0.5, 1.6, N)
-    pay[:3] = reference[:3] * 1000.0  # so large the engine's probability underflows to 0
-    with np.errstate(over="ignore"):
-        expected = checkout_probability(0.1, sens, pay, reference, lam)
-    _close(
-        lambda e, p, r, b: checkout_probability_scalar(0.1, e, p, r, b), [sens, pay, reference, lam], expected
-    )
-    signal, susc, badge = rng.exponential(1.0, N), rng.beta(2, 5, N), rng.random(N) < 0.2
-    expected = social_logit_lift(signal, susc, badge, 0.29, 1.0, 1.0, 0.25)
-    _close(
-        lambda s, c, b: social_logit_lift_scalar(s, c, bool(b), 0.29, 1.0, 1.0, 0.25),
-        [signal, susc, badge],
-        expected,
-    )
-    basket, u = rng.uniform(20, 60, N), rng.random(N)
-    expected = topped_up_basket(basket, u, 5.99, 50.0, 0.5, 2.0, 8.0)
-    _close(lambda b, v: topped_up_basket_scalar(b, v, 5.99, 50.0, 0.5, 2.0, 8.0), [basket, u], expected)
-    cdf = np.asarray(model.hour_cdf)
-    _close(lambda v: hour_from_uniform_scalar(v, model.hour_cdf), [u], hours_from_uniform(u, cdf))
-    affinity = rng.dirichlet(np.ones(4), N).astype(np.float32)
-    column = rng.integers(-1, 4, N)
-    expected = affinity_factor(affinity, column, 1.0)
-    _close(
-        lambda a, c: affinity_factor_scalar(tuple(float(x) for x in a), int(c), 1.0),
-        [affinity, column],
-        expected,
-    )
+def test_looking_ahead_over_quiet_days_gives_exactly_the_day_by_day_trajectory(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    scenario = load_scenario(SCENARIO)
+    ahead = run_journeys(scenario, 40, 365, seed=5, decide=_coupon_sometimes)
+    monkeypatch.setattr(sim.journeys, "_LOOKAHEAD_DAYS", 1)  # one day at a time: no stretch skipped
+    daily = run_journeys(scenario, 40, 365, seed=5, decide=_coupon_sometimes)
+    rows = np.arange(40)
+    for a, b in zip(_fingerprint(ahead, rows), _fingerprint(daily, rows), strict=False):
+        np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=1e-9, atol=1e-9)
 
 
-def test_scalar_offer_terms_twin_equals_catalog_terms(model: JourneyModel):
-    rng = np.random.default_rng(4)
-    catalog = model.catalog
-    offer = rng.integers(0, len(catalog), N).astype(np.int16)
-    offer[0] = 1  # not every offer the catalogue's fast path for "no offers" would take
-    basket = rng.uniform(5, 120, N)
-    terms = catalog.terms(offer, basket)
-    for i in range(N):
-        got = offer_terms_scalar(model, int(offer[i]), float(basket[i]))
-        assert got.discount == pytest.approx(terms.discount[i], abs=1e-12)
-        assert got.free_shipping == terms.free_shipping[i]
-        assert got.points_multiplier == terms.points_multiplier[i]
-        assert got.bonus_points == terms.bonus_points[i]
-        assert got.loss_framed == terms.loss_framed[i]
-        assert got.hedonic_value == terms.hedonic_value[i]
-        assert got.type_column == terms.type_column[i]
-        assert got.applies == terms.applies[i]
+def test_a_copied_journey_with_her_key_continues_exactly_as_she_does():
+    scenario = load_scenario(SCENARIO)
+    her = run_journeys(scenario, 1, 365, seed=6)  # to the end: the reference
+    replay = JourneyBatch(scenario, 1, 365, neighbour_signal=0.0)
+    row = np.zeros(1, dtype=np.int64)
+    replay.reset_rows(row, [np.random.default_rng([6, 0])])
+    replay.advance(row)
+    for _ in range(3):  # three decisions in, copy her into three rows
+        replay.submit(row, np.zeros(1, dtype=np.int64))
+        replay.advance(row)
+    copies = JourneyBatch(scenario, 3, 365, neighbour_signal=0.0)
+    copies.copy_rows(replay, 0)
+    rows = np.arange(3)
+    while (waiting := rows[copies.phase != DONE]).size:
+        copies.submit(waiting, np.zeros(waiting.size, dtype=np.int64))
+        copies.advance(waiting)
+    for i in rows:
+        for a, b in zip(
+            _fingerprint(her, np.zeros(1, dtype=np.int64)), _fingerprint(copies, np.array([i])), strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+    copies.copy_rows(replay, 0)
+    copies.rekey(rows, np.array([1, 2, 3], dtype=np.uint64))  # new futures part ways
+    while (waiting := rows[copies.phase != DONE]).size:
+        copies.submit(waiting, np.zeros(waiting.size, dtype=np.int64))
+        copies.advance(waiting)
+    assert len({float(v) for v in copies.ledger.margin_pv}) > 1
 
 
-def test_one_shopper_traits_calibration_and_value_equal_the_population_engine(model: JourneyModel):
-    scenario = model.scenario
-    for seed in range(20):
-        traits = draw_traits(model, np.random.default_rng(seed))
-        pop = draw_shoppers(
-            scenario,
-            np.zeros(1),
-            np.zeros(1, dtype=np.int32),
-            np.zeros((1, 0), dtype=np.int32),
-            CHANNEL_ORGANIC,
-            np.random.default_rng(seed),
-        )
-        assert traits.purchase_rate_per_day == pop.purchase_rate_per_day[0]
-        assert traits.dropout_prob == pop.dropout_prob[0] and traits.spend_nu == pop.spend_nu[0]
-        assert traits.loss_aversion == pytest.approx(pop.loss_aversion[0], rel=1e-14)
-        assert traits.price_sensitivity == pytest.approx(pop.price_sensitivity[0], rel=1e-14)
-        assert traits.affinity == tuple(pop.affinity[0].tolist()) and traits.abuser == pop.abuser[0]
-        assert traits.dropout_rate_per_day == pop.dropout_rate_per_day[0]
-        assert traits.uplift_class == pop.uplift_class[0]
-        assert traits.offer_response == pop.offer_response[0]
-        assert traits.checkout_shift == pop.checkout_shift[0]
-        assert traits.contact_churn == pop.contact_churn[0]
-        assert traits.winback_sensitivity == pytest.approx(pop.winback_sensitivity[0], rel=1e-14)
-        assert traits.lifetime_budget == pop.lifetime_budget[0]
-        assert traits.visit_prob == pytest.approx(pop.visit_prob[0], rel=1e-12)
-        assert traits.cart_prob == pytest.approx(pop.cart_prob[0], rel=1e-12)
-        margin = expected_order_margin(scenario, pop)[0]
-        assert expected_order_margin_scalar(model, traits.spend_nu) == pytest.approx(margin, rel=1e-12)
-        pop.acquired_at[:] = 3.0
-        delta = daily_discount_rate(scenario.economics.annual_discount_rate)
-        expected = residual_value(scenario, pop, 1000.0, slice(None), np.array([margin]))[0]
-        got = residual_value_scalar(
-            traits.purchase_rate_per_day,
-            traits.dropout_prob,
-            traits.dropout_rate_per_day,  # no delivery yet: her hazard before experience
-            margin,
-            delta,
-            997.0 / 24.0,
-        )
-        assert got == pytest.approx(expected, rel=1e-12)
-    rng = np.random.default_rng(0)
-    rate, nu = rng.gamma(0.6, 0.25 / 7, N), rng.gamma(3.74, 1 / 24, N)
-    sens, lam = rng.lognormal(1.2, 0.5, N), rng.lognormal(0.6, 0.4, N)
-    shift = rng.normal(0.0, 1.0, N)
-    visit, cart = calibrate_session_rates(scenario, rate, nu, sens, lam, shift)
-    got = np.array([calibrate_one(model, *row) for row in zip(rate, nu, sens, lam, shift, strict=True)])
-    np.testing.assert_allclose(got, np.column_stack([visit, cart]), rtol=1e-12)
-    assert shipping_fee(np.array([49.0]), 5.99, 50.0)[0] == 5.99  # the calibration's fee rule
+def test_a_rare_visitors_decade_costs_driver_steps_by_her_events_not_her_days(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Quiet stretches are looked ahead in one step: day starts handled stay near her events' count."""
+    scenario = load_scenario(SCENARIO, {"population.purchase.r": 0.05})  # mostly very rare shoppers
+    handled = []
+    start_day = JourneyBatch._start_day
+
+    def counting(self: JourneyBatch, rows: np.ndarray) -> None:
+        handled.append(rows.size)
+        start_day(self, rows)
+
+    monkeypatch.setattr(JourneyBatch, "_start_day", counting)
+    batch = run_journeys(scenario, 200, 3650, seed=3)
+    pop = batch.pop
+    events = int(pop.visits.sum() + pop.orders.sum() + pop.deliveries.sum() + pop.returns.sum())
+    days = batch.end_hours.sum() / 24.0
+    # A few day starts per event and one per look-ahead window of quiet days, not one per day.
+    assert sum(handled) < 3 * (events + 200) + days / sim.journeys._LOOKAHEAD_DAYS
+    assert sum(handled) < 0.1 * days  # an order of magnitude fewer than her days
 
 
-# ---- the journey against the population engine ---------------------------------------------------
+# ---- the two clocks on the same rules -----------------------------------------------------------
 #: Queue-free fulfillment in the engine (capacity far above demand) and no social proof on either side.
 CONSISTENCY = {
     "population.shoppers": 3000,
@@ -249,92 +144,65 @@ CONSISTENCY = {
 }
 
 
-def _journeys(
-    scenario_model: JourneyModel, n: int, days: int, seed: int, decide: Callable[[Journey, Decision], int]
-) -> list[Journey]:
-    rng = np.random.default_rng(seed)
-    kinds = frozenset(scenario_model.scenario.engine.decision_points)
-    done = []
-    for _ in range(n):
-        journey = Journey(scenario_model, rng, days, kinds, neighbour_signal=0.0)
-        while (decision := journey.next_decision()) is not None:
-            journey.submit(decide(journey, decision))
-        done.append(journey)
-    return done
-
-
-def test_none_policy_journeys_match_the_population_engine_on_orders_abandonment_and_churn():
+def test_none_policy_journeys_and_the_population_clock_agree_on_orders_abandonment_and_churn():
     """With no incentives, 3,000 journeys and 3,000 engine shoppers over 180 days agree.
 
-    Both run every mechanism except the two a one-shopper world cannot share: the engine's
-    warehouse gets capacity far above demand (so both deliver on the queue-free schedule) and
-    social proof and tier inflation are off on both sides. Tolerances (about 3 standard errors
-    of the difference, which shopper heterogeneity makes large): orders and visits per shopper
-    within 10%, cart abandonment within 0.03, share still active at day 180 within 0.04, late
-    deliveries within 0.015 and returns per delivery within 0.02.
+    Both clocks call the same rules (:class:`sim.shop.Shop`) and differ only in what a shared
+    clock has: session batches (decisions at the batch's end) and the warehouse, here given
+    capacity far above demand; social proof and tier inflation are off on both sides. The
+    draws differ (engine streams, journey keys), so the comparison is statistical: about 3
+    standard errors of the difference, which shopper heterogeneity makes large.
     """
     scenario = load_scenario(SCENARIO, CONSISTENCY)
     days = 180
     engine = summarize(Simulation(scenario, seed=7, horizon_days=days, log_level="aggregates").run())
-    journeys = _journeys(JourneyModel(scenario), 3000, days, seed=8, decide=lambda j, d: 0)
-    n = len(journeys)
-    carts = sum(j.carts for j in journeys)
-    converted = carts - sum(j.abandoned for j in journeys) + sum(j.recovered for j in journeys)
-    orders = sum(j.orders for j in journeys) / n
-    visits = sum(j.visits for j in journeys) / n
-    assert orders == pytest.approx(engine["orders"] / engine["shoppers"], rel=0.10)
-    assert visits == pytest.approx(engine["visits"] / engine["shoppers"], rel=0.10)
+    batch = run_journeys(scenario, 3000, days, seed=8)
+    pop, n = batch.pop, 3000
+    carts = pop.carts.sum()
+    converted = carts - pop.carts_abandoned.sum() + pop.carts_recovered.sum()
+    assert pop.orders.mean() == pytest.approx(engine["orders"] / engine["shoppers"], rel=0.10)
+    assert pop.visits.mean() == pytest.approx(engine["visits"] / engine["shoppers"], rel=0.10)
     assert 1.0 - converted / carts == pytest.approx(engine["cart_abandonment_rate"], abs=0.03)
-    assert sum(j.alive for j in journeys) / n == pytest.approx(engine["active_share"], abs=0.04)
-    assert sum(j.terminated for j in journeys) == n - sum(j.alive for j in journeys)  # ended = churned
-    deliveries = sum(j.deliveries for j in journeys)
-    late = sum(j.late_deliveries for j in journeys) / deliveries
+    assert pop.alive.mean() == pytest.approx(engine["active_share"], abs=0.04)
+    ended_early = batch.end_hours < days * 24.0
+    assert (ended_early == ~pop.alive).all()  # a journey ends before the horizon only at churn
+    late = pop.late_deliveries.sum() / pop.deliveries.sum()
     assert late == pytest.approx(engine["late_delivery_share"], abs=0.015)  # the same queue-free schedule
-    returned = sum(j.returns for j in journeys) / deliveries
+    returned = pop.returns.sum() / pop.deliveries.sum()
     assert returned == pytest.approx(engine["returns_share"], abs=0.02)
+    assert n == pop.size
 
 
-def test_coupon_policy_journeys_match_the_population_engine_on_orders_costs_and_survival():
-    """The same comparison with an incentive: coupon_10 at every abandoned cart, on both sides.
-
-    This exercises what the incentive moves in both simulators (uplift-class responses at
-    checkout, the advertising effect, sleeping dogs' contact churn, reference prices, Pareto/NBD
-    attrition). Orders per shopper within 10%, incentive cost per shopper within 15%, active
-    share within 0.04.
-    """
+def test_coupon_policy_journeys_and_the_population_clock_agree_on_orders_costs_and_survival():
+    """The same comparison with an incentive: coupon_10 at every abandoned cart, on both clocks."""
     scenario = load_scenario(SCENARIO, CONSISTENCY)
     coupon = [i.name for i in scenario.incentives].index("coupon_10")
     days = 180
 
-    def engine_policy(batch: Any) -> np.ndarray:
-        return np.full(batch.shoppers.size, coupon if batch.kind == "cart_abandoned" else 0)
+    def engine_policy(batch: object) -> np.ndarray:
+        return np.full(batch.shoppers.size, coupon if batch.kind == "cart_abandoned" else 0)  # type: ignore[attr-defined]
+
+    def journey_policy(batch: JourneyBatch, rows: np.ndarray) -> np.ndarray:
+        return np.array([coupon if batch.pending_kind(int(r)) == "cart_abandoned" else 0 for r in rows])
 
     engine = summarize(
         Simulation(scenario, seed=7, horizon_days=days, log_level="aggregates").run(engine_policy)
     )
-    journeys = _journeys(
-        JourneyModel(scenario),
-        3000,
-        days,
-        seed=8,
-        decide=lambda j, d: coupon if d.kind == "cart_abandoned" else 0,
-    )
-    n = len(journeys)
-    orders = sum(j.orders for j in journeys) / n
-    assert orders == pytest.approx(engine["orders"] / engine["shoppers"], rel=0.10)
-    cost = sum(j.incentive_cents for j in journeys) / 100.0 / n
+    batch = run_journeys(scenario, 3000, days, seed=8, decide=journey_policy)
+    pop = batch.pop
+    assert pop.orders.mean() == pytest.approx(engine["orders"] / engine["shoppers"], rel=0.10)
+    cost = batch.ledger.lines[2].sum() / 100.0 / pop.size
     assert cost == pytest.approx(engine["incentive_cost"] / engine["shoppers"], rel=0.15)
-    assert sum(j.alive for j in journeys) / n == pytest.approx(engine["active_share"], abs=0.04)
+    assert pop.alive.mean() == pytest.approx(engine["active_share"], abs=0.04)
 
 
 def test_coupon_at_an_abandoned_cart_raises_its_recovery_by_more_than_a_fifth():
     scenario = load_scenario(SCENARIO, {"engine.decision_points": ["cart_abandoned"]})
-    model = JourneyModel(scenario)
-    coupon = model.catalog.names.index("coupon_20")
+    coupon = IncentiveCatalog(scenario).names.index("coupon_20")
 
     def recovery(action: int) -> float:
-        journeys = _journeys(model, 600, 365, seed=9, decide=lambda j, d: action)
-        return sum(j.recovered for j in journeys) / sum(j.abandoned for j in journeys)
+        pop = run_journeys(scenario, 600, 365, seed=9, decide=lambda b, rows: np.full(rows.size, action)).pop
+        return float(pop.carts_recovered.sum() / pop.carts_abandoned.sum())
 
     none, with_coupon = recovery(0), recovery(coupon)
     # Only the quarter of shoppers who come back decide again, so recovery is at most 0.25.
@@ -358,7 +226,7 @@ def test_masks_follow_eligibility_and_the_budget_and_over_budget_actions_are_not
     assert not info["given"]  # ineligible: not given
     coupon, spent_out, seed = names.index("coupon_20"), False, 2
     for _ in range(3000):
-        if env._budget_left() <= 0:
+        if env.task.budget_left(np.zeros(1, dtype=np.int64))[0] <= 0:
             spent_out = True
             assert env.action_masks().tolist() == [True] + [False] * (len(names) - 1)
             _, _, terminated, truncated, info = env.step(coupon)
@@ -375,6 +243,11 @@ def test_masks_follow_eligibility_and_the_budget_and_over_budget_actions_are_not
     assert spent_out
 
 
+def _residual(env: ShopperJourneyEnv) -> float:
+    task, row = env.task, np.zeros(1, dtype=np.int64)
+    return float(task.objective_state(row)[0, 1] - task.batch.ledger.margin_pv[0])
+
+
 def test_episode_terminates_at_churn_with_the_residual_value_gone():
     env = gym.make("shopgym/ShopperJourney-v0", objective_weights={"ltv": 1.0}, reward_scale=1.0)
     churned = 0
@@ -384,15 +257,14 @@ def test_episode_terminates_at_churn_with_the_residual_value_gone():
         while not (terminated or truncated):
             _, _, terminated, truncated, info = env.step(0)
         episode = info["episode_metrics"]
-        journey = env.unwrapped._journey
         assert terminated and not truncated  # the horizon is part of the task: it terminates too
         if episode["churned"]:
             churned += 1
-            assert not info["alive"] and journey.residual_value() == 0.0
+            assert not info["alive"] and _residual(env.unwrapped) == 0.0
             assert info["ltv"] == pytest.approx(episode["ltv_realized"])  # LTV is the realized part only
             assert episode["days"] < 365
         else:
-            assert info["alive"] and journey.residual_value() > 0.0 and episode["days"] == 365
+            assert info["alive"] and _residual(env.unwrapped) > 0.0 and episode["days"] == 365
     assert 5 < churned < 40
 
 
@@ -400,17 +272,16 @@ def test_churn_costs_the_ltv_objective_her_whole_residual_value_at_once():
     """The step in which she churns loses her residual value: LTV change = realized change - residual."""
     drops, residuals = [], []
     env = ShopperJourneyEnv(reward_scale=1.0, objective_weights={"ltv": 1.0})
+    ledger = env.task.batch.ledger
     for seed in range(60):
         env.reset(seed=seed)
-        journey = env._journey
-        assert journey is not None
         terminated = truncated = False
         while not (terminated or truncated):
-            realized, residual = journey.margin_pv, journey.residual_value()
-            was_alive = journey.alive  # (a lifetime may end before her first decision)
+            realized, residual = float(ledger.margin_pv[0]), _residual(env)
+            was_alive = bool(env.task.batch.pop.alive[0])  # (a lifetime may end before her first decision)
             _, reward, terminated, truncated, info = env.step(0)
             if was_alive and not info["alive"]:
-                assert reward == pytest.approx(journey.margin_pv - realized - residual)
+                assert reward == pytest.approx(ledger.margin_pv[0] - realized - residual)
                 drops.append(reward)
                 residuals.append(residual)
                 break
@@ -438,15 +309,15 @@ def test_reward_is_the_weighted_objective_vector():
     assert mixed_reward == pytest.approx(expected)
 
 
-def test_idle_shoppers_cost_a_step_each_whatever_the_gap():
-    """A rare visitor's year is a handful of steps and SimPy events, not one per idle day."""
-    scenario = load_scenario(SCENARIO, {"population.purchase.r": 0.05})  # mostly very rare shoppers
-    model = JourneyModel(scenario)
-    journeys = _journeys(model, 200, 3650, seed=3, decide=lambda j, d: 0)
-    events = sum(next(j.env._eid) for j in journeys)  # SimPy's event counter: events scheduled
-    visits = sum(j.visits for j in journeys)
-    orders = sum(j.orders for j in journeys)
-    assert events < 10 * (visits + orders + 200)
+def test_rollout_values_rank_incentives_by_her_true_future_and_pair_them_by_common_random_numbers():
+    env = ShopperJourneyEnv(reward_scale=1.0)
+    env.reset(seed=3)
+    incentives = np.arange(env.n_actions)
+    values = env.rollout_values(16, incentives)
+    assert values.shape == (env.n_actions,) and np.isfinite(values).all()
+    np.testing.assert_array_equal(values, env.rollout_values(16, incentives))  # reproducible
+    ineligible = ~env.action_masks()
+    np.testing.assert_array_equal(values[ineligible], values[0])  # not given: the same future as none
 
 
 def test_bad_arguments_fail_clearly():
