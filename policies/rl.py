@@ -42,6 +42,7 @@ from sb3_contrib import ARS, QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 
 from policies.base import (
     FORMAT_VERSION,
@@ -71,6 +72,10 @@ Q_KINDS = ("dqn", "qrdqn")
 DISCRETE_ONLY_KINDS = ("dqn", "qrdqn", "ars")
 #: Kinds whose ``n_steps`` rollouts are split into ``batch_size`` minibatches.
 ROLLOUT_KINDS = ("ppo", "maskable_ppo", "trpo", "recurrent_ppo")
+#: Kinds that train on an env's native vector env (its rollout split across the sub-envs).
+VECTOR_KINDS = ("ppo", "maskable_ppo", "trpo")
+#: Sub-envs of that vector env.
+TRAIN_SUB_ENVS = 16
 #: The file a saved SB3 policy's network weights live in (numpy arrays, read without pickle).
 WEIGHTS_FILE = "weights.npz"
 #: Constructor arguments a config or a policy file may not set (the runner and loader own them).
@@ -344,11 +349,12 @@ def make_sb3(
     hyperparams = check_hyperparams(kind, hyperparams, "hyperparameters")
     hyperparams.setdefault("policy", KIND_NETWORKS.get(kind, (POLICY_NETWORKS, "MlpPolicy"))[1])
     policy = hyperparams.pop("policy")
+    training_env, hyperparams = _training_env(kind, env, hyperparams)
     try:
         with torch_threads(1):
             model = algorithm(
                 policy,
-                env,
+                training_env,
                 seed=seed,
                 device="cpu",
                 verbose=0,
@@ -360,6 +366,29 @@ def make_sb3(
             f"{kind} hyperparameters {sorted(hyperparams)} rejected by {algorithm.__name__}: {error}"
         ) from error
     return SB3Policy(model, kind, env_spec(env), seed, {"policy": policy, **hyperparams})
+
+
+def _training_env(
+    kind: str, env: gym.Env[Any, Any], hyperparams: dict[str, Any]
+) -> tuple[gym.Env[Any, Any] | VecEnv, dict[str, Any]]:
+    """Where ``kind`` trains: the env's native vector env (SB3 adapter) if it has one, else the env.
+
+    On-policy kinds with ``n_steps`` rollouts (:data:`VECTOR_KINDS`) train on
+    :data:`TRAIN_SUB_ENVS` sub-envs with ``n_steps / TRAIN_SUB_ENVS`` steps each, so a rollout
+    holds as many steps as on one env; a rollout that does not split into at least 8 steps per
+    sub-env stays on the single env. Other kinds (replay buffers, A2C's short rollouts) keep it.
+    """
+    spec = env.spec
+    if kind not in VECTOR_KINDS or spec is None or gym.spec(spec.id).vector_entry_point is None:
+        return env, hyperparams
+    default = inspect.signature(ALGORITHMS[kind].__init__).parameters["n_steps"].default
+    steps = int(hyperparams.get("n_steps", default))
+    if steps % TRAIN_SUB_ENVS or steps // TRAIN_SUB_ENVS < 8:
+        return env, hyperparams
+    from policies.vec_env import make_sb3_vec_env
+
+    vector = make_sb3_vec_env(spec.id, TRAIN_SUB_ENVS, **spec.kwargs)
+    return vector, {**hyperparams, "n_steps": steps // TRAIN_SUB_ENVS}
 
 
 def check_hyperparams(kind: str, params: Any, where: str = "params") -> dict[str, Any]:

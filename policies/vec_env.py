@@ -74,11 +74,14 @@ class GymnasiumVecEnv(VecEnv):
         obs, rewards, terminated, truncated, infos = self.vector.step(self._actions)
         dones = terminated | truncated
         per_env = [_unbatch(infos, i) for i in range(self.num_envs)]
-        for i in np.flatnonzero(dones):
+        for i in np.flatnonzero(dones):  # SB3's info at an end is the last step's, not the reset's
             info = per_env[i]
-            info["terminal_observation"] = info.pop("final_obs")
-            info.pop("final_info", None)
-            info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            final = info.pop("final_info", {})
+            per_env[i] = {
+                **final,
+                "terminal_observation": info.pop("final_obs"),
+                "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
+            }
         return obs, rewards.astype(np.float32), dones, per_env
 
     def close(self) -> None:
