@@ -25,7 +25,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from sim.envs.journey import ShopperJourneyEnv, one_info
+from sim.envs.journey import ShopperJourneyEnv
+from sim.envs.journey_task import one_info
 
 
 class ShopperJourneyVectorEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], NDArray[Any]]):
