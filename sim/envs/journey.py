@@ -45,8 +45,9 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     threshold, cart abandonment and return, loyalty points and tiers (goal gradient,
     perks, downgrades), deliveries and returns, BG/NBD dropout after orders and churn after
     late deliveries. Each step is one of her decision points: she logged in, abandoned a cart,
-    or is lapsing (``engine.decision_points`` of the scenario). Small and fast: the env for CI
-    regression and first experiments.
+    or is lapsing (``engine.decision_points`` of the scenario). Small: the env for CI regression
+    and first experiments; for throughput, step it as a native vector env (``gym.make_vec(...,
+    vectorization_mode="vector_entry_point")``), one vectorized call for N journeys.
 
     What a one-shopper world cannot have is documented in :mod:`sim.journeys`:
     deliveries follow the scenario's schedule without a warehouse queue (one shopper is no
@@ -139,7 +140,9 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     gymnasium's ``check_env`` passes across them (``tests/sim/envs/test_contract.py``).
 
     ## Version History
-    * v0: first version.
+    * v0: first version. Since 2026-12 her life runs on the population engine's rules
+      (:mod:`sim.journeys`) with counter-based draws: the same seed gives a different (equally
+      distributed) shopper and trajectory than before; the id was kept, the CI baseline rebuilt.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 (gymnasium's convention)
