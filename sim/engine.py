@@ -102,7 +102,7 @@ class Simulation(Shop):
             scenario, population, horizon_days, log_level, max(1024, scenario.population.shoppers // 4)
         )
         self._recent_decay = 0.5 ** (1.0 / scenario.mechanisms.social.recent_half_life_days)
-        self._social_signal = np.zeros(0)
+        self._recent_at_day_start = np.zeros(0)
         self.fulfillment = Fulfillment(
             self.env,
             scenario,
@@ -210,7 +210,8 @@ class Simulation(Shop):
 
     # ---- what the population clock supplies to the rules ---------------------------------------
     def _neighbour_signal(self, shoppers: I64) -> F64:
-        return self._social_signal[shoppers]
+        # Yesterday's purchases as they stood at the day's start, summed only where a cart needs them.
+        return neighbour_signal(self._recent_at_day_start, self.pop.neighbours[shoppers])
 
     def _basket_gamma(self, shoppers: I64) -> F64:
         assert self._draws is not None
@@ -369,12 +370,11 @@ class Simulation(Shop):
             self._accrue_hazard(rows, start)
 
     def _update_social_signal(self, rows: slice | I64) -> None:
-        """Fade recent purchases by a day and sum them over each shopper's neighbours."""
+        """Fade recent purchases by a day; keep them as they stand for the day's social proof."""
         pop = self.pop
         pop.recent_purchases[rows] *= self._recent_decay
         if self.scenario.mechanisms.social.proof_weight > 0:
-            self._social_signal = np.zeros(pop.size)
-            self._social_signal[rows] = neighbour_signal(pop.recent_purchases, pop.neighbours[rows])
+            self._recent_at_day_start = pop.recent_purchases.copy()
 
     def _tier_shares(self) -> F64:
         """Share of active shoppers at or above each tier (for tier inflation)."""
