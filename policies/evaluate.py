@@ -105,7 +105,8 @@ def evaluate(
         row.update({f"objective_{key}": v for key, v in info.get("objective", {}).items()})
         sim = getattr(base, "_sim", None)
         daily = sim.daily.to_frame() if sim is not None and hasattr(sim, "daily") else None
-        customers = sim.customer_results() if sim is not None and hasattr(sim, "customer_results") else None
+        source = sim if sim is not None and hasattr(sim, "customer_results") else base  # journeys: the env
+        customers = source.customer_results() if hasattr(source, "customer_results") else None
         records.append(EpisodeRecord(row, daily, mix, customers))
     return records
 
@@ -163,7 +164,8 @@ def evaluate_vector(
             row.update({key: v for key, v in metrics.items() if key not in ("r", "l")})
             objective = {key: v for key, v in info["objective"].items() if not key.startswith("_")}
             row.update({f"objective_{key}": float(v[i]) for key, v in objective.items()})
-            done_records[k] = EpisodeRecord(row, None, mixes[i])
+            customers = base.customer_results(int(i)) if hasattr(base, "customer_results") else None
+            done_records[k] = EpisodeRecord(row, None, mixes[i], customers)
             if on_episode is not None:
                 on_episode()
         ended_mask = np.zeros(n, dtype=np.bool_)

@@ -45,9 +45,10 @@ from sim.fulfillment import next_round_hours, unloaded_delivery_hours
 from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.params import DecisionKind, Scenario
-from sim.population import CHANNEL_ORGANIC, HOURS_PER_DAY, draw_shoppers
+from sim.population import CHANNEL_ORGANIC, HOURS_PER_DAY, Population, draw_shoppers, twin_population
 from sim.rng import keyed_uniform, keyed_uniforms
 from sim.shop import DayDraws, Shop
+from sim.twins import read_twins
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -90,6 +91,7 @@ _RETURNS_ROUND_HOUR = 12.0  # the engine's daily returns round (sim.fulfillment)
 #: Per-row arrays of a journey's clock and bookkeeping (what :meth:`JourneyBatch.copy_rows` copies).
 _ROW_STATE = (
     "keys",
+    "customer",
     "day",
     "phase",
     "visit_at",
@@ -174,31 +176,35 @@ class JourneyBatch(Shop):
         )
         self._via_batch = True
         self._acquired = np.zeros(size, dtype=np.bool_)
+        #: The real customers a twins scenario's journeys are (``population.twins``), else None.
+        self.twins = None if scenario.population.twins is None else read_twins(scenario.population.twins)
+        #: Each row's customer (an index into ``twins``; -1 without twins).
+        self.customer = np.full(size, -1, dtype=np.int64)
         self._lapse_hours = scenario.sessions.lapse_after_days * HOURS_PER_DAY
 
     # ---- driving ----------------------------------------------------------------------------
-    def reset_rows(self, rows: Sequence[int] | I64, generators: Sequence[np.random.Generator]) -> None:
+    def reset_rows(
+        self,
+        rows: Sequence[int] | I64,
+        generators: Sequence[np.random.Generator],
+        customers: Sequence[int] | None = None,
+    ) -> None:
         """Draw a new shopper into each row from its generator and run nothing yet (see :meth:`advance`).
 
         Each shopper is drawn exactly as the population engine draws one (``draw_shoppers``),
         acquired at a uniform time of day 0 (at its start when the scenario acquires none later).
+        In a twins scenario row ``j`` is instead the real customer ``customers[j]`` (an index
+        into :attr:`twins`): her posterior traits drawn from the generator and her history as
+        her state at time 0, as the population engine starts her (``twin_population``).
         """
         rows = np.asarray(rows, dtype=np.int64)
-        scenario = self.scenario
-        for row, rng in zip(rows.tolist(), generators, strict=True):
-            acquired_at = (
-                rng.random(1) * HOURS_PER_DAY if scenario.population.acquisition_days > 0 else np.zeros(1)
-            )
-            shopper = draw_shoppers(
-                scenario,
-                acquired_at,
-                np.zeros(1, dtype=np.int32),
-                np.zeros((1, 0), dtype=np.int32),
-                CHANNEL_ORGANIC,
-                rng,
-            )
+        if self.twins is not None and customers is None:
+            raise ValueError("a twins scenario's journeys need customers: one index into the twins per row")
+        for j, (row, rng) in enumerate(zip(rows.tolist(), generators, strict=True)):
+            shopper = self._draw_one(rng, None if customers is None else int(customers[j]))
             self.pop.assign(np.array([row]), shopper)
             self.keys[row] = np.uint64(int(rng.integers(0, 2**63)))
+            self.customer[row] = -1 if customers is None else int(customers[j])
         self.ledger.lines[:, rows] = 0
         self.ledger.margin_pv[rows] = 0.0
         self.day[rows] = 0
@@ -207,8 +213,34 @@ class JourneyBatch(Shop):
         self.end_hours[rows] = 0.0
         self.referral_cost[rows] = 0
         self.friends_referred[rows] = 0
-        self._acquired[rows] = False
+        self._acquired[rows] = self.twins is not None  # a twin joined before time 0: no trial order
         self._ev_due[rows] = np.inf
+
+    def _draw_one(self, rng: np.random.Generator, customer: int | None) -> Population:
+        """One shopper: a fresh draw from the scenario's population, or the twin of ``customer``."""
+        scenario = self.scenario
+        if customer is not None:
+            assert self.twins is not None
+            if not 0 <= customer < self.twins.size:
+                raise ValueError(f"customer {customer} not in the twins file's {self.twins.size} customers")
+            # A journey has no social graph (a constant neighbour signal): the graph's draw is thrown away.
+            twin = twin_population(
+                scenario, self.twins.take(np.array([customer])), rng, np.random.default_rng(0)
+            )
+            twin.community = np.zeros(1, dtype=np.int32)
+            twin.neighbours = np.zeros((1, 0), dtype=np.int32)
+            return twin
+        acquired_at = (
+            rng.random(1) * HOURS_PER_DAY if scenario.population.acquisition_days > 0 else np.zeros(1)
+        )
+        return draw_shoppers(
+            scenario,
+            acquired_at,
+            np.zeros(1, dtype=np.int32),
+            np.zeros((1, 0), dtype=np.int32),
+            CHANNEL_ORGANIC,
+            rng,
+        )
 
     def copy_rows(self, source: JourneyBatch, row: int) -> None:
         """Make every row a copy of ``source``'s ``row`` as she is now, her orders in flight included.

@@ -32,6 +32,7 @@ types are read (no pickled pandas objects).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -143,6 +144,19 @@ class Twins:
     def size(self) -> int:
         """Customers (rows)."""
         return int(self.repeats.size)
+
+    def take(self, rows: NDArray[np.int64]) -> Twins:
+        """The customers at ``rows`` (a journey's one customer), with the same prior."""
+        return dataclasses.replace(
+            self,
+            customer_id=self.customer_id[rows],
+            repeats=self.repeats[rows],
+            recency_weeks=self.recency_weeks[rows],
+            age_weeks=self.age_weeks[rows],
+            mean_spend=self.mean_spend[rows],
+            total_spend=self.total_spend[rows],
+            p_alive=self.p_alive[rows],
+        )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 from gymnasium import spaces
 from numpy.typing import NDArray
 
@@ -203,7 +204,8 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Draw a new shopper and run her life to her first decision point."""
         super().reset(seed=seed)
-        self.task.reset_rows(self._row, [self.np_random])
+        customer = (options or {}).get("customer")
+        self.task.reset_rows(self._row, [self.np_random], [seed], None if customer is None else [customer])
         self._started, self._ended = True, False
         self._objective = np.zeros(len(OBJECTIVES))
         if self._metrics_zero is None:
@@ -249,6 +251,10 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
         if not self._started:
             return {}
         return {key: value[0].item() for key, value in self.task.summary(self._row).items()}
+
+    def customer_results(self) -> pd.DataFrame | None:
+        """In a twins scenario, her customer id and what she was given and earned (else None)."""
+        return self.task.customer_results(self._row) if self._started else None
 
     def rollout_values(self, replicates: int, incentives: NDArray[np.int64]) -> NDArray[np.float64]:
         """Each incentive's expected objective from now on, by rollouts of her true journey (oracle only).

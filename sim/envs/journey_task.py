@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from sim.economics import INCENTIVE, REVENUE, expected_order_margin, residual_value
@@ -123,25 +124,93 @@ class JourneyTask:
         self.episode_steps = np.zeros(size, dtype=np.int64)
 
     # ---- episodes -------------------------------------------------------------------------------
-    def reset_rows(self, rows: I64, generators: Sequence[np.random.Generator]) -> None:
+    def reset_rows(
+        self,
+        rows: I64,
+        generators: Sequence[np.random.Generator],
+        seeds: Sequence[int | None] | None = None,
+        customers: Sequence[int | None] | None = None,
+    ) -> None:
         """A new shopper in each row, run to her first decision point.
 
         A shopper who would reach no decision point before the horizon is redrawn from the same
         generator, up to ``_MAX_DRAWS`` times; the last draw stays, at her end, if none does.
+        In a twins scenario each row is a real customer (:meth:`choose_customers`), never
+        redrawn: a customer with no decision point ahead is an episode of one step.
         """
         batch = self.batch
-        pending, rngs = rows, list(generators)
-        for _ in range(_MAX_DRAWS):
-            batch.reset_rows(pending, rngs)
-            batch.advance(pending)
-            ended = batch.phase[pending] == DONE
-            if not ended.any():
-                break
-            pending, rngs = pending[ended], [r for r, e in zip(rngs, ended.tolist(), strict=True) if e]
+        if batch.twins is not None:
+            chosen = self.choose_customers(rows, generators, seeds, customers)
+            batch.reset_rows(rows, generators, chosen)
+            batch.advance(rows)
+        else:
+            pending, rngs = rows, list(generators)
+            for _ in range(_MAX_DRAWS):
+                batch.reset_rows(pending, rngs)
+                batch.advance(pending)
+                ended = batch.phase[pending] == DONE
+                if not ended.any():
+                    break
+                pending, rngs = pending[ended], [r for r, e in zip(rngs, ended.tolist(), strict=True) if e]
         self._order_margin[rows] = expected_order_margin(self.scenario, batch.pop, rows)
         self.state[rows] = self.objective_state(rows)
         self.episode_reward[rows] = 0.0
         self.episode_steps[rows] = 0
+
+    def choose_customers(
+        self,
+        rows: I64,
+        generators: Sequence[np.random.Generator],
+        seeds: Sequence[int | None] | None,
+        customers: Sequence[int | None] | None,
+    ) -> list[int]:
+        """Which real customer each row's next episode is (twins scenarios).
+
+        A given customer index wins; else a reset seeded ``s`` is customer ``s mod n`` (so
+        episodes seeded ``s, s+1, ...`` visit every customer once in ``n`` episodes), and an
+        unseeded reset the row's next customer after her last (the first one drawn).
+        """
+        assert self.batch.twins is not None
+        n = self.batch.twins.size
+        chosen = []
+        for j, row in enumerate(rows.tolist()):
+            wanted = None if customers is None else customers[j]
+            seed = None if seeds is None else seeds[j]
+            last = int(self.batch.customer[row])
+            if wanted is not None:
+                if not 0 <= int(wanted) < n:
+                    raise ValueError(f"options['customer']: {wanted!r} not allowed; an index in [0, {n - 1}]")
+                chosen.append(int(wanted))
+            elif seed is not None:
+                chosen.append(int(seed) % n)
+            elif last >= 0:
+                chosen.append((last + 1) % n)
+            else:
+                chosen.append(int(generators[j].integers(n)))
+        return chosen
+
+    def customer_results(self, rows: I64) -> pd.DataFrame | None:
+        """Per real customer of a twins scenario's rows: what she was given and what she earned (else None).
+
+        The columns of :meth:`sim.engine.Simulation.customer_results`: ``customer_id``,
+        ``incentives_received``, ``incentive_cost``, ``revenue``, ``margin`` (dollars, this
+        episode), ``orders`` (her total, calibration included) and ``alive`` at the end.
+        """
+        batch = self.batch
+        if batch.twins is None:
+            return None
+        pop, lines = batch.pop, batch.ledger.lines[:, rows]
+        return pd.DataFrame(
+            {
+                "customer_id": batch.twins.customer_id[batch.customer[rows]],
+                "incentives_received": pop.incentives_received[rows],
+                "incentive_cost": lines[INCENTIVE] / 100.0,
+                "revenue": lines[REVENUE] / 100.0,
+                "margin": batch.margin_cents(rows) / 100.0,
+                "orders": pop.orders[rows],
+                "alive": pop.alive[rows],
+            }
+        )
 
     def step(self, rows: I64, actions: I64) -> tuple[F64, F64, NDArray[np.bool_], NDArray[np.bool_]]:
         """Give ``actions`` at the rows' decision points and run them to the next.

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -98,7 +99,7 @@ class ShopperJourneyVectorEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], 
         for i in rows.tolist():
             if seeds[i] is not None or not self._started[i]:
                 self._generators[i] = seeding.np_random(seeds[i])[0]
-        self._reset_rows(rows)
+        self._reset_rows(rows, [seeds[i] for i in rows.tolist()])
         self._autoreset[rows] = False
         infos = self._infos(rows, np.zeros(rows.size, dtype=np.bool_), np.zeros(rows.size, dtype=np.bool_))
         if not mask.all():
@@ -182,8 +183,12 @@ class ShopperJourneyVectorEnv(VectorEnv[NDArray[np.float32], NDArray[np.int64], 
         return tuple(self.task.describe(i) for i in range(self.num_envs))
 
     # ---- internals ------------------------------------------------------------------------------
-    def _reset_rows(self, rows: NDArray[np.int64]) -> None:
-        self.task.reset_rows(rows, [self._generators[i] for i in rows.tolist()])
+    def customer_results(self, i: int) -> pd.DataFrame | None:
+        """In a twins scenario, sub-env ``i``'s customer id and what she was given and earned (else None)."""
+        return self.task.customer_results(np.array([i]))
+
+    def _reset_rows(self, rows: NDArray[np.int64], seeds: list[int | None] | None = None) -> None:
+        self.task.reset_rows(rows, [self._generators[i] for i in rows.tolist()], seeds)
         self._started[rows] = True
         if self._metrics_zero is None:
             self._metrics_zero = self.task.metrics_template()

@@ -248,11 +248,10 @@ def test_summary_scores_on_margin_and_ltv_beside_a_return_labelled_attributed():
     assert normalized_scores(results, "none", "oracle", "margin").set_index("policy").at["gamer", "score"] < 0
 
 
-@pytest.mark.parametrize("env_id", ["shopgym/IncentiveTargeting-v0", "shopgym/CampaignPlanning-v0"])
-def test_a_twins_run_writes_what_each_real_customer_was_given_and_earned(tmp_path: Path, env_id: str):
+def _twins_file(tmp_path: Path, n: int) -> tuple[pd.DataFrame, Path]:
+    """A small twins file of ``n`` CDNOW-like customers (ids ``cust-0`` ...)."""
     from sim.twins import TwinsPrior, write_twins
 
-    n = 150
     rng = np.random.default_rng(0)
     repeats = rng.poisson(2.0, n)
     age = rng.uniform(20.0, 39.0, n)
@@ -273,6 +272,13 @@ def test_a_twins_run_writes_what_each_real_customer_was_given_and_earned(tmp_pat
     prior = TwinsPrior("pareto_nbd", 0.55, 10.58, 0.61, 11.67, nan, nan, 6.25, 3.74, 15.44, "1997-09-30")
     path = tmp_path / "twins.parquet"
     write_twins(twins, prior, path)
+    return twins, path
+
+
+@pytest.mark.parametrize("env_id", ["shopgym/IncentiveTargeting-v0", "shopgym/CampaignPlanning-v0"])
+def test_a_twins_run_writes_what_each_real_customer_was_given_and_earned(tmp_path: Path, env_id: str):
+    n = 150
+    twins, path = _twins_file(tmp_path, n)
     config = copy.deepcopy(TINY)
     config["env"] = {
         "id": env_id,
@@ -295,3 +301,30 @@ def test_a_twins_run_writes_what_each_real_customer_was_given_and_earned(tmp_pat
     assert by_policy["incentives_received"].sum()["coupon_all"] > 0
     joined = twins.merge(customers[customers["policy"] == "coupon_all"], on="customer_id")
     assert len(joined) == n and np.isfinite(joined["margin"]).all()
+
+
+def test_shopper_journey_on_twins_runs_one_journey_per_real_customer(tmp_path: Path):
+    """Episodes seeded s, s+1, ... are the customers s mod n, s+1 mod n, ...: n episodes, each once."""
+    n = 40
+    twins, path = _twins_file(tmp_path, n)
+    config = copy.deepcopy(TINY)
+    config["env"] = {
+        "id": "shopgym/ShopperJourney-v0",
+        "scenario": "sim/scenarios/cdnow_pareto.yaml",
+        "overrides": {"population.twins": str(path), "population.shoppers": n},
+        "kwargs": {"horizon_days": 60},
+    }
+    config["seeds"] = [0]
+    config["policies"] = [
+        {"name": "none", "kind": "none"},
+        {"name": "coupon_all", "kind": "blanket", "kwargs": {"incentive": "coupon_10"}},
+    ]
+    config["evaluation"] = {"episodes": n}
+    out = run_experiment(config_from_dict(config), tmp_path / "run", quiet=True)
+    customers = pd.read_parquet(out / "customers.parquet")
+    for _, mine in customers.groupby("policy"):
+        assert sorted(mine["customer_id"]) == sorted(twins["customer_id"])  # each customer once
+    # Her history is her starting state: every twin has at least her calibration-period orders.
+    merged = twins.merge(customers[customers["policy"] == "none"], on="customer_id")
+    assert (merged["orders"] >= merged["repeats"] + 1).all()
+    assert customers.groupby("policy")["incentives_received"].sum()["coupon_all"] > 0
