@@ -19,9 +19,10 @@ The lookahead (dollars of margin, each incentive against ``none``):
   what the incentive costs, less the same without it. A cart-abandonment decision adds her
   open cart, which comes back with the cart-return rate. Checkout is integrated over her
   Gamma-Gamma basket distribution (32-point quadrature);
-* **retention**: a sleeping dog's contact ends her life with ``contact_churn``, losing her
-  future value; a churned shopper at her lapsing decision comes back with the win-back
-  probability of the incentive's dollar value, regaining it;
+* **retention**: a sleeping dog's contact ends her life with ``contact_churn`` (all of it at a
+  lapsing decision, ``reactive_contact_share`` of it in a session), losing her future value;
+  a churned shopper at her lapsing decision comes back with the win-back probability of the
+  incentive's dollar value, regaining it;
 * **referral bonuses**: expected friends times what a friend is worth to the objective, less
   the bonus.
 
@@ -63,7 +64,7 @@ class TrueState:
     price_sensitivity: F64  # moved by her promotion history
     checkout_shift: F64
     offer_response: F64
-    contact_churn: F64
+    contact_churn: F64  # a proactive contact's chance of ending her relationship now (saturated)
     winback_sensitivity: F64
     affinity: NDArray[np.float32]  # (n, 4)
     reference_ratio: F64  # today's, faded since her last purchase
@@ -238,7 +239,9 @@ def incentive_values(view: OracleView, state: TrueState, kind: DecisionKind) -> 
     )
     values -= np.where(alive, view.late_per_order * late_loss * more_orders * future.mean(), 0.0)
     values += w_budget * np.where(alive, cost_total, 0.0)
-    values -= np.where(alive, (state.contact_churn * future)[:, None], 0.0)  # a sleeping dog woken
+    # A sleeping dog woken: fully by outreach (lapsing), by reactive_contact_share in a session.
+    woken = state.contact_churn * (1.0 if kind == "lapsing" else churn.reactive_contact_share)
+    values -= np.where(alive, (woken * future)[:, None], 0.0)
     per_bonus = w_margin + w_ltv - w_budget  # what a dollar the shop pays out costs the objective
     referral = catalog.kind == KIND_CODES["referral_bonus"]
     if referral.any():

@@ -101,7 +101,10 @@ class UpliftClass(_Model):
         description="checkout log-odds shift without any offer (session rates recalibrate around it)",
     )
     contact_churn: Probability = Field(
-        default=0.0, description="chance that being contacted (any incentive given) ends the relationship"
+        default=0.0,
+        description="chance that a first proactive contact (an incentive the shop sends unasked, at a "
+        "lapsing decision) ends the relationship; in-session offers carry "
+        "mechanisms.churn.reactive_contact_share of it, later contacts less (contact_saturation)",
     )
 
 
@@ -110,7 +113,8 @@ class UpliftParams(_Model):
 
     Sleeping dogs are sized on Ascarza, Iyengar & Schleicher (2016): a proactive retention
     contact raised 3-month churn from 6.4% to 10.0%, i.e. +3.6 points over everyone contacted;
-    a 15% share quitting with probability 0.24 at a contact gives that average.
+    a 15% share quitting with probability 0.24 at a first proactive contact gives that average
+    (in-session offers and repeated contacts: ``mechanisms.churn``).
     """
 
     persuadable: UpliftClass = UpliftClass(share=0.25, offer_response=2.5, checkout_logit_shift=-1.0)
@@ -579,6 +583,20 @@ class ChurnParams(_Model):
     winback_value_dollars: Annotated[float, Field(gt=0.0, le=1e4)] = Field(
         default=15.0,
         description="offer value (dollars) that reaches 63% of the ceiling for a typical shopper",
+    )
+    # Sleeping dogs (Ascarza, Iyengar & Schleicher 2016) were woken by proactive outreach; that an
+    # offer answering her own session drives a shopper away has no field evidence: an assumption.
+    reactive_contact_share: Probability = Field(
+        default=0.0,
+        description="share of a sleeping dog's contact churn that an in-session offer (login, "
+        "abandoned cart) carries; proactive contacts (lapsing) carry all of it",
+    )
+    # A reminder wakes a dog once: repeated contacts add less (assumption; Ascarza et al. 2016
+    # measured one campaign, so the decay is not identified by field data).
+    contact_saturation: Probability = Field(
+        default=0.5,
+        description="each earlier contact multiplies the next one's churn chance by this "
+        "(1: every contact a fresh chance, 0: only the first counts)",
     )
 
 

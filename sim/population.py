@@ -144,6 +144,7 @@ class Population:
     carts_recovered: NDArray[np.int32] = field(init=False)
     returns: NDArray[np.int32] = field(init=False)
     ineligible_offers: NDArray[np.int32] = field(init=False)
+    contacts: NDArray[np.int32] = field(init=False)  # contacts that could have woken a sleeping dog
 
     def __post_init__(self) -> None:
         n = self.size
@@ -187,6 +188,7 @@ class Population:
         self.carts_recovered = np.zeros(n, dtype=np.int32)
         self.returns = np.zeros(n, dtype=np.int32)
         self.ineligible_offers = np.zeros(n, dtype=np.int32)
+        self.contacts = np.zeros(n, dtype=np.int32)
 
     @property
     def mean_spend(self) -> F64:

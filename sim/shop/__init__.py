@@ -30,7 +30,7 @@ from sim.mechanisms.churn import experience_multiplier
 from sim.mechanisms.reference_price import effective_price_sensitivity
 from sim.oracle import TrueState
 from sim.population import HOURS_PER_DAY
-from sim.shop.incentives import Incentives
+from sim.shop.incentives import Incentives, contact_churn_now
 from sim.shop.state import DayDraws, Times
 
 I64 = NDArray[np.int64]
@@ -67,7 +67,7 @@ class Shop(Incentives):
             ),
             checkout_shift=pop.checkout_shift[shoppers],
             offer_response=pop.offer_response[shoppers],
-            contact_churn=pop.contact_churn[shoppers],
+            contact_churn=contact_churn_now(pop.contact_churn[shoppers], pop.contacts[shoppers], churn),
             winback_sensitivity=pop.winback_sensitivity[shoppers],
             affinity=pop.affinity[shoppers],
             reference_ratio=ratio,

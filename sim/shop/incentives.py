@@ -10,11 +10,18 @@ from sim.mechanisms.churn import (
     lump_hazard,
     winback_probability,
 )
-from sim.params import DecisionKind
+from sim.params import ChurnParams, DecisionKind
 from sim.shop.sessions import Sessions
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
+
+
+def contact_churn_now(contact_churn: F64, contacts: NDArray[np.int32], params: ChurnParams) -> F64:
+    """A proactive contact's chance of ending her relationship now, saturated by earlier contacts."""
+    return np.asarray(
+        contact_churn * params.contact_saturation ** contacts.astype(np.float64), dtype=np.float64
+    )
 
 
 class Incentives(Sessions):
@@ -29,14 +36,20 @@ class Incentives(Sessions):
         is given and starts its validity then. Returns the ids actually given (0 where refused).
         """
         was_alive = self.pop.alive[shoppers]
-        given = self._give(shoppers, incentive_ids, at)
+        given = self._give(shoppers, incentive_ids, at, proactive=kind == "lapsing")
         if kind == "lapsing":  # a refused (ineligible) incentive reaches no one
             reached = (given > 0) & ~was_alive
             self._win_back(shoppers[reached], given[reached], at[reached])
         return given
 
-    def _give(self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64) -> NDArray[np.int16]:
-        """Make each non-``none`` incentive the shopper's active offer; returns the ids actually given."""
+    def _give(
+        self, shoppers: I64, incentive_ids: NDArray[np.int16], at: F64, proactive: bool
+    ) -> NDArray[np.int16]:
+        """Make each non-``none`` incentive the shopper's active offer; returns the ids actually given.
+
+        ``proactive``: the shop reaches out unasked (a lapsing shopper), rather than answering her
+        session with an offer; it decides how likely the contact is to wake a sleeping dog.
+        """
         pop = self.pop
         eligible = self.catalog.eligible(
             incentive_ids,
@@ -59,7 +72,7 @@ class Incentives(Sessions):
         if referral.any():
             self._invite(shoppers[referral], incentive_ids[referral], at[referral])
         ids, offer = shoppers[given], incentive_ids[given]
-        self._contact(ids, at[given])
+        self._contact(ids, at[given], proactive)
         offers = ~(freeze | referral)[given]  # acted on at once, not held as an offer
         pop.offer[ids[offers]] = offer[offers]
         pop.offer_expires_at[ids[offers]] = (at[given] + self.catalog.valid_hours[offer])[offers]
@@ -67,14 +80,23 @@ class Incentives(Sessions):
         self.log.record("incentive_offered", at[given], ids, incentive=offer)
         return incentive_ids
 
-    def _contact(self, shoppers: I64, now: F64) -> None:
-        """Being contacted drives some shoppers away (sleeping dogs; Ascarza et al. 2016)."""
-        pop = self.pop
-        churn = pop.contact_churn[shoppers]
-        is_touched = (churn > 0) & pop.alive[shoppers]
+    def _contact(self, shoppers: I64, now: F64, proactive: bool) -> None:
+        """Being contacted drives some shoppers away (sleeping dogs; Ascarza et al. 2016).
+
+        A proactive contact carries her whole contact churn, an in-session offer
+        ``reactive_contact_share`` of it; each earlier contact multiplies it by
+        ``contact_saturation`` (:func:`contact_churn_now`).
+        """
+        pop, params = self.pop, self.scenario.mechanisms.churn
+        share = 1.0 if proactive else params.reactive_contact_share
+        if share == 0.0:
+            return
+        is_touched = (pop.contact_churn[shoppers] > 0) & pop.alive[shoppers]
         touched = shoppers[is_touched]
         if touched.size:
-            np.add.at(pop.hazard, touched, lump_hazard(pop.contact_churn[touched]))
+            chance = share * contact_churn_now(pop.contact_churn[touched], pop.contacts[touched], params)
+            pop.contacts[touched] += 1
+            np.add.at(pop.hazard, touched, lump_hazard(chance))
             self.end_lives(touched, now[is_touched])
 
     def _win_back(self, shoppers: I64, offers: NDArray[np.int16], now: F64) -> None:

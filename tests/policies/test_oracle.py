@@ -111,8 +111,15 @@ def test_oracle_beats_none_on_the_objective_by_at_least_five_percent_with_the_ci
 
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", list(EPISODES))
-def test_blanket_ten_percent_coupon_loses_margin_against_none(env_id: str):
-    none, blanket = _per_seed(env_id, _none, "margin"), _per_seed(env_id, _blanket, "margin")
+def test_blanket_ten_percent_coupon_loses_against_none(env_id: str):
+    """On margin per journey; on the shop's LTV, where its 90-day margin effect is within noise.
+
+    In a shop of 10,000 shoppers over 90 days the coupon's margin effect is -$207 +- 494 over 8
+    seeds (it was -$825 +- 523 while every in-session offer could wake a sleeping dog); its LTV
+    effect, -$2,117 +- 1,296, stays clearly negative (docs/MODEL.md, sleeping dogs).
+    """
+    metric = "margin" if env_id == "shopgym/ShopperJourney-v0" else "ltv_mean"
+    none, blanket = _per_seed(env_id, _none, metric), _per_seed(env_id, _blanket, metric)
     loss, half = _paired(blanket, none)
     assert loss + half < 0.0
 
@@ -168,7 +175,9 @@ def test_oracle_is_a_measuring_stick_not_an_artifact(tmp_path):
 
 def test_oracle_contacts_alive_sleeping_dogs_far_less_than_persuadables():
     """A contact can cost a sleeping dog's future; only near the episode's end is that worth less."""
-    env = gym.make("shopgym/ShopperJourney-v0")
+    # Every offer a fresh contact (the old rule), so any decision's contact can cost a sleeping dog.
+    every_offer = {"mechanisms.churn.reactive_contact_share": 1.0, "mechanisms.churn.contact_saturation": 1.0}
+    env = gym.make("shopgym/ShopperJourney-v0", overrides=every_offer)
     oracle = make_policy("oracle", env)
     decisions, given = np.zeros(4), np.zeros(4)
     for seed in range(80):
