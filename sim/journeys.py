@@ -29,6 +29,10 @@ Where one shopper's world differs from the population engine:
 Randomness: row ``i`` draws its traits from the generator handed to :meth:`reset_rows` and a
 64-bit key from it; every later value is :func:`sim.rng.keyed_uniforms` of that key and her
 day, so a row's trajectory is the same in a batch of one or of any size.
+
+The module is a little over 600 lines: it is the journey clock whole (phases of a row's day,
+the quiet-day look-ahead, her timed events, copies for rollouts), each part read in the order
+a row meets it; its rules are all in :mod:`sim.shop`.
 """
 
 from __future__ import annotations
