@@ -67,6 +67,10 @@ def promised_by_hours(placed_at: F64 | float, promised_days: float) -> F64:
     return (order_day + promised_days + 1.0) * HOURS_PER_DAY
 
 
+#: Hour of the daily round at which returned parcels are received and booked.
+RETURNS_ROUND_HOUR = 12.0
+
+
 def transit_days(u_transit: F64, scenario: Scenario, congestion_days: float = 0.0) -> F64:
     """Days on the road: the base transit, the parcel's jitter day(s) and the carrier's congestion."""
     ship = scenario.shipping
@@ -210,7 +214,7 @@ class Fulfillment:
             env.process(self._wave_loop(hour, last=i == len(wh.wave_hours) - 1))
         env.process(self._daily(ship.carrier_cutoff_hour, self._ship))
         env.process(self._daily(ship.delivery_hour, self._deliver))
-        env.process(self._daily(12.0, self._receive_returns))
+        env.process(self._daily(RETURNS_ROUND_HOUR, self._receive_returns))
         env.process(self._daily(0.0, self._replenish))
         env.process(self._daily(23.999, self._close_day))
 

@@ -45,7 +45,7 @@ from scipy import special
 
 from sim.behaviour import hours_from_uniform
 from sim.economics import INCENTIVE, to_cents
-from sim.fulfillment import next_round_hours, unloaded_delivery_hours
+from sim.fulfillment import RETURNS_ROUND_HOUR, next_round_hours, unloaded_delivery_hours
 from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.params import DecisionKind, Scenario
@@ -89,7 +89,6 @@ _U = {name: i for i, name in enumerate(_PURPOSES)}
 _EVENT_SLOTS = 8
 #: Days a quiet stretch is looked ahead in one vectorized step (a performance knob, not a rule).
 _LOOKAHEAD_DAYS = 32
-_RETURNS_ROUND_HOUR = 12.0  # the engine's daily returns round (sim.fulfillment)
 
 
 #: Per-row arrays of a journey's clock and bookkeeping (what :meth:`JourneyBatch.copy_rows` copies).
@@ -617,7 +616,7 @@ class JourneyBatch(Shop):
         if returned.any():
             back = now[returned] + self.scenario.returns.delay_days * HOURS_PER_DAY
             self._schedule(
-                rows[returned], next_round_hours(back, _RETURNS_ROUND_HOUR), _RETURN, order_ids[returned]
+                rows[returned], next_round_hours(back, RETURNS_ROUND_HOUR), _RETURN, order_ids[returned]
             )
 
     def _on_return(self, rows: I64, order_ids: I64, now: F64) -> None:
