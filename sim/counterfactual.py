@@ -83,20 +83,15 @@ def journey_effects(
             her.submit(row, np.array([past]))
             her.advance(row)
     arms = list(range(len(her.catalog))) if incentives is None else list(incentives)
-    futures = JourneyBatch(scenario, len(arms) * replicates, horizon_days, neighbour_signal)
-    futures.copy_rows(her, 0)
     base = [int(v) for v in np.atleast_1d(seed)]
-    keys = [
-        np.random.SeedSequence([*base, decision, r]).generate_state(1, np.uint64)[0]
-        for r in range(replicates)
-    ]
-    everyone = np.arange(len(arms) * replicates)
-    futures.rekey(everyone, np.tile(np.array(keys, dtype=np.uint64), len(arms)))
-    futures.submit(everyone, np.repeat(np.asarray(arms, dtype=np.int64), replicates))
-    futures.advance(everyone)
-    while (waiting := everyone[futures.phase != DONE]).size:
-        futures.submit(waiting, np.asarray(continuation(futures, waiting)))
-        futures.advance(waiting)
+    keys = np.array(
+        [
+            np.random.SeedSequence([*base, decision, r]).generate_state(1, np.uint64)[0]
+            for r in range(replicates)
+        ]
+    )
+    futures = her.futures(0, np.asarray(arms, dtype=np.int64), keys, continuation)
+    everyone = np.arange(futures.size)
     margin = futures.ledger.margin_pv.copy()
     residual = residual_value(scenario, futures.pop, futures.now_hours(everyone), everyone)
     return Effects(margin.reshape(len(arms), replicates), (margin + residual).reshape(len(arms), replicates))

@@ -37,7 +37,7 @@ a row meets it; its rules are all in :mod:`sim.shop`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -280,6 +280,32 @@ class JourneyBatch(Shop):
             new_ids = self.orders.add(**values).reshape(self.size, in_flight.size)
             self._ev_arg[:, in_flight] = new_ids
 
+    def futures(
+        self,
+        row: int,
+        incentives: NDArray[np.integer],
+        keys: NDArray[np.uint64],
+        continuation: Callable[[JourneyBatch, I64], NDArray[np.integer]],
+    ) -> JourneyBatch:
+        """Her futures from her pending decision: one per incentive and key, each run to its end.
+
+        Row ``row`` is copied into ``len(incentives) x len(keys)`` rows (incentive-major); each
+        copy draws the rest of her life from its key (the same keys for every incentive: common
+        random numbers), gets its incentive now and ``continuation``'s at every later decision.
+        """
+        copies = JourneyBatch(
+            self.scenario, len(incentives) * len(keys), self.horizon_days, self.neighbour_signal
+        )
+        copies.copy_rows(self, row)
+        everyone = np.arange(copies.size)
+        copies.rekey(everyone, np.tile(np.asarray(keys, dtype=np.uint64), len(incentives)))
+        copies.submit(everyone, np.repeat(np.asarray(incentives, dtype=np.int64), len(keys)))
+        copies.advance(everyone)
+        while (waiting := everyone[copies.phase != DONE]).size:
+            copies.submit(waiting, np.asarray(continuation(copies, waiting)))
+            copies.advance(waiting)
+        return copies
+
     def rekey(self, rows: I64, keys: NDArray[np.uint64]) -> None:
         """Draw the rest of these rows' lives from new keys, from their current moment on.
 
@@ -421,11 +447,7 @@ class JourneyBatch(Shop):
         rows, day = rows[steady], day[steady]
         if rows.size == 0:
             return
-        lapse_day = np.where(
-            pop.lapsing_flagged[rows],
-            self.horizon_days,
-            np.ceil((pop.last_order_at[rows] + self._lapse_hours) / HOURS_PER_DAY),
-        )
+        lapse_day = np.where(pop.lapsing_flagged[rows], self.horizon_days, self._lapse_day(rows))
         limit = np.minimum.reduce(
             [
                 lapse_day,
@@ -647,13 +669,13 @@ class JourneyBatch(Shop):
         if lost.size == 0:
             return
         if self._winnable_kinds:
-            lapse_day = np.ceil(
-                (pop.last_order_at[lost] + self.scenario.sessions.lapse_after_days * HOURS_PER_DAY)
-                / HOURS_PER_DAY
-            )
-            winnable = ~pop.lapsing_flagged[lost] & (lapse_day < self.horizon_days)
+            winnable = ~pop.lapsing_flagged[lost] & (self._lapse_day(lost) < self.horizon_days)
             lost = lost[~winnable]
         self._finish(lost, pop.churned_at[lost])
+
+    def _lapse_day(self, rows: I64) -> F64:
+        """The day at whose start each row's recency crosses the lapse threshold (unflagged)."""
+        return np.ceil((self.pop.last_order_at[rows] + self._lapse_hours) / HOURS_PER_DAY)
 
     def _finish(self, rows: I64, at: F64) -> None:
         self.phase[rows] = DONE

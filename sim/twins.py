@@ -259,17 +259,7 @@ def _read_twins_cached(path: str, size: int, mtime_ns: int) -> Twins:
     columns = {c: table.column(c).to_numpy(zero_copy_only=False) for c in TWINS_COLUMNS}
     twins = _checked(columns, prior, name, hashlib.sha256(data).hexdigest()[:16])
     order = np.argsort(-twins.age_weeks, kind="stable")  # oldest first: acquisition order
-    return Twins(
-        customer_id=twins.customer_id[order],
-        repeats=twins.repeats[order],
-        recency_weeks=twins.recency_weeks[order],
-        age_weeks=twins.age_weeks[order],
-        mean_spend=twins.mean_spend[order],
-        total_spend=twins.total_spend[order],
-        p_alive=twins.p_alive[order],
-        prior=prior,
-        source_hash=twins.source_hash,
-    )
+    return twins.take(order)
 
 
 def _checked(columns: dict[str, Any], prior: TwinsPrior, name: str, digest: str) -> Twins:

@@ -243,18 +243,7 @@ class JourneyTask:
 
     def objective_state(self, rows: I64) -> F64:
         """Cumulative margin, LTV (with her residual value), late deliveries and incentive cost."""
-        batch, pop = self.batch, self.batch.pop
-        now = batch.now_hours(rows)
-        residual = residual_value(self.scenario, pop, now, rows, self._order_margin[rows])
-        lines = batch.ledger.lines[:, rows]
-        return np.column_stack(
-            [
-                batch.margin_cents(rows) / 100.0,
-                batch.ledger.margin_pv[rows] + residual,
-                pop.late_deliveries[rows].astype(np.float64),
-                lines[INCENTIVE] / 100.0,
-            ]
-        )
+        return _objectives(self.batch, rows, self._order_margin[rows])
 
     def budget_left(self, rows: I64) -> F64:
         """Share of each row's incentive budget left (1 when unlimited)."""
@@ -364,11 +353,6 @@ class JourneyTask:
         ``key`` and her step count. Returns the env's weighted objective gained from now on, per
         incentive (the sum of the rewards to come, before ``reward_scale``).
         """
-        arms = len(incentives)
-        clones = JourneyBatch(
-            self.scenario, arms * replicates, self.horizon_days, self.batch.neighbour_signal
-        )
-        clones.copy_rows(self.batch, row)
         steps = int(self.episode_steps[row])
         keys = np.array(
             [
@@ -376,27 +360,11 @@ class JourneyTask:
                 for r in range(replicates)
             ]
         )
-        everyone = np.arange(arms * replicates)
-        clones.rekey(everyone, np.tile(keys, arms))
-        order_margin = np.full(everyone.size, self._order_margin[row])
-        start = self.objective_state(np.array([row]))[0]
-        clones.submit(everyone, np.repeat(np.asarray(incentives, dtype=np.int64), replicates))
-        clones.advance(everyone)
-        while (waiting := everyone[clones.phase != DONE]).size:
-            clones.submit(waiting, np.zeros(waiting.size, dtype=np.int64))
-            clones.advance(waiting)
-        now = clones.now_hours(everyone)
-        final = np.column_stack(
-            [
-                clones.margin_cents(everyone) / 100.0,
-                clones.ledger.margin_pv
-                + residual_value(self.scenario, clones.pop, now, everyone, order_margin),
-                clones.pop.late_deliveries.astype(np.float64),
-                clones.ledger.lines[INCENTIVE] / 100.0,
-            ]
-        )
-        gained = (final - start) @ self.weights
-        return np.asarray(gained.reshape(arms, replicates).mean(axis=1), dtype=np.float64)
+        clones = self.batch.futures(row, incentives, keys, _none_at_every_decision)
+        everyone = np.arange(clones.size)
+        final = _objectives(clones, everyone, np.full(everyone.size, self._order_margin[row]))
+        gained = (final - self.objective_state(np.array([row]))[0]) @ self.weights
+        return np.asarray(gained.reshape(len(incentives), replicates).mean(axis=1), dtype=np.float64)
 
     # ---- infos ------------------------------------------------------------------------------------
     def metrics_template(self) -> dict[str, Any]:
@@ -452,6 +420,24 @@ class JourneyTask:
             f"tier {pop.tier[row]}  streak {pop.streak_days[row]}  "
             f"late {pop.late_deliveries[row]}/{pop.deliveries[row]}"
         )
+
+
+def _objectives(batch: JourneyBatch, rows: I64, order_margin: F64) -> F64:
+    """``(m, 4)``: the rows' cumulative objective vectors (``OBJECTIVES``) now."""
+    pop = batch.pop
+    residual = residual_value(batch.scenario, pop, batch.now_hours(rows), rows, order_margin)
+    return np.column_stack(
+        [
+            batch.margin_cents(rows) / 100.0,
+            batch.ledger.margin_pv[rows] + residual,
+            pop.late_deliveries[rows].astype(np.float64),
+            batch.ledger.lines[INCENTIVE, rows] / 100.0,
+        ]
+    )
+
+
+def _none_at_every_decision(batch: JourneyBatch, rows: I64) -> I64:
+    return np.zeros(rows.size, dtype=np.int64)
 
 
 def one_info(batched: dict[str, Any], k: int) -> dict[str, Any]:
