@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from sim.mechanisms.affinity import TYPE_COLUMN
 from sim.params import IncentiveKind, Scenario
-from sim.population import HOURS_PER_DAY
+from sim.population import HOURS_PER_DAY, INCENTIVE_FAMILIES
 
 KIND_CODES: dict[IncentiveKind, int] = {
     "none": 0,
@@ -40,6 +40,19 @@ KIND_CODES: dict[IncentiveKind, int] = {
     "tier_perk": 9,
     "surprise_box": 10,
     "streak_bonus": 11,
+}
+_FAMILY: dict[IncentiveKind, str] = {
+    "coupon_pct": "coupon",
+    "coupon_fixed": "coupon",
+    "free_shipping": "free_shipping",
+    "points_multiplier": "points",
+    "points_bonus": "points",
+    "expiring_points": "points",
+    "streak_freeze": "streak",
+    "streak_bonus": "streak",
+    "referral_bonus": "referral",
+    "tier_perk": "tier_perk",
+    "surprise_box": "surprise_box",
 }
 INCENTIVE_TYPE: dict[IncentiveKind, str] = {
     "none": "none",
@@ -94,6 +107,11 @@ class IncentiveCatalog:
         specs = scenario.incentives
         self.names = tuple(s.name for s in specs)
         self.kind = np.array([KIND_CODES[s.kind] for s in specs], dtype=np.int8)
+        #: Each incentive's column in the response log (-1 for ``none``).
+        self.family = np.array(
+            [INCENTIVE_FAMILIES.index(_FAMILY[s.kind]) if s.kind != "none" else -1 for s in specs],
+            dtype=np.int64,
+        )
         self.value = np.array([s.value for s in specs])
         self.valid_hours = np.array([s.valid_days * HOURS_PER_DAY for s in specs])
         self.min_basket = np.array([s.min_basket for s in specs])

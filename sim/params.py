@@ -106,10 +106,31 @@ class UpliftClass(_Model):
         "lapsing decision) ends the relationship; in-session offers carry "
         "mechanisms.churn.reactive_contact_share of it, later contacts less (contact_saturation)",
     )
+    # Who falls in the class: log-odds loadings on standardized drivers that also shape what a
+    # shop observes (see UpliftParams and docs/MODEL.md, "Who is persuadable").
+    purchase_rate_loading: Annotated[float, Field(ge=-5.0, le=5.0)] = Field(
+        default=0.0, description="log-odds per standard normal score of her purchase rate in the prior"
+    )
+    price_sensitivity_loading: Annotated[float, Field(ge=-5.0, le=5.0)] = Field(
+        default=0.0, description="log-odds per standard normal score of her log price sensitivity"
+    )
+    referred_shift: Annotated[float, Field(ge=-5.0, le=5.0)] = Field(
+        default=0.0, description="log-odds shift for a shopper a friend referred"
+    )
 
 
 class UpliftParams(_Model):
-    """The four uplift classes and their shares (shares are assumptions; see docs/MODEL.md).
+    """The four uplift classes, their shares and who falls in each (see docs/MODEL.md).
+
+    A shopper's class is a multinomial logit on her standardized purchase rate, price
+    sensitivity and channel; the intercepts are solved so that the classes keep their
+    ``share`` over organic shoppers. The loadings give the classes the untreated behaviour of
+    the typology and make them learnable from what a shop logs, as field uplift data shows
+    (treatment effects vary with observables: Ascarza 2018; Hitsch & Misra 2018; Simester,
+    Timoshenko & Zoumpoulis 2020). Their sizes are assumptions: sure things buy often at full
+    price, lost causes rarely buy, persuadables are deal-prone (Lewis 2006 on customers
+    acquired by promotions), referred customers are more loyal (Schmitt, Skiera & Van den
+    Bulte 2011). Sleeping dogs carry no loading: nothing in a purchase log marks them.
 
     Sleeping dogs are sized on Ascarza, Iyengar & Schleicher (2016): a proactive retention
     contact raised 3-month churn from 6.4% to 10.0%, i.e. +3.6 points over everyone contacted;
@@ -117,9 +138,24 @@ class UpliftParams(_Model):
     (in-session offers and repeated contacts: ``mechanisms.churn``).
     """
 
-    persuadable: UpliftClass = UpliftClass(share=0.25, offer_response=2.5, checkout_logit_shift=-1.0)
-    sure_thing: UpliftClass = UpliftClass(share=0.35, offer_response=0.15, checkout_logit_shift=1.0)
-    lost_cause: UpliftClass = UpliftClass(share=0.25, offer_response=0.15, checkout_logit_shift=-1.0)
+    persuadable: UpliftClass = UpliftClass(
+        share=0.25,
+        offer_response=2.5,
+        checkout_logit_shift=-1.0,
+        purchase_rate_loading=-0.5,
+        price_sensitivity_loading=1.5,
+    )
+    sure_thing: UpliftClass = UpliftClass(
+        share=0.35,
+        offer_response=0.15,
+        checkout_logit_shift=1.0,
+        purchase_rate_loading=1.5,
+        price_sensitivity_loading=-1.0,
+        referred_shift=0.7,
+    )
+    lost_cause: UpliftClass = UpliftClass(
+        share=0.25, offer_response=0.15, checkout_logit_shift=-1.0, purchase_rate_loading=-1.5
+    )
     sleeping_dog: UpliftClass = UpliftClass(
         share=0.15, offer_response=1.0, checkout_logit_shift=0.0, contact_churn=0.24
     )
@@ -166,6 +202,22 @@ class AffinityParams(_Model):
     surprise: PositiveFloat = 1.0
 
 
+class DealChannelParams(_Model):
+    """Organic shoppers who arrived through a deal or price-comparison site (an observable channel).
+
+    Acquisition channels differ in who they bring (Verhoef & Donkers 2005); customers won by
+    price promotions are more price-sensitive later (Lewis 2006). The channel causes nothing
+    here: it marks deal-prone shoppers, a signal a shop can target on. Sizes are assumptions.
+    """
+
+    share: Probability = Field(
+        default=0.2, description="share of organic shoppers at the median price sensitivity"
+    )
+    price_sensitivity_loading: Annotated[float, Field(ge=-5.0, le=5.0)] = Field(
+        default=1.0, description="log-odds per standard normal score of her log price sensitivity"
+    )
+
+
 class PopulationParams(_Model):
     """Who the shoppers are and when they are acquired (acquisition = first order)."""
 
@@ -200,6 +252,7 @@ class PopulationParams(_Model):
         default=0.02, description="share of incentive abusers (assumption; see docs/MODEL.md)"
     )
     uplift: UpliftParams = UpliftParams()
+    deal_channel: DealChannelParams = DealChannelParams()
     # Win-back responses differ across lapsed shoppers (Thomas, Blattberg & Fox 2004 find
     # reacquisition depends on the offer and on the customer's history); the spread is an assumption.
     winback_sensitivity: LogNormalTrait = LogNormalTrait(mean=1.0, cv=0.5)

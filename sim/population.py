@@ -32,18 +32,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
+from scipy import special, stats
 
 from sim.behaviour import checkout_probability, expected_orders_per_cart, logit, shipping_fee
 from sim.mechanisms.social import community_graph
-from sim.params import LogNormalTrait, Scenario
+from sim.params import LogNormalTrait, Scenario, UpliftParams
 from sim.twins import Twins, draw_twin_traits
 
 HOURS_PER_DAY = 24.0
 DAYS_PER_WEEK = 7.0
 INCENTIVE_TYPES = ("hedonic", "utilitarian", "social", "surprise")
+#: Incentive families a shop's response log counts by (``Population.offers_received`` columns).
+INCENTIVE_FAMILIES = ("coupon", "free_shipping", "points", "streak", "referral", "tier_perk", "surprise_box")
 CHANNEL_ORGANIC = 0
 CHANNEL_REFERRED = 1
+CHANNEL_DEAL = 2  # an organic shopper who came through a deal or price-comparison site
 #: Uplift classes in code order (``Population.uplift_class``).
 UPLIFT_CLASSES = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
 NO_OFFER = 0
@@ -53,6 +56,8 @@ I64 = NDArray[np.int64]
 
 _QUADRATURE_POINTS = 32
 _CALIBRATION_CHUNK = 16384
+_INTERCEPT_ITERATIONS = 200
+_MAX_SCORE = 8.0  # normal scores are clipped where a quantile rounds to 0 or 1
 
 
 def _lognormal(trait: LogNormalTrait, n: int, rng: np.random.Generator) -> F64:
@@ -145,6 +150,10 @@ class Population:
     returns: NDArray[np.int32] = field(init=False)
     ineligible_offers: NDArray[np.int32] = field(init=False)
     contacts: NDArray[np.int32] = field(init=False)  # contacts that could have woken a sleeping dog
+    # --- her response log, as a shop keeps it (columns: INCENTIVE_FAMILIES) ---
+    offers_received: NDArray[np.int16] = field(init=False)
+    offers_redeemed: NDArray[np.int16] = field(init=False)  # used on an order; a referral: a friend paid
+    full_price_orders: NDArray[np.int32] = field(init=False)  # orders no offer applied to
 
     def __post_init__(self) -> None:
         n = self.size
@@ -189,6 +198,9 @@ class Population:
         self.returns = np.zeros(n, dtype=np.int32)
         self.ineligible_offers = np.zeros(n, dtype=np.int32)
         self.contacts = np.zeros(n, dtype=np.int32)
+        self.offers_received = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.int16)
+        self.offers_redeemed = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.int16)
+        self.full_price_orders = np.zeros(n, dtype=np.int32)
 
     @property
     def mean_spend(self) -> F64:
@@ -226,6 +238,15 @@ class Population:
     def nbytes(self) -> int:
         """Memory held by the population's arrays, in bytes."""
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
+
+def add_counts(counts: NDArray[np.int16], rows: I64, columns: I64) -> None:
+    """Add one to ``counts[row, column]`` per pair (pairs may repeat), saturating at the dtype's max."""
+    keep = columns >= 0
+    flat = rows[keep] * counts.shape[1] + columns[keep]
+    cells, times = np.unique(flat, return_counts=True)
+    view = counts.reshape(-1)
+    view[cells] = np.minimum(view[cells].astype(np.int64) + times, np.iinfo(counts.dtype).max)
 
 
 def sample_population(
@@ -329,7 +350,19 @@ def _with_behaviour_traits(
     a = pop.affinity
     affinity = rng.dirichlet([a.hedonic, a.utilitarian, a.social, a.surprise], n).astype(np.float32)
     abuser = rng.random(n) < pop.abuser_share
-    uplift_class = uplift_class_of(scenario, rng.random(n))
+    z_price = _lognormal_score(pop.price_sensitivity, price_sensitivity)
+    channels = np.full(n, channel, dtype=np.int8)
+    if channel == CHANNEL_ORGANIC:
+        deal = pop.deal_channel
+        p_deal = special.expit(special.logit(deal.share) + deal.price_sensitivity_loading * z_price)
+        channels[rng.random(n) < p_deal] = CHANNEL_DEAL
+    uplift_class = uplift_class_of(
+        scenario,
+        rng.random(n),
+        _gamma_score(pop.purchase.r, pop.purchase.alpha_weeks, rate_per_week),
+        z_price,
+        channels == CHANNEL_REFERRED,
+    )
     winback = _lognormal(pop.winback_sensitivity, n, rng)
     budget = rng.standard_exponential(n)
     classes = pop.uplift.classes()
@@ -359,7 +392,7 @@ def _with_behaviour_traits(
         checkout_shift=checkout_shift,
         contact_churn=np.array([c.contact_churn for c in classes])[uplift_class],
         winback_sensitivity=winback,
-        channel=np.full(n, channel, dtype=np.int8),
+        channel=channels,
         community=community,
         neighbours=neighbours,
         visit_prob=visit_prob,
@@ -380,10 +413,63 @@ def attrition_traits(scenario: Scenario, rng: np.random.Generator, n: int) -> tu
     return np.zeros(n), rng.gamma(pop.lifetime.s, 1.0 / pop.lifetime.beta_weeks, n)
 
 
-def uplift_class_of(scenario: Scenario, u: F64) -> NDArray[np.int8]:
-    """Map uniforms to uplift classes by their shares (order of :data:`UPLIFT_CLASSES`)."""
-    cdf = np.cumsum([c.share for c in scenario.population.uplift.classes()])
-    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1).astype(np.int8)
+def uplift_class_of(
+    scenario: Scenario, u: F64, z_rate: F64, z_price: F64, referred: NDArray[np.bool_]
+) -> NDArray[np.int8]:
+    """Each shopper's uplift class (order of :data:`UPLIFT_CLASSES`), drawn by inverting ``u``.
+
+    Class log-odds are :func:`uplift_intercepts` plus the class's loadings on her standard
+    normal purchase-rate and price-sensitivity scores and its shift if she was referred.
+    """
+    classes = scenario.population.uplift.classes()
+    loadings = np.array(
+        [[c.purchase_rate_loading, c.price_sensitivity_loading, c.referred_shift] for c in classes]
+    )
+    drivers = np.column_stack([z_rate, z_price, referred.astype(np.float64)])
+    utility = uplift_intercepts(scenario.population.uplift) + drivers @ loadings.T
+    utility -= utility.max(axis=1, keepdims=True)
+    weights = np.exp(utility)
+    cdf = np.cumsum(weights, axis=1) / weights.sum(axis=1, keepdims=True)
+    return np.minimum((u[:, None] >= cdf).sum(axis=1), len(classes) - 1).astype(np.int8)
+
+
+@functools.lru_cache(maxsize=64)
+def uplift_intercepts(uplift: UpliftParams) -> F64:
+    """Class intercepts that give organic shoppers the classes' shares (2-D Gauss-Hermite quadrature).
+
+    Purchase-rate and price-sensitivity scores are independent standard normals by construction,
+    so the shares hold for every prior; solved by iterative proportional fitting (read-only).
+    """
+    classes = uplift.classes()
+    share = np.array([c.share for c in classes])
+    loadings = np.array([[c.purchase_rate_loading, c.price_sensitivity_loading] for c in classes])
+    nodes, weights = np.polynomial.hermite_e.hermegauss(_QUADRATURE_POINTS)
+    grid = np.stack(np.meshgrid(nodes, nodes, indexing="ij"), axis=-1).reshape(-1, 2)
+    mass = np.outer(weights, weights).reshape(-1) / (2.0 * np.pi)
+    present = share > 0
+    intercepts = np.where(present, np.log(np.where(present, share, 1.0)), -np.inf)
+    for _ in range(_INTERCEPT_ITERATIONS):
+        utility = intercepts + grid @ loadings.T
+        utility -= utility.max(axis=1, keepdims=True)
+        prob = np.exp(utility)
+        prob /= prob.sum(axis=1, keepdims=True)
+        achieved = mass @ prob
+        intercepts[present] += np.log(share[present] / achieved[present])
+    intercepts.flags.writeable = False
+    return intercepts
+
+
+def _gamma_score(shape: float, rate: float, x: F64) -> F64:
+    """Standard normal score of ``x`` in Gamma(shape, rate): the same quantile on a normal scale."""
+    return np.clip(special.ndtri(special.gammainc(shape, rate * x)), -_MAX_SCORE, _MAX_SCORE)
+
+
+def _lognormal_score(trait: LogNormalTrait, x: F64) -> F64:
+    """Standard normal score of lognormal draws of ``trait`` (zeros when it is homogeneous)."""
+    if trait.cv == 0.0:
+        return np.zeros(x.size)
+    sigma2 = np.log1p(trait.cv**2)
+    return np.asarray((np.log(x) - np.log(trait.mean) + sigma2 / 2.0) / np.sqrt(sigma2), dtype=np.float64)
 
 
 def calibrate_session_rates(

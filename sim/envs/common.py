@@ -18,10 +18,40 @@ from sim.economics import expected_order_margin
 from sim.engine import Simulation
 from sim.oracle import OracleView, friend_value
 from sim.params import DECISION_KINDS, Scenario, load_scenario, scenario_from_dict
-from sim.population import HOURS_PER_DAY
+from sim.population import CHANNEL_DEAL, CHANNEL_REFERRED, HOURS_PER_DAY, INCENTIVE_FAMILIES, Population
 
 #: The objective vector, in order: margin ($), LTV ($), load (late deliveries, overtime), incentive cost ($).
 OBJECTIVES = ("margin", "ltv", "load", "budget")
+
+#: The response log a shop keeps of each shopper, observed by ShopperJourney and IncentiveTargeting:
+#: (name, unit, scale the raw value is divided by). Offers ignored are received minus redeemed.
+RESPONSE_FIELDS: tuple[tuple[str, str, float], ...] = (
+    ("deal_channel", "0 or 1: acquired through a deal or price-comparison site", 1.0),
+    ("referred", "0 or 1: a friend referred her", 1.0),
+    ("full_price_share", "orders no offer applied to / orders", 1.0),
+    ("carts_abandoned", "count", 10.0),
+    ("conversion_after_offer", "offers redeemed / offers received", 1.0),
+    *((f"received_{family}", "offers received", 10.0) for family in INCENTIVE_FAMILIES),
+    *((f"redeemed_{family}", "offers redeemed", 10.0) for family in INCENTIVE_FAMILIES),
+)
+
+
+def response_history(pop: Population, rows: NDArray[np.int64]) -> NDArray[np.float64]:
+    """``(m, len(RESPONSE_FIELDS))`` raw values of each row's response log (unscaled)."""
+    received, redeemed = pop.offers_received[rows], pop.offers_redeemed[rows]
+    total = received.sum(axis=1)
+    return np.column_stack(
+        [
+            pop.channel[rows] == CHANNEL_DEAL,
+            pop.channel[rows] == CHANNEL_REFERRED,
+            pop.full_price_orders[rows] / np.maximum(pop.orders[rows], 1),
+            pop.carts_abandoned[rows],
+            redeemed.sum(axis=1) / np.maximum(total, 1),
+            received,
+            redeemed,
+        ]
+    ).astype(np.float64)
+
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Characters of a refused action's repr quoted in the error: the message stays one bounded line.

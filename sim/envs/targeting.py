@@ -16,6 +16,7 @@ from sim.economics import INCENTIVE, REVENUE, expected_order_margin, residual_va
 from sim.engine import DecisionBatch, Simulation
 from sim.envs.common import (
     OBJECTIVES,
+    RESPONSE_FIELDS,
     budget_left,
     check_action,
     check_common_arguments,
@@ -24,13 +25,14 @@ from sim.envs.common import (
     metrics_template,
     new_simulation,
     oracle_view_of,
+    response_history,
     weights_over_objectives,
 )
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
 from sim.oracle import OracleView
 from sim.params import DECISION_KINDS, Scenario
-from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY
+from sim.population import HOURS_PER_DAY
 
 #: Observation fields, in order: (name, unit, scale the raw value is divided by).
 OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
@@ -46,7 +48,7 @@ OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("last_delivery_late", "0 or 1", 1.0),
     ("late_share", "late deliveries / deliveries", 1.0),
     ("incentives_received", "count", 10.0),
-    ("referred", "0 or 1", 1.0),
+    *RESPONSE_FIELDS,
     ("decision_login", "0 or 1", 1.0),
     ("decision_cart_abandoned", "0 or 1", 1.0),
     ("decision_lapsing", "0 or 1", 1.0),
@@ -457,7 +459,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             float(pop.last_delivery_late[i]),
             pop.late_deliveries[i] / max(pop.deliveries[i], 1),
             pop.incentives_received[i],
-            float(pop.channel[i] == CHANNEL_REFERRED),
+            *response_history(pop, np.array([i]))[0],
             *(float(self._batch.kind == kind) for kind in DECISION_KINDS),
             now / (self.horizon_days * HOURS_PER_DAY),
             self._budget_left(),

@@ -11,11 +11,13 @@ from sim.mechanisms.tiers import (
     perk_dropout_relief,
     tier_of,
 )
-from sim.population import HOURS_PER_DAY
+from sim.population import HOURS_PER_DAY, INCENTIVE_FAMILIES, add_counts
 from sim.shop.state import ShopState, Times, _at, _first
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
+
+_STREAK_FAMILY = INCENTIVE_FAMILIES.index("streak")
 
 
 class Attrition(ShopState):
@@ -48,6 +50,7 @@ class Attrition(ShopState):
             return
         frozen = pop.streak_freezes[missed] > 0
         pop.streak_freezes[missed[frozen]] -= 1
+        add_counts(pop.offers_redeemed, missed[frozen], np.full(int(frozen.sum()), _STREAK_FAMILY))
         broken = missed[~frozen]
         before = pop.streak_days[broken]
         after = streak_after_miss(before, streaks.missed_day_rule, streaks.decay_keep)

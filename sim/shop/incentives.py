@@ -11,6 +11,7 @@ from sim.mechanisms.churn import (
     winback_probability,
 )
 from sim.params import ChurnParams, DecisionKind
+from sim.population import add_counts
 from sim.shop.sessions import Sessions
 
 F64 = NDArray[np.float64]
@@ -77,6 +78,7 @@ class Incentives(Sessions):
         pop.offer[ids[offers]] = offer[offers]
         pop.offer_expires_at[ids[offers]] = (at[given] + self.catalog.valid_hours[offer])[offers]
         pop.incentives_received[ids] += 1
+        add_counts(pop.offers_received, ids, self.catalog.family[offer])
         self.log.record("incentive_offered", at[given], ids, incentive=offer)
         return incentive_ids
 

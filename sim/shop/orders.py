@@ -23,7 +23,7 @@ from sim.mechanisms.tiers import (
     perk_dropout_relief,
     tier_of,
 )
-from sim.population import HOURS_PER_DAY
+from sim.population import HOURS_PER_DAY, add_counts
 from sim.shop.attrition import Attrition
 from sim.shop.state import Times, _at, _first
 
@@ -88,8 +88,10 @@ class Orders(Attrition):
         pop.points[shoppers] += earned - redeem_points
 
         redeemed = (offer > 0) & terms.applies
+        pop.full_price_orders[shoppers[~redeemed]] += 1
         if redeemed.any():
             used = shoppers[redeemed]
+            add_counts(pop.offers_redeemed, used, self.catalog.family[offer[redeemed]])
             self.log.record(
                 "incentive_redeemed",
                 times[redeemed],

@@ -22,7 +22,7 @@ from sim.mechanisms.tiers import (
     goal_gradient_multiplier,
     tier_progress,
 )
-from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY
+from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, add_counts
 from sim.shop.orders import Orders
 from sim.shop.state import Times, _at, _first
 
@@ -167,6 +167,7 @@ class Sessions(Orders):
         if not paid.any():
             return
         referrers, offer = pop.referred_by[shoppers[paid]], offer[paid]
+        add_counts(pop.offers_redeemed, referrers, self.catalog.family[offer])
         cents = to_cents(self.catalog.value[offer])
         self.ledger.book(INCENTIVE, referrers, cents, times[paid])
         self.referral_cost_cents += int(cents.sum())

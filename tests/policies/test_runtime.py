@@ -20,6 +20,7 @@ from policies.export import export_policy
 from policies.registry import make_policy
 from policies.rules import SEGMENTS
 from policies.runtime import CARD_FILE, ArtifactError, FeatureError, RuntimePolicy, load_policy
+from sim.envs.targeting import OBS_FIELDS as TARGETING_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETING = {"population.shoppers": 300, "population.acquisition_days": 5.0}
@@ -170,8 +171,9 @@ def test_batches_reject_missing_or_extra_columns_and_wrong_shapes(exported):
         policy.decide_batch(frame.drop(columns=["tenure"]))
     with pytest.raises(FeatureError, match=r"unknown features \['zip_code'\]"):
         policy.decide_batch(frame.assign(zip_code=1.0))
-    with pytest.raises(FeatureError, match=r"expected \(n, 18\)"):
-        policy.decide_batch(np.zeros((3, 17)))
+    width = len(TARGETING_FIELDS)
+    with pytest.raises(FeatureError, match=rf"expected \(n, {width}\)"):
+        policy.decide_batch(np.zeros((3, width - 1)))
     with pytest.raises(FeatureError, match="row 1: missing features"):
         policy.decide_batch([features(policy), {"recency": 1.0}])
 

@@ -35,7 +35,13 @@ def test_journey_effects_replay_her_past_and_pair_the_arms_by_common_random_numb
 
 
 def test_a_sleeping_dogs_individual_effect_of_any_contact_is_a_loss():
-    scenario = load_scenario(DEFAULT, {"population.uplift.sleeping_dog.contact_churn": 0.9})
+    scenario = load_scenario(
+        DEFAULT,
+        {
+            "population.uplift.sleeping_dog.contact_churn": 0.9,
+            "mechanisms.churn.reactive_contact_share": 1.0,  # an in-session offer is a contact too
+        },
+    )
     sleeping = UPLIFT_CLASSES.index("sleeping_dog")
 
     def uplift_class(seed: int) -> int:

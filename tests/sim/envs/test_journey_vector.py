@@ -13,7 +13,10 @@ from stable_baselines3 import PPO
 
 import sim  # noqa: F401  (registers the environments)
 from policies.vec_env import GymnasiumVecEnv, make_sb3_vec_env
+from sim.envs.journey_task import OBS_FIELDS
 from sim.envs.journey_vector import ShopperJourneyVectorEnv
+
+N_OBS = len(OBS_FIELDS)
 
 ENV_ID = "shopgym/ShopperJourney-v0"
 #: A short horizon: episodes end (and autoreset) within a few dozen steps.
@@ -35,10 +38,10 @@ def test_make_vec_returns_the_native_vector_env_with_batched_spaces():
     envs = _native(3)
     assert isinstance(envs.unwrapped, ShopperJourneyVectorEnv)
     assert envs.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
-    assert envs.observation_space.shape == (3, 22)
+    assert envs.observation_space.shape == (3, N_OBS)
     assert envs.action_space == gym.spaces.MultiDiscrete([envs.single_action_space.n] * 3)
     obs, info = envs.reset(seed=0)
-    assert obs.shape == (3, 22) and obs.dtype == np.float32
+    assert obs.shape == (3, N_OBS) and obs.dtype == np.float32
     assert envs.observation_space.contains(obs)
     assert info["decision_kind"].shape == (3,) and info["_decision_kind"].all()
     assert envs.unwrapped.action_masks().shape == (3, envs.single_action_space.n)
@@ -125,13 +128,13 @@ def test_sb3_ppo_trains_through_the_vec_env_adapter():
     assert isinstance(venv, GymnasiumVecEnv)
     venv.seed(3)
     obs = venv.reset()
-    assert obs.shape == (4, 22)
+    assert obs.shape == (4, N_OBS)
     assert len(venv.env_method("action_masks")) == 4
     finals = 0
     for _ in range(60):
         obs, _, dones, infos = venv.step(np.zeros(4, dtype=np.int64))
         for i in np.flatnonzero(dones):
-            assert infos[i]["terminal_observation"].shape == (22,)
+            assert infos[i]["terminal_observation"].shape == (N_OBS,)
             assert isinstance(infos[i]["TimeLimit.truncated"], bool)
             finals += 1
         assert isinstance(infos[0]["objective"], dict)
