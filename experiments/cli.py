@@ -218,9 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_serve_arguments(bench)
     from experiments.bench_load import add_bench_load_arguments
     from experiments.oracle_check import add_oracle_check_parser
+    from experiments.uplift_check import add_uplift_check_parser
 
     add_bench_load_arguments(bench)
     add_oracle_check_parser(sub)
+    add_uplift_check_parser(sub)
     add_serve_parser(sub)
     add_ope_parser(sub)
 

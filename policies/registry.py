@@ -28,9 +28,10 @@ JSON_POLICIES: dict[str, str] = {
     "thompson": "policies.bandits:ThompsonSampling",
     "lin_ucb": "policies.bandits:LinUCB",
     "lin_thompson": "policies.bandits:LinearThompson",
+    "uplift": "policies.uplift:UpliftTLearner",
 }
 #: Policies that learn online from ``update`` (trained over episodes before evaluation).
-ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson")
+ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson", "uplift")
 #: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
 RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo", "qrdqn", "trpo", "ars", "recurrent_ppo")
 #: Privileged kinds: read the simulator's hidden state (a measuring stick, never exported).

@@ -36,7 +36,7 @@ PLAYBOOK: dict[str, tuple[str, ...]] = {
 }
 
 #: Decision-model kinds a rule can be built from (the ``"rule"`` key of a decision model).
-RULES = ("none", "blanket", "segment_rules", "ltv_coupon", "scores", "linear")
+RULES = ("none", "blanket", "segment_rules", "ltv_coupon", "scores", "linear", "trees")
 
 # Layout limits, checked on every file's declared layout before anything is sized from it (a saved
 # policy's env spec, an artifact's card): a file declaring 200,000 incentives x 64 heads would
@@ -50,6 +50,8 @@ MAX_HEADS = 64
 MAX_FEATURES = 4096
 #: Most decision slots (heads x incentives) a policy file or card may declare.
 MAX_DECISION_SLOTS = 65_536
+#: Most nodes of a tree rule, all trees together (an uplift policy's default uses about 12,000).
+MAX_TREE_NODES = 2_000_000
 
 
 def layout_size_problem(n_features: int, n_incentives: int, n_heads: int) -> str | None:
@@ -312,6 +314,116 @@ class LinearRule:
         return masked_argmax(obs @ self.weights.T + self.bias, masks[:, 0])[:, None]
 
 
+@dataclass(frozen=True)
+class TreesRule:
+    """Per incentive, a sum of regression trees on the observation; the best allowed one wins.
+
+    Each node is split as scikit-learn splits it (``x[feature] <= threshold`` goes left, on the
+    feature cast to float32); leaves carry their (already learning-rate scaled) values.
+    Incentives without trees (``trained`` false) are never chosen, and ``none`` (0) gets
+    ``min_uplift`` added: another incentive must beat it by that much.
+    """
+
+    feature: Ids
+    threshold: Floats
+    left: Ids
+    right: Ids
+    value: Floats
+    roots: Ids
+    actions: Ids
+    depth: int
+    bias: Floats
+    trained: Masks
+    min_uplift: float
+
+    def scores(self, obs: Floats) -> Floats:
+        """``(n, n_actions)`` predicted rewards (``-inf`` for untrained incentives)."""
+        x = np.asarray(obs, dtype=np.float32).astype(np.float64)
+        total = np.tile(self.bias, (x.shape[0], 1))
+        if self.roots.size:
+            node = np.tile(self.roots, (x.shape[0], 1))
+            rows = np.arange(x.shape[0])[:, None]
+            for _ in range(self.depth):
+                split = self.feature[node]
+                inner = split >= 0
+                go_left = x[rows, np.maximum(split, 0)] <= self.threshold[node]
+                node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+            np.add.at(total.T, self.actions, self.value[node].T)
+        total[:, 0] += self.min_uplift
+        return np.where(self.trained, total, -np.inf)
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """The best allowed incentive by predicted reward (``none`` when nothing is trained)."""
+        return masked_argmax(self.scores(obs), masks[:, 0])[:, None]
+
+
+def trees_rule(model: Mapping[str, Any], n_fields: int, n_actions: int) -> TreesRule:
+    """A :class:`TreesRule` from its decision model, every index and size checked before use."""
+    trees = model.get("trees")
+    if not isinstance(trees, list):
+        raise ValueError("decision model 'trees': 'trees' missing or not a list")
+    sizes = [len(t.get("feature", ())) if isinstance(t, Mapping) else 0 for t in trees]
+    if sum(sizes) > MAX_TREE_NODES:
+        raise ValueError(
+            f"decision model 'trees': {sum(sizes):,} nodes; at most {MAX_TREE_NODES:,} (MAX_TREE_NODES)"
+        )
+    parts: dict[str, list[Any]] = {key: [] for key in ("feature", "threshold", "left", "right", "value")}
+    roots, actions, depth, offset = [], [], 0, 0
+    for number, (tree, size) in enumerate(zip(trees, sizes, strict=True)):
+        where = f"decision model 'trees': tree {number}"
+        if size == 0:
+            raise ValueError(f"{where} is empty or not a mapping")
+        action = tree.get("action")
+        if isinstance(action, bool) or not isinstance(action, int) or not 0 <= action < n_actions:
+            raise ValueError(f"{where}: action={action!r} must be an incentive id in [0, {n_actions})")
+        arrays = {key: _vector(tree, key, (size,)) for key in parts}
+        index = np.arange(size)
+        feature = arrays["feature"]
+        inner = feature >= 0
+        for key in ("left", "right"):  # children follow their parent: no cycles, depth < size
+            child = arrays[key]
+            if (inner & ((child <= index) | (child >= size))).any():
+                raise ValueError(f"{where}: {key} children must point forward within the tree")
+        if (feature >= n_fields).any() or (feature != np.round(feature)).any():
+            raise ValueError(f"{where}: features must be integers below {n_fields} (negative for leaves)")
+        if not np.isfinite(arrays["value"]).all() or not np.isfinite(arrays["threshold"][inner]).all():
+            raise ValueError(f"{where}: thresholds and values must be finite")
+        levels = np.zeros(size, dtype=np.int64)
+        for node in np.flatnonzero(inner):  # parents come before children
+            for key in ("left", "right"):
+                levels[int(arrays[key][node])] = levels[node] + 1
+        depth = max(depth, int(levels.max()))
+        for key in parts:
+            shift = offset if key in ("left", "right") else 0
+            parts[key].append(np.where(inner, arrays[key] + shift, -1) if shift else arrays[key])
+        roots.append(offset)
+        actions.append(action)
+        offset += size
+    trained = model.get("trained")
+    if (
+        not isinstance(trained, list)
+        or len(trained) != n_actions
+        or not all(isinstance(t, bool) for t in trained)
+    ):
+        raise ValueError(f"decision model 'trees': 'trained' must be {n_actions} booleans")
+    if any(not trained[a] for a in actions):
+        raise ValueError("decision model 'trees': a tree belongs to an incentive marked untrained")
+    joined = {key: np.concatenate(parts[key]) if trees else np.zeros(0) for key in parts}
+    return TreesRule(
+        feature=joined["feature"].astype(np.int64),
+        threshold=joined["threshold"],
+        left=joined["left"].astype(np.int64),
+        right=joined["right"].astype(np.int64),
+        value=joined["value"],
+        roots=np.array(roots, dtype=np.int64),
+        actions=np.array(actions, dtype=np.int64),
+        depth=depth,
+        bias=_vector(model, "bias", (n_actions,)),
+        trained=np.array(trained, dtype=bool),
+        min_uplift=_number(model, "min_uplift", 0.0),
+    )
+
+
 # ---- building a rule from its decision model --------------------------------------------------
 def _number(model: Mapping[str, Any], key: str, default: float) -> float:
     value = model.get(key, default)
@@ -374,6 +486,9 @@ def compile_rule(model: Mapping[str, Any], layout: Layout) -> Rule:
         return LinearRule(
             _vector(model, "weights", (n_actions, n_fields)), _vector(model, "bias", (n_actions,))
         )
+    if rule == "trees":
+        _single_head(layout, "trees")
+        return trees_rule(model, n_fields, n_actions)
     raise ValueError(f"decision model rule {rule!r} unknown; allowed: {list(RULES)}")
 
 

@@ -36,6 +36,7 @@ RL_SETTINGS = {
     "qrdqn": {"learning_starts": 16, "buffer_size": 1000, "train_freq": 4},
     "trpo": {"n_steps": 64, "batch_size": 32},
     "ars": {"n_delta": 2},
+    "uplift": {"n_estimators": 20, "min_samples_leaf": 10, "min_arm_samples": 50},
 }
 KINDS = (
     "ppo",
@@ -54,6 +55,7 @@ KINDS = (
     "thompson",
     "ucb1",
     "epsilon_greedy",
+    "uplift",
 )
 
 

@@ -1,0 +1,105 @@
+"""The uplift T-learner: a randomized log, boosted trees per incentive, decided by numpy alone."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from sklearn.ensemble import GradientBoostingRegressor
+
+import sim  # noqa: F401 (registers the environments)
+from policies.registry import load_policy, make_policy
+from policies.rules import trees_rule
+
+OVERRIDES = {"population.shoppers": 300, "population.acquisition_days": 5.0}
+
+
+@pytest.fixture(scope="module")
+def logged() -> tuple[gym.Env, np.ndarray, np.ndarray]:
+    """3,000 real IncentiveTargeting observations and their eligibility masks."""
+    env = gym.make("shopgym/IncentiveTargeting-v0", overrides=OVERRIDES, horizon_days=10)
+    obs, _ = env.reset(seed=7)
+    seen, masks = [], []
+    rng = np.random.default_rng(0)
+    while len(seen) < 3000:
+        mask = env.unwrapped.action_masks()
+        seen.append(obs)
+        masks.append(mask)
+        obs, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+        if terminated or truncated:
+            obs, _ = env.reset(seed=len(seen))
+    return env, np.array(seen), np.array(masks)
+
+
+def _taught(env: gym.Env, obs: np.ndarray, masks: np.ndarray) -> tuple[object, np.ndarray, np.ndarray]:
+    """An uplift policy that explored on ``obs``; rewards favour incentive 1 where field 0 is large."""
+    policy = make_policy("uplift", env, seed=0, n_estimators=30, min_samples_leaf=20, min_arm_samples=100)
+    actions = policy.predict(obs, action_masks=masks)[0]
+    effect = np.where(actions == 1, np.where(obs[:, 0] > np.median(obs[:, 0]), 1.0, -1.0), 0.0)
+    rewards = effect + np.random.default_rng(1).normal(0.0, 0.1, obs.shape[0])
+    policy.update(obs, actions, rewards)
+    return policy, actions, rewards
+
+
+def test_training_is_a_randomized_experiment_over_the_allowed_incentives(logged):
+    env, obs, masks = logged
+    _, actions, _ = _taught(env, obs, masks)
+    allowed = masks[:, 0, :] if masks.ndim == 3 else masks
+    assert allowed[np.arange(actions.size), actions].all()
+    # Incentives every shopper may get are drawn about equally often.
+    always = np.flatnonzero(allowed.all(axis=0))
+    counts = np.bincount(actions, minlength=allowed.shape[1])[always]
+    assert counts.min() > 0.6 * counts.max()
+
+
+def test_it_learns_who_to_treat_and_leaves_the_rest_alone(logged):
+    env, obs, masks = logged
+    policy, _, _ = _taught(env, obs, masks)
+    chosen = policy.predict(obs, deterministic=True, action_masks=masks)[0]
+    high = obs[:, 0] > np.median(obs[:, 0])
+    assert (chosen[high] == 1).mean() > 0.9
+    assert (chosen[~high] == 1).mean() < 0.1
+
+
+def test_its_numpy_trees_predict_what_scikit_learn_predicts(logged):
+    env, obs, masks = logged
+    policy, actions, rewards = _taught(env, obs, masks)
+    rows = actions == 1
+    reference = GradientBoostingRegressor(
+        n_estimators=30, max_depth=3, learning_rate=0.05, min_samples_leaf=20, loss="huber", random_state=0
+    ).fit(obs[rows], rewards[rows])
+    rule = trees_rule(policy.greedy_model(), obs.shape[1], env.action_space.n)
+    np.testing.assert_allclose(rule.scores(obs)[:, 1], reference.predict(obs), rtol=0, atol=1e-12)
+
+
+def test_a_saved_policy_decides_as_the_trained_one_and_bad_trees_are_refused(logged, tmp_path):
+    env, obs, masks = logged
+    policy, _, _ = _taught(env, obs, masks)
+    policy.save(tmp_path / "uplift")
+    again = load_policy(tmp_path / "uplift")
+    first = policy.predict(obs, deterministic=True, action_masks=masks)[0]
+    assert (again.predict(obs, deterministic=True, action_masks=masks)[0] == first).all()
+
+    model = json.loads(json.dumps(policy.greedy_model()))
+    n_fields, n_actions = obs.shape[1], env.action_space.n
+    tree = model["trees"][0]
+    tree["left"][0] = 0  # a cycle: the root its own child
+    with pytest.raises(ValueError, match="left children must point forward"):
+        trees_rule(model, n_fields, n_actions)
+    tree["left"][0], tree["feature"][0] = 1, n_fields
+    with pytest.raises(ValueError, match=f"features must be integers below {n_fields}"):
+        trees_rule(model, n_fields, n_actions)
+    model["trained"][model["trees"][0]["action"]] = False
+    tree["feature"][0] = 0
+    with pytest.raises(ValueError, match="a tree belongs to an incentive marked untrained"):
+        trees_rule(model, n_fields, n_actions)
+
+
+def test_before_any_arm_has_enough_data_it_gives_nothing(logged):
+    env, obs, masks = logged
+    policy = make_policy("uplift", env, seed=0)
+    assert (policy.predict(obs[:50], deterministic=True, action_masks=masks[:50])[0] == 0).all()
+    with pytest.raises(ValueError, match=r"log_size=0 must be an integer in \[1, 1,000,000\]"):
+        make_policy("uplift", env, seed=0, log_size=0)
