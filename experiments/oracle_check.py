@@ -36,7 +36,7 @@ from sim.envs.common import oracle_view_of
 from sim.incentives import IncentiveCatalog
 from sim.io import atomic_write_parquet, atomic_write_text
 from sim.journeys import JourneyBatch
-from sim.oracle import OracleView, incentive_values
+from sim.oracle import OracleView, incentive_values, referred_friend_worth
 from sim.params import DECISION_KINDS, Scenario, ScenarioError, load_scenario
 from sim.population import HOURS_PER_DAY
 
@@ -96,7 +96,7 @@ def check_journeys(
                 kinds=np.array([DECISION_KINDS.index(kind)], dtype=np.int8),
                 objective_weights=MARGIN_ONLY,
                 days_left=horizon_days - now / HOURS_PER_DAY,
-                friend_value=(0.0, 0.0),  # friends are not simulated in a journey
+                friend_value=referred_friend_worth(scenario).for_oracle(horizon_days - now / HOURS_PER_DAY),
             )
             oracle = incentive_values(view, view.state, kind)[0]
             eligible = _eligible(catalog, scenario, int(journey.pop.streak_days[0]), int(journey.pop.tier[0]))

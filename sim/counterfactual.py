@@ -92,9 +92,11 @@ def journey_effects(
     )
     futures = her.futures(0, np.asarray(arms, dtype=np.int64), keys, continuation)
     everyone = np.arange(futures.size)
-    margin = futures.ledger.margin_pv.copy()
+    # Her referred friends' worth counts too (they are not simulated in a journey).
+    margin = futures.ledger.margin_pv + futures.referred_margin_pv
     residual = residual_value(scenario, futures.pop, futures.now_hours(everyone), everyone)
-    return Effects(margin.reshape(len(arms), replicates), (margin + residual).reshape(len(arms), replicates))
+    ltv = futures.ledger.margin_pv + residual + futures.referred_ltv
+    return Effects(margin.reshape(len(arms), replicates), ltv.reshape(len(arms), replicates))
 
 
 def population_effects(

@@ -84,7 +84,7 @@ class Ledger:
         np.add.at(
             self.margin_pv,
             shoppers,
-            _SIGN[line] * cents / 100.0 * self._discount(shoppers, time_hours),
+            _SIGN[line] * cents / 100.0 * self.discount(shoppers, time_hours),
         )
 
     def book_unique(
@@ -98,9 +98,9 @@ class Ledger:
         for line, cents in cents_by_line.items():
             self.lines[line, shoppers] += cents
             net += _SIGN[line] * cents
-        self.margin_pv[shoppers] += net / 100.0 * self._discount(shoppers, time_hours)
+        self.margin_pv[shoppers] += net / 100.0 * self.discount(shoppers, time_hours)
 
-    def _discount(
+    def discount(
         self, shoppers: NDArray[np.int64], time_hours: NDArray[np.float64] | float
     ) -> NDArray[np.float64]:
         """Discount factor from ``time_hours`` back to each shopper's acquisition, or the run's start.

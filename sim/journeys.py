@@ -21,7 +21,9 @@ Where one shopper's world differs from the population engine:
 * **Referred friends are not simulated**: a referral bonus makes her invite friends
   (:mod:`sim.mechanisms.referral`); each friend's first order is drawn (Gamma-Gamma, topped
   up) and her bonus is paid when it reaches the anti-fraud floor, the day after (abusers'
-  fake accounts too). The friends' own margin is not hers.
+  fake accounts too). Each real friend who joins credits her with a referred shopper's expected
+  worth (:class:`sim.oracle.FriendWorth`: first order and discounted future margin, to the
+  horizon and as LTV): what the shop earns because of the referral, which the engine realizes.
 * **Churn and win-back**: a churned shopper still reaches her lapsing decision, where an
   incentive may bring her back; her journey ends at churn unless such a point lies ahead
   within the horizon, and there if she is not won back.
@@ -48,6 +50,7 @@ from sim.economics import INCENTIVE, to_cents
 from sim.fulfillment import RETURNS_ROUND_HOUR, next_round_hours, unloaded_delivery_hours
 from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
+from sim.oracle import referred_friend_worth
 from sim.params import DecisionKind, Scenario
 from sim.population import CHANNEL_ORGANIC, HOURS_PER_DAY, Population, draw_shoppers, twin_population
 from sim.rng import keyed_uniform, keyed_uniforms
@@ -65,7 +68,7 @@ _IS_WAITING = np.array([p in WAITING for p in range(8)])
 #: The decision kind a row waits at, by phase.
 PHASE_KIND: dict[int, DecisionKind] = {LAPSING: "lapsing", LOGIN: "login", ABANDONED: "cart_abandoned"}
 # A row's timed events.
-_DELIVERY, _RETURN, _PAYOUT, _CART_TIMER = range(4)
+_DELIVERY, _RETURN, _PAYOUT, _CART_TIMER, _FRIEND = range(5)
 # Purposes of a row-day's uniforms (rows of keyed_uniforms' output).
 _PURPOSES = (
     "visit",
@@ -102,6 +105,9 @@ _ROW_STATE = (
     "end_hours",
     "referral_cost",
     "friends_referred",
+    "referred_margin",
+    "referred_margin_pv",
+    "referred_ltv",
     "_acquired",
     "_timer_badge",
     "_timer_u_return",
@@ -155,6 +161,13 @@ class JourneyBatch(Shop):
         self.end_hours = np.zeros(size)
         self.referral_cost = np.zeros(size, dtype=np.int64)  # cents, also in the ledger's incentive line
         self.friends_referred = np.zeros(size, dtype=np.int64)
+        #: Her friends' worth credited to her (dollars; friends are not simulated): their expected
+        #: margin to the horizon, the same discounted to her acquisition, and as LTV (a whole
+        #: life, discounted): sim.oracle.FriendWorth.
+        self.referred_margin = np.zeros(size)
+        self.referred_margin_pv = np.zeros(size)
+        self.referred_ltv = np.zeros(size)
+        self._friends = referred_friend_worth(scenario)
         self._abandoned = np.zeros(0, dtype=np.int64)  # carts abandoned at the current decision
         self._ev_due = np.full((size, _EVENT_SLOTS), np.inf)
         self._ev_kind = np.zeros((size, _EVENT_SLOTS), dtype=np.int8)
@@ -216,6 +229,9 @@ class JourneyBatch(Shop):
         self.end_hours[rows] = 0.0
         self.referral_cost[rows] = 0
         self.friends_referred[rows] = 0
+        self.referred_margin[rows] = 0.0
+        self.referred_margin_pv[rows] = 0.0
+        self.referred_ltv[rows] = 0.0
         self._acquired[rows] = self.twins is not None  # a twin joined before time 0: no trial order
         self._ev_due[rows] = np.inf
 
@@ -417,6 +433,8 @@ class JourneyBatch(Shop):
             paid = joins[baskets >= floor[0]]
             cents = int(to_cents(self.catalog.value[offer]))
             self._schedule(np.full(paid.size, row, dtype=np.int64), paid, _PAYOUT, np.full(paid.size, cents))
+            real = joins[: int(friends[0])]  # fake accounts bring no one
+            self._schedule(np.full(real.size, row, dtype=np.int64), real, _FRIEND, np.zeros(real.size))
 
     # ---- a row's day --------------------------------------------------------------------------
     def _draw(self, rows: I64) -> None:
@@ -581,7 +599,7 @@ class JourneyBatch(Shop):
         self.phase[lapsing] = SESSION
         if lapsing.size:
             dead = lapsing[~self.pop.alive[lapsing]]
-            self._finish(dead, self.day[dead] * HOURS_PER_DAY)
+            self._finish(dead, self.day[dead] * HOURS_PER_DAY, settle=True)
 
     # ---- her timed events ---------------------------------------------------------------------
     def _schedule(self, rows: I64, due: F64, kind: int, arg: I64) -> None:
@@ -607,8 +625,11 @@ class JourneyBatch(Shop):
         self._ev_kind = np.concatenate([self._ev_kind, np.zeros((self.size, extra), np.int8)], axis=1)
         self._ev_arg = np.concatenate([self._ev_arg, np.zeros((self.size, extra), np.int64)], axis=1)
 
-    def _fire_due(self, rows: I64, until: F64, inclusive: bool) -> None:
-        """Handle the rows' events due before ``until`` (or at it, ``inclusive``), in time order."""
+    def _fire_due(self, rows: I64, until: F64, inclusive: bool, settling: bool = False) -> None:
+        """Handle the rows' events due before ``until`` (or at it, ``inclusive``), in time order.
+
+        ``settling``: the rows' journeys are ending (:meth:`_finish`); no end is checked again.
+        """
         while rows.size:
             due = self._ev_due[rows]
             slot = due.argmin(axis=1)
@@ -625,10 +646,13 @@ class JourneyBatch(Shop):
                 (_RETURN, self._on_return),
                 (_PAYOUT, self._on_payout),
                 (_CART_TIMER, self._on_cart_timer),
+                (_FRIEND, self._on_friend),
             ):
                 these = (kind == code) & alive_or_pending
                 if these.any():
                     handler(rows[these], arg[these], first[these])
+            if settling:
+                continue
             self._end_if_lost(rows)
             going = self.phase[rows] != DONE
             rows, until = rows[going], until[going]
@@ -648,6 +672,15 @@ class JourneyBatch(Shop):
         self.ledger.book(INCENTIVE, rows, cents, now)
         np.add.at(self.referral_cost, rows, cents)
         self.referral_cost_cents += int(cents.sum())
+
+    def _on_friend(self, rows: I64, _: I64, now: F64) -> None:
+        """A friend she referred joins: her expected worth to the horizon, and as LTV, is credited."""
+        left = (self.horizon_hours - now) / HOURS_PER_DAY
+        to_horizon, discount = self._friends.over(left), self.ledger.discount(rows, now)
+        np.add.at(self.referred_margin, rows, to_horizon)
+        np.add.at(self.referred_margin_pv, rows, to_horizon * discount)
+        whole_life = self._friends.over(np.array([np.inf]))[0]
+        np.add.at(self.referred_ltv, rows, whole_life * discount)
 
     def _on_cart_timer(self, rows: I64, cart_ids: I64, now: F64) -> None:
         self._via_batch = False  # a recovered cart's order reaches the warehouse at once
@@ -671,13 +704,23 @@ class JourneyBatch(Shop):
         if self._winnable_kinds:
             winnable = ~pop.lapsing_flagged[lost] & (self._lapse_day(lost) < self.horizon_days)
             lost = lost[~winnable]
-        self._finish(lost, pop.churned_at[lost])
+        self._finish(lost, pop.churned_at[lost], settle=True)
 
     def _lapse_day(self, rows: I64) -> F64:
         """The day at whose start each row's recency crosses the lapse threshold (unflagged)."""
         return np.ceil((self.pop.last_order_at[rows] + self._lapse_hours) / HOURS_PER_DAY)
 
-    def _finish(self, rows: I64, at: F64) -> None:
+    def _finish(self, rows: I64, at: F64, settle: bool = False) -> None:
+        """End the rows' journeys at ``at``; ``settle``: a relationship ended before the horizon.
+
+        She is gone, but what is in flight still happens, as in the population engine: her
+        parcels arrive and come back, referral bonuses are paid and her friends join, up to the
+        horizon. An open cart dies with her.
+        """
+        if settle and rows.size:
+            timers = self._ev_kind[rows] == _CART_TIMER
+            self._ev_due[rows] = np.where(timers, np.inf, self._ev_due[rows])
+            self._fire_due(rows, np.full(rows.size, self.horizon_hours), inclusive=False, settling=True)
         self.phase[rows] = DONE
         self.end_hours[rows] = at
         if self.orders.size > 64 * self.size + 4096:

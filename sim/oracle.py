@@ -34,19 +34,20 @@ table that the simulator can name.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from sim.behaviour import checkout_probability, logit, shipping_fee
-from sim.economics import daily_discount_rate
+from sim.economics import daily_discount_rate, expected_order_margin
 from sim.incentives import KIND_CODES, IncentiveCatalog
 from sim.mechanisms.affinity import TYPE_COLUMN, affinity_factor
 from sim.mechanisms.churn import winback_probability
 from sim.mechanisms.prospect import framed_offer_pull, prospect_value
 from sim.params import DecisionKind, Scenario
-from sim.population import basket_quantiles
+from sim.population import CHANNEL_REFERRED, basket_quantiles, draw_shoppers
 
 F64 = NDArray[np.float64]
 
@@ -107,11 +108,81 @@ def friend_value(scenario: Scenario, state: TrueState, order_margin: F64, days: 
 
 def future_value(scenario: Scenario, state: TrueState, order_margin: F64, days: float) -> F64:
     """Her expected discounted margin over the next ``days`` were she alive (``inf`` days: LTV's residual)."""
+    return discounted_future(
+        scenario, state.purchase_rate_per_day, state.dropout_prob, state.hazard_per_day, order_margin, days
+    )
+
+
+def discounted_future(
+    scenario: Scenario, rate: F64, dropout_prob: F64, hazard: F64, order_margin: F64, days: F64 | float
+) -> F64:
+    """Expected discounted margin of future orders over ``days`` (broadcast; ``inf``: a whole life).
+
+    Orders come at ``rate`` a day while she stays; she leaves at ``rate x dropout_prob + hazard``
+    a day, and money is discounted at the scenario's daily rate.
+    """
     delta = daily_discount_rate(scenario.economics.annual_discount_rate)
-    rate = state.purchase_rate_per_day
-    leave = delta + rate * state.dropout_prob + state.hazard_per_day
-    share = 1.0 if np.isinf(days) else -np.expm1(-leave * max(days, 0.0))
+    leave = delta + rate * dropout_prob + hazard
+    span = np.maximum(np.asarray(days, dtype=np.float64), 0.0)
+    share = np.where(np.isinf(span), 1.0, -np.expm1(-leave * np.where(np.isinf(span), 0.0, span)))
     return np.asarray(rate * order_margin * share / leave, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FriendWorth:
+    """What a referred friend is worth, averaged over a fixed sample of the scenario's referred shoppers.
+
+    For journeys, whose friends are not simulated: each friend who joins credits her referrer
+    with her expected first order and future margin (:meth:`over`).
+    """
+
+    scenario: Scenario
+    order_margin: F64
+    rate: F64
+    dropout_prob: F64
+    hazard: F64
+
+    def over(self, days: F64) -> F64:
+        """Per entry of ``days``: a friend's first order plus her discounted future over that many days."""
+        future = discounted_future(
+            self.scenario,
+            self.rate[:, None],
+            self.dropout_prob[:, None],
+            self.hazard[:, None],
+            self.order_margin[:, None],
+            np.asarray(days, dtype=np.float64)[None, :],
+        )
+        return np.asarray((self.order_margin[:, None] + future).mean(axis=0), dtype=np.float64)
+
+    def for_oracle(self, days_left: float) -> tuple[float, float]:
+        """``OracleView.friend_value``: her worth over ``days_left``, and as LTV (a whole life)."""
+        worth = self.over(np.array([days_left, np.inf]))
+        return float(worth[0]), float(worth[1])
+
+
+#: Referred shoppers drawn to value a friend (fixed seed: the same worth in every run).
+FRIEND_SAMPLE = 2048
+
+
+@functools.lru_cache(maxsize=16)
+def referred_friend_worth(scenario: Scenario) -> FriendWorth:
+    """:class:`FriendWorth` of ``scenario``'s referred shoppers (a fixed sample, cached)."""
+    n = FRIEND_SAMPLE
+    friends = draw_shoppers(
+        scenario,
+        np.zeros(n),
+        np.zeros(n, dtype=np.int32),
+        np.zeros((n, 0), dtype=np.int32),
+        CHANNEL_REFERRED,
+        np.random.default_rng(0),
+    )
+    return FriendWorth(
+        scenario=scenario,
+        order_margin=expected_order_margin(scenario, friends),
+        rate=friends.purchase_rate_per_day,
+        dropout_prob=friends.dropout_prob,
+        hazard=friends.dropout_rate_per_day,
+    )
 
 
 def incentive_values(view: OracleView, state: TrueState, kind: DecisionKind) -> F64:

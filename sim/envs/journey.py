@@ -24,7 +24,7 @@ from sim.envs.common import (
 )
 from sim.envs.journey_task import OBS_FIELDS, OBS_HIGH, JourneyTask, one_info
 from sim.journeys import DONE
-from sim.oracle import OracleView
+from sim.oracle import OracleView, referred_friend_worth
 from sim.params import DECISION_KINDS, Scenario
 from sim.population import HOURS_PER_DAY
 
@@ -284,7 +284,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
             kinds=np.array(kinds, dtype=np.int8),
             objective_weights=np.asarray(self._weights, dtype=np.float64),
             days_left=days_left,
-            friend_value=(0.0, 0.0),  # her friends are not simulated here: a referral shows only its cost
+            friend_value=referred_friend_worth(self.scenario).for_oracle(days_left),
         )
 
     # ---- internals ----------------------------------------------------------------------------

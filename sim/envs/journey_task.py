@@ -18,7 +18,9 @@ from numpy.typing import NDArray
 from sim.economics import INCENTIVE, REVENUE, expected_order_margin, residual_value
 from sim.envs.common import (
     OBJECTIVES,
+    RESPONSE_FIELDS,
     metrics_template,
+    response_history,
 )
 from sim.journeys import ABANDONED, DONE, LAPSING, LOGIN, JourneyBatch
 from sim.mechanisms.tiers import tier_progress
@@ -47,6 +49,7 @@ OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("offer_active", "0 or 1", 1.0),
     ("paid_ratio", "smoothed share of list price paid", 1.0),
     ("promo_share", "smoothed share of orders with a coupon", 1.0),
+    *RESPONSE_FIELDS,
     ("decision_login", "0 or 1", 1.0),
     ("decision_cart_abandoned", "0 or 1", 1.0),
     ("decision_lapsing", "0 or 1", 1.0),
@@ -206,7 +209,7 @@ class JourneyTask:
                 "incentives_received": pop.incentives_received[rows],
                 "incentive_cost": lines[INCENTIVE] / 100.0,
                 "revenue": lines[REVENUE] / 100.0,
-                "margin": batch.margin_cents(rows) / 100.0,
+                "margin": batch.margin_cents(rows) / 100.0 + batch.referred_margin[rows],
                 "orders": pop.orders[rows],
                 "alive": pop.alive[rows],
             }
@@ -266,7 +269,7 @@ class JourneyTask:
         return masks
 
     def observe(self, rows: I64) -> NDArray[np.float32]:
-        """``(m, 22)``: what the shop sees of each row now, scaled and clipped (``OBS_FIELDS``)."""
+        """``(m, len(OBS_FIELDS))``: what the shop sees of each row now, scaled and clipped."""
         batch, pop = self.batch, self.batch.pop
         now = batch.now_hours(rows)
         deliveries = pop.deliveries[rows]
@@ -289,6 +292,7 @@ class JourneyTask:
                 (pop.offer[rows] != 0) & (pop.offer_expires_at[rows] >= now),
                 pop.reference_ratio[rows],
                 pop.promo_share[rows],
+                response_history(pop, rows),
                 _KIND_BY_PHASE[batch.phase[rows]],
                 batch.season_multiplier(day * HOURS_PER_DAY) / 10.0,
                 now / self._horizon_hours,
@@ -321,7 +325,10 @@ class JourneyTask:
             ),
             "revenue": lines[REVENUE] / 100.0,
             "incentive_cost": lines[INCENTIVE] / 100.0,
-            "margin": batch.margin_cents(rows) / 100.0,
+            "margin": batch.margin_cents(rows) / 100.0 + batch.referred_margin[rows],
+            # Of which her referred friends' expected margin (friends are not simulated in a journey).
+            "referred_margin": batch.referred_margin[rows],
+            "friends_referred": batch.friends_referred[rows],
             "ltv": ltv,
             "ltv_mean": ltv,  # the population envs' name: here a population of one
             "active_share": pop.alive[rows].astype(np.float64),
@@ -365,6 +372,21 @@ class JourneyTask:
         final = _objectives(clones, everyone, np.full(everyone.size, self._order_margin[row]))
         gained = (final - self.objective_state(np.array([row]))[0]) @ self.weights
         return np.asarray(gained.reshape(len(incentives), replicates).mean(axis=1), dtype=np.float64)
+
+    def play_out(self, rows: I64, incentives: NDArray[np.integer]) -> F64:
+        """Give ``incentives`` at the rows' pending decisions and ``none`` at every later one, to the end.
+
+        One realized outcome per row (a randomized experiment's log): the weighted objective
+        each gained from now on, before ``reward_scale``. The rows' episodes are spent.
+        """
+        batch = self.batch
+        start = self.objective_state(rows)
+        batch.submit(rows, np.asarray(incentives, dtype=np.int64))
+        batch.advance(rows)
+        while (waiting := rows[batch.phase[rows] != DONE]).size:
+            batch.submit(waiting, _none_at_every_decision(batch, waiting))
+            batch.advance(waiting)
+        return np.asarray((self.objective_state(rows) - start) @ self.weights, dtype=np.float64)
 
     # ---- infos ------------------------------------------------------------------------------------
     def metrics_template(self) -> dict[str, Any]:
@@ -415,7 +437,7 @@ class JourneyTask:
         return (
             f"day {self.batch.now_hours(rows)[0] / HOURS_PER_DAY:6.1f}  "
             f"{'alive' if pop.alive[row] else 'churned'}  orders {pop.orders[row]}  "
-            f"margin ${self.batch.margin_cents(rows)[0] / 100:,.2f}  "
+            f"margin ${self.state[row, 0]:,.2f}  "
             f"incentives ${ledger.lines[INCENTIVE, row] / 100:,.2f}  ltv ${self.state[row, 1]:,.2f}  "
             f"tier {pop.tier[row]}  streak {pop.streak_days[row]}  "
             f"late {pop.late_deliveries[row]}/{pop.deliveries[row]}"
@@ -428,8 +450,8 @@ def _objectives(batch: JourneyBatch, rows: I64, order_margin: F64) -> F64:
     residual = residual_value(batch.scenario, pop, batch.now_hours(rows), rows, order_margin)
     return np.column_stack(
         [
-            batch.margin_cents(rows) / 100.0,
-            batch.ledger.margin_pv[rows] + residual,
+            batch.margin_cents(rows) / 100.0 + batch.referred_margin[rows],
+            batch.ledger.margin_pv[rows] + residual + batch.referred_ltv[rows],
             pop.late_deliveries[rows].astype(np.float64),
             batch.ledger.lines[INCENTIVE, rows] / 100.0,
         ]

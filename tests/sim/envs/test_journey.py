@@ -333,3 +333,48 @@ def test_bad_arguments_fail_clearly():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="outside"):
         env.step(len(IncentiveCatalog(env.scenario)))
+
+
+# ---- what the shop earns from her: friends she referred, parcels in flight when she leaves ---------
+def test_friends_she_referred_are_credited_with_a_referred_shoppers_expected_worth():
+    scenario = load_scenario(SCENARIO, {"population.referral_propensity": {"a": 5.0, "b": 5.0}})
+    referral = [i.name for i in scenario.incentives].index("referral_10")
+    batch = run_journeys(scenario, 400, 120, seed=3, decide=lambda b, rows: np.full(rows.size, referral))
+    rows = np.arange(400)
+    referred = batch.friends_referred[rows]
+    assert referred.sum() > 100
+    worth = sim.journeys.referred_friend_worth(scenario)
+    # Each friend is worth her first order plus her future to the horizon: between these bounds.
+    low, high = worth.over(np.array([0.0, 120.0]))
+    credit = batch.referred_margin[rows]
+    assert ((credit >= referred * low - 1e-9) & (credit <= referred * high + 1e-9)).all()
+    assert (batch.referred_ltv[rows] > batch.referred_margin_pv[rows])[referred > 0].all()
+    task_margin = batch.margin_cents(rows) / 100.0 + credit  # what the journey's margin objective holds
+    from sim.envs.journey_task import _objectives
+
+    np.testing.assert_allclose(_objectives(batch, rows, np.zeros(400))[:, 0], task_margin)
+
+
+def test_parcels_in_flight_when_she_churns_are_still_delivered_and_returned():
+    # Frequent buyers with short lives and no win-back to wait for: many leave with a parcel on
+    # its way, and their journeys end at their churn.
+    scenario = load_scenario(
+        SCENARIO,
+        {
+            "mechanisms.churn.late_delivery_churn": 0.0,
+            "mechanisms.churn.winback_ceiling": 0.0,
+            "population.purchase.alpha_weeks": 1.0,
+            "population.lifetime.beta_weeks": 0.5,
+        },
+    )
+    batch = run_journeys(scenario, 600, 200, seed=5)
+    n = batch.orders.size
+    cols = batch.orders.cols
+    placed, shopper = cols["placed_at"][:n], cols["shopper"][:n]
+    ended_early = batch.end_hours < 190 * 24
+    # Orders placed within three days of her journey's end arrive after it: they are delivered.
+    in_flight = ended_early[shopper] & (batch.end_hours[shopper] - placed < 3 * 24)
+    assert in_flight.sum() > 5
+    assert np.isfinite(cols["delivered_at"][:n][in_flight]).all()
+    # Only parcels the horizon cuts off stay undelivered.
+    assert (placed[~np.isfinite(cols["delivered_at"][:n])] > 195 * 24).all()
