@@ -67,6 +67,7 @@ def score_table(results: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame
 def _cell(score: float, half: float) -> str:
     if not np.isfinite(score):
         return "-"
+    score += 0.0  # none's own score is 0 / (oracle - none): never print it as -0.00
     return f"{score:.2f} ± {half:.2f}" if np.isfinite(half) else f"{score:.2f}"
 
 
