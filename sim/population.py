@@ -318,6 +318,7 @@ def twin_population(
         traits.dropout_prob,
         traits.dropout_rate_per_week,
         traits.spend_nu,
+        deal_channel=False,
     )
     population.alive = traits.alive.copy()
     population.churned_at = -traits.died_weeks_ago * HOURS_PER_DAY * DAYS_PER_WEEK
@@ -338,8 +339,13 @@ def _with_behaviour_traits(
     dropout: F64,
     dropout_rate_per_week: F64,
     nu: F64,
+    deal_channel: bool = True,
 ) -> Population:
-    """Shoppers with the given customer-base traits and the scenario's behavioural traits drawn."""
+    """Shoppers with the given customer-base traits and the scenario's behavioural traits drawn.
+
+    ``deal_channel``: organic shoppers may have come through a deal site (drawn); false for
+    twins, whose channel no transaction log records.
+    """
     pop = scenario.population
     n = acquired_at.size
     loss_aversion = _lognormal(pop.loss_aversion, n, rng)
@@ -352,7 +358,7 @@ def _with_behaviour_traits(
     abuser = rng.random(n) < pop.abuser_share
     z_price = _lognormal_score(pop.price_sensitivity, price_sensitivity)
     channels = np.full(n, channel, dtype=np.int8)
-    if channel == CHANNEL_ORGANIC:
+    if channel == CHANNEL_ORGANIC and deal_channel:
         deal = pop.deal_channel
         p_deal = special.expit(special.logit(deal.share) + deal.price_sensitivity_loading * z_price)
         channels[rng.random(n) < p_deal] = CHANNEL_DEAL

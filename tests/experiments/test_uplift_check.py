@@ -68,3 +68,22 @@ def test_bad_arguments_are_refused_in_one_line():
         check=False,
     )
     assert run.returncode == 2 and "--window-days must be >= 7" in run.stderr
+
+
+def test_the_validated_share_treats_nobody_when_the_log_shows_no_gain():
+    import gymnasium as gym
+
+    import sim  # noqa: F401 (registers the environments)
+    from experiments.uplift_check import ENV_ID, cross_fitted_share
+    from policies.base import env_spec
+
+    spec = env_spec(gym.make(ENV_ID))
+    rng = np.random.default_rng(0)
+    obs = rng.random((2000, len(spec.obs_fields))).astype(np.float32)
+    actions = np.where(rng.random(2000) < 0.5, 1, 0)
+    allowed = np.ones(2000, dtype=bool)
+    harmful = np.where(actions == 1, -5.0, 0.0) + rng.normal(0.0, 0.1, 2000)
+    assert cross_fitted_share(spec, 0, obs, actions, harmful, allowed, 1) == 0.0
+    effect = np.where(obs[:, 0] > 0.5, 5.0, -5.0)
+    helpful = np.where(actions == 1, effect, 0.0) + rng.normal(0.0, 0.1, 2000)
+    assert 0.3 <= cross_fitted_share(spec, 0, obs, actions, helpful, allowed, 1) <= 0.7

@@ -180,6 +180,7 @@ def test_engine_starts_from_the_twins_histories_with_ids_kept_and_no_trial_order
     np.testing.assert_allclose(sim.pop.acquired_at, -twins.age_weeks * 168.0)
     np.testing.assert_allclose(sim.pop.last_order_at, -(twins.age_weeks - twins.recency_weeks) * 168.0)
     assert 0 < sim.pop.alive.sum() < 300
+    assert (sim.pop.channel == 0).all()  # no log records a channel: no twin came through a deal site
     log = sim.run().log.to_frame()
     assert not (log["event"] == "acquired").any()
     orders = log[log["event"] == "order"]
