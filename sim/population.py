@@ -150,9 +150,10 @@ class Population:
     returns: NDArray[np.int32] = field(init=False)
     ineligible_offers: NDArray[np.int32] = field(init=False)
     contacts: NDArray[np.int32] = field(init=False)  # contacts that could have woken a sleeping dog
-    # --- her response log, as a shop keeps it (columns: INCENTIVE_FAMILIES) ---
-    offers_received: NDArray[np.int16] = field(init=False)
-    offers_redeemed: NDArray[np.int16] = field(init=False)  # used on an order; a referral: a friend paid
+    # --- her response log, as a shop keeps it (columns: INCENTIVE_FAMILIES; counts saturate at
+    # 255, beyond the 100 at which the envs' observation of them clips) ---
+    offers_received: NDArray[np.uint8] = field(init=False)
+    offers_redeemed: NDArray[np.uint8] = field(init=False)  # used on an order; a referral: a friend paid
     full_price_orders: NDArray[np.int32] = field(init=False)  # orders no offer applied to
 
     def __post_init__(self) -> None:
@@ -198,8 +199,8 @@ class Population:
         self.returns = np.zeros(n, dtype=np.int32)
         self.ineligible_offers = np.zeros(n, dtype=np.int32)
         self.contacts = np.zeros(n, dtype=np.int32)
-        self.offers_received = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.int16)
-        self.offers_redeemed = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.int16)
+        self.offers_received = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.uint8)
+        self.offers_redeemed = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.uint8)
         self.full_price_orders = np.zeros(n, dtype=np.int32)
 
     @property
@@ -240,7 +241,7 @@ class Population:
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
-def add_counts(counts: NDArray[np.int16], rows: I64, columns: I64) -> None:
+def add_counts(counts: NDArray[np.uint8], rows: I64, columns: I64) -> None:
     """Add one to ``counts[row, column]`` per pair (pairs may repeat), saturating at the dtype's max."""
     keep = columns >= 0
     flat = rows[keep] * counts.shape[1] + columns[keep]

@@ -92,7 +92,7 @@ def test_the_response_log_counts_offers_received_redeemed_and_full_price_orders(
 
 
 def test_counts_saturate_instead_of_wrapping():
-    counts = np.zeros((2, 3), dtype=np.int16)
-    counts[0, 1] = np.iinfo(np.int16).max - 1
+    counts = np.zeros((2, 3), dtype=np.uint8)
+    counts[0, 1] = 253
     add_counts(counts, np.array([0, 0, 0, 1]), np.array([1, 1, 1, -1]))
-    assert counts.tolist() == [[0, 32767, 0], [0, 0, 0]]
+    assert counts.tolist() == [[0, 255, 0], [0, 0, 0]]
