@@ -5,6 +5,8 @@ randomized experiment, fit one outcome model per treatment, then give each shopp
 whose predicted outcome beats the others by the most. Here the experiment is the policy's own
 training: every training decision draws an allowed incentive uniformly at random and logs the
 observation, the incentive and the reward that followed (up to ``log_size`` decisions). The
+first greedy decision closes the experiment: feedback on the policy's own choices is not
+randomized, so it is not logged (``evaluation: learn: true`` leaves the fitted trees as they are). The
 outcome models are scikit-learn gradient-boosted regression trees (Huber loss by default), one
 per incentive (the T-learner of Kunzel et al. 2019); an incentive with fewer than ``min_arm_samples`` logged
 decisions is never chosen. The greedy rule gives the incentive with the highest predicted
@@ -95,6 +97,8 @@ class UpliftTLearner(Bandit):
         self._log_actions = np.zeros(0, dtype=np.int64)
         self._log_rewards = np.zeros(0)
         self.logged = 0
+        #: Whether decisions are still the randomized experiment (until the first greedy one).
+        self.experimenting = True
         self.trees_model: dict[str, Any] = _untrained(spec)
         self._rule: TreesRule = trees_rule(self.trees_model, d, spec.n_actions)
         self._fitted_at = 0
@@ -103,6 +107,7 @@ class UpliftTLearner(Bandit):
     def _act(self, obs: Floats, masks: Any, deterministic: bool) -> Actions:
         allowed = masks[:, 0, :]
         if deterministic:
+            self.experimenting = False  # its own choices are no experiment: the log is closed
             return _masked_argmax(self._greedy_scores(obs), allowed)
         return _masked_argmax(np.zeros(allowed.shape), allowed, self.rng)  # the randomized experiment
 
@@ -125,7 +130,7 @@ class UpliftTLearner(Bandit):
     # ---- learning -----------------------------------------------------------------------------
     def _learn(self, obs: Floats, actions: Actions, rewards: Floats) -> None:
         room = self.log_size - self.logged
-        if room <= 0:
+        if room <= 0 or not self.experimenting:
             return
         take = slice(0, min(room, obs.shape[0]))
         self._log_obs = np.concatenate([self._log_obs, obs[take].astype(np.float32)])
@@ -186,6 +191,7 @@ class UpliftTLearner(Bandit):
         self._rule = trees_rule(model, len(self.spec.obs_fields), self.spec.n_actions)
         self.trees_model = dict(model)
         self.logged = self._fitted_at = 0
+        self.experimenting = not any(model.get("trained", []))  # a fitted policy's experiment is over
 
 
 def _untrained(spec: EnvSpec) -> dict[str, Any]:

@@ -103,3 +103,12 @@ def test_before_any_arm_has_enough_data_it_gives_nothing(logged):
     assert (policy.predict(obs[:50], deterministic=True, action_masks=masks[:50])[0] == 0).all()
     with pytest.raises(ValueError, match=r"log_size=0 must be an integer in \[1, 1,000,000\]"):
         make_policy("uplift", env, seed=0, log_size=0)
+
+
+def test_its_own_greedy_choices_are_not_logged_as_the_experiment(logged):
+    env, obs, masks = logged
+    policy, _, _ = _taught(env, obs[:2000], masks[:2000])
+    before = policy.greedy_model()
+    chosen = policy.predict(obs[2000:], deterministic=True, action_masks=masks[2000:])[0]
+    policy.update(obs[2000:], chosen, np.full(chosen.size, 100.0))  # feedback on its own choices
+    assert policy.logged == 2000 and policy.greedy_model() == before
