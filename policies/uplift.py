@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from policies.bandits import Bandit, Floats, _check_positive, _masked_argmax
 from policies.base import Actions, EnvSpec, check_choice, check_range
@@ -93,9 +94,8 @@ class UpliftTLearner(Bandit):
         self.min_arm_samples, self.min_uplift = min_arm_samples, float(min_uplift)
         self.loss = loss
         d = len(spec.obs_fields)
-        self._log_obs = np.zeros((0, d), dtype=np.float32)
-        self._log_actions = np.zeros(0, dtype=np.int64)
-        self._log_rewards = np.zeros(0)
+        #: The log as the batches ``update`` received (joined once, at a fit: no copy per decision).
+        self._log: list[tuple[NDArray[np.float32], Actions, Floats]] = []
         self.logged = 0
         #: Whether decisions are still the randomized experiment (until the first greedy one).
         self.experimenting = True
@@ -133,10 +133,8 @@ class UpliftTLearner(Bandit):
         if room <= 0 or not self.experimenting:
             return
         take = slice(0, min(room, obs.shape[0]))
-        self._log_obs = np.concatenate([self._log_obs, obs[take].astype(np.float32)])
-        self._log_actions = np.concatenate([self._log_actions, actions[take]])
-        self._log_rewards = np.concatenate([self._log_rewards, rewards[take]])
-        self.logged = self._log_actions.size
+        self._log.append((obs[take].astype(np.float32), actions[take].copy(), rewards[take].copy()))
+        self.logged += self._log[-1][1].size
 
     def _refit(self) -> None:
         """Fit one boosted-tree regressor per incentive on its logged decisions (when the log grew)."""
@@ -145,8 +143,11 @@ class UpliftTLearner(Bandit):
         from sklearn.ensemble import GradientBoostingRegressor
 
         model = _untrained(self.spec)
+        log_obs = np.concatenate([batch[0] for batch in self._log])
+        log_actions = np.concatenate([batch[1] for batch in self._log])
+        log_rewards = np.concatenate([batch[2] for batch in self._log])
         for arm in range(self.spec.n_actions):
-            rows = self._log_actions == arm
+            rows = log_actions == arm
             if rows.sum() < self.min_arm_samples:
                 continue
             regressor = GradientBoostingRegressor(
@@ -156,7 +157,7 @@ class UpliftTLearner(Bandit):
                 min_samples_leaf=self.min_samples_leaf,
                 loss=self.loss,
                 random_state=self.seed,
-            ).fit(self._log_obs[rows], self._log_rewards[rows])
+            ).fit(log_obs[rows], log_rewards[rows])
             model["trained"][arm] = True
             model["bias"][arm] = float(regressor.init_.constant_.reshape(-1)[0])
             for tree in regressor.estimators_[:, 0]:

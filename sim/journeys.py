@@ -168,6 +168,7 @@ class JourneyBatch(Shop):
         self.referred_margin_pv = np.zeros(size)
         self.referred_ltv = np.zeros(size)
         self._friends = referred_friend_worth(scenario)
+        self._friend_lifetime = float(self._friends.over(np.array([np.inf]))[0])
         self._abandoned = np.zeros(0, dtype=np.int64)  # carts abandoned at the current decision
         self._ev_due = np.full((size, _EVENT_SLOTS), np.inf)
         self._ev_kind = np.zeros((size, _EVENT_SLOTS), dtype=np.int8)
@@ -679,8 +680,7 @@ class JourneyBatch(Shop):
         to_horizon, discount = self._friends.over(left), self.ledger.discount(rows, now)
         np.add.at(self.referred_margin, rows, to_horizon)
         np.add.at(self.referred_margin_pv, rows, to_horizon * discount)
-        whole_life = self._friends.over(np.array([np.inf]))[0]
-        np.add.at(self.referred_ltv, rows, whole_life * discount)
+        np.add.at(self.referred_ltv, rows, self._friend_lifetime * discount)
 
     def _on_cart_timer(self, rows: I64, cart_ids: I64, now: F64) -> None:
         self._via_batch = False  # a recovered cart's order reaches the warehouse at once
