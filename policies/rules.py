@@ -52,6 +52,8 @@ MAX_FEATURES = 4096
 MAX_DECISION_SLOTS = 65_536
 #: Most nodes of a tree rule, all trees together (an uplift policy's default uses about 12,000).
 MAX_TREE_NODES = 2_000_000
+#: Deepest tree of a tree rule (a decision walks one level per step; the uplift policy allows 12).
+MAX_TREE_DEPTH = 64
 
 
 def layout_size_problem(n_features: int, n_incentives: int, n_heads: int) -> str | None:
@@ -393,6 +395,10 @@ def trees_rule(model: Mapping[str, Any], n_fields: int, n_actions: int) -> Trees
             for key in ("left", "right"):
                 levels[int(arrays[key][node])] = levels[node] + 1
         depth = max(depth, int(levels.max()))
+        if depth > MAX_TREE_DEPTH:
+            raise ValueError(
+                f"{where}: {int(levels.max())} levels deep; at most {MAX_TREE_DEPTH} (MAX_TREE_DEPTH)"
+            )
         for key in parts:
             shift = offset if key in ("left", "right") else 0
             parts[key].append(np.where(inner, arrays[key] + shift, -1) if shift else arrays[key])

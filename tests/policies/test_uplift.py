@@ -91,6 +91,17 @@ def test_a_saved_policy_decides_as_the_trained_one_and_bad_trees_are_refused(log
     tree["left"][0], tree["feature"][0] = 1, n_fields
     with pytest.raises(ValueError, match=f"features must be integers below {n_fields}"):
         trees_rule(model, n_fields, n_actions)
+    chain = {
+        "action": 1,
+        "feature": [0] * 70 + [-2],
+        "threshold": [0.5] * 70 + [-2.0],
+        "left": [*range(1, 71), -1],
+        "right": [*range(1, 71), -1],
+        "value": [0.0] * 71,
+    }
+    deep = {**model, "trees": [chain], "trained": [True] * n_actions}
+    with pytest.raises(ValueError, match="70 levels deep; at most 64"):
+        trees_rule(deep, n_fields, n_actions)
     model["trained"][model["trees"][0]["action"]] = False
     tree["feature"][0] = 0
     with pytest.raises(ValueError, match="a tree belongs to an incentive marked untrained"):
