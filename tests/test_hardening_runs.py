@@ -108,7 +108,7 @@ def test_sigint_during_a_run_is_one_line_exit_130_and_the_finished_cells_resume(
         {"name": "none", "kind": "none"},
         {"name": "greedy", "kind": "epsilon_greedy", "kwargs": {"epsilon": 0.1}},
     ]
-    data["training"] = {"episodes": 10}  # the bandit cells take long enough to be interrupted
+    data["training"] = {"episodes": 40}  # the bandit cells take long enough to be interrupted
     config = _write(tmp_path, data)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
