@@ -108,13 +108,20 @@ def test_sigint_during_a_run_is_one_line_exit_130_and_the_finished_cells_resume(
         {"name": "none", "kind": "none"},
         {"name": "greedy", "kind": "epsilon_greedy", "kwargs": {"epsilon": 0.1}},
     ]
-    data["training"] = {"episodes": 40}  # the bandit cells take long enough to be interrupted
+    data["training"] = {"episodes": 10}  # the bandit cells take long enough to be interrupted
     config = _write(tmp_path, data)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "experiments.cli", "run", str(config), "--out", str(out), "--quiet"]
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the run
+    # Ctrl-C as a terminal would, however pytest itself was started.
     process = subprocess.Popen(
-        [*command, "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
