@@ -52,7 +52,14 @@ from sim.mechanisms.referral import accepted_invitations, fake_accounts
 from sim.mechanisms.shipping_threshold import topped_up_basket
 from sim.oracle import referred_friend_worth
 from sim.params import DecisionKind, Scenario
-from sim.population import CHANNEL_ORGANIC, HOURS_PER_DAY, Population, draw_shoppers, twin_population
+from sim.population import (
+    CHANNEL_ORGANIC,
+    HOURS_PER_DAY,
+    Population,
+    draw_shoppers,
+    draw_unlinked_shoppers,
+    twin_population,
+)
 from sim.rng import keyed_uniform, keyed_uniforms
 from sim.shop import DayDraws, Shop
 from sim.twins import read_twins
@@ -133,14 +140,7 @@ class JourneyBatch(Shop):
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1 journeys, got {size}")
-        placeholder = draw_shoppers(
-            scenario,
-            np.zeros(size),
-            np.zeros(size, dtype=np.int32),
-            np.zeros((size, 0), dtype=np.int32),
-            CHANNEL_ORGANIC,
-            np.random.default_rng(0),
-        )
+        placeholder = draw_unlinked_shoppers(scenario, size, CHANNEL_ORGANIC, np.random.default_rng(0))
         super().__init__(scenario, placeholder, horizon_days, "aggregates", 16 * size)
         susceptibility = scenario.population.social_susceptibility
         self._mean_susceptibility = susceptibility.a / (susceptibility.a + susceptibility.b)

@@ -47,7 +47,7 @@ from sim.mechanisms.affinity import TYPE_COLUMN, affinity_factor
 from sim.mechanisms.churn import winback_probability
 from sim.mechanisms.prospect import framed_offer_pull, prospect_value
 from sim.params import DecisionKind, Scenario
-from sim.population import CHANNEL_REFERRED, basket_quantiles, draw_shoppers
+from sim.population import CHANNEL_REFERRED, basket_quantiles, draw_unlinked_shoppers
 
 F64 = NDArray[np.float64]
 
@@ -167,15 +167,7 @@ FRIEND_SAMPLE = 2048
 @functools.lru_cache(maxsize=16)
 def referred_friend_worth(scenario: Scenario) -> FriendWorth:
     """:class:`FriendWorth` of ``scenario``'s referred shoppers (a fixed sample, cached)."""
-    n = FRIEND_SAMPLE
-    friends = draw_shoppers(
-        scenario,
-        np.zeros(n),
-        np.zeros(n, dtype=np.int32),
-        np.zeros((n, 0), dtype=np.int32),
-        CHANNEL_REFERRED,
-        np.random.default_rng(0),
-    )
+    friends = draw_unlinked_shoppers(scenario, FRIEND_SAMPLE, CHANNEL_REFERRED, np.random.default_rng(0))
     return FriendWorth(
         scenario=scenario,
         order_margin=expected_order_margin(scenario, friends),

@@ -292,6 +292,13 @@ def draw_shoppers(
     )
 
 
+def draw_unlinked_shoppers(scenario: Scenario, n: int, channel: int, rng: np.random.Generator) -> Population:
+    """``n`` shoppers acquired at time 0 with no social ties (a journey's rows, a valuation sample)."""
+    return draw_shoppers(
+        scenario, np.zeros(n), np.zeros(n, dtype=np.int32), np.zeros((n, 0), dtype=np.int32), channel, rng
+    )
+
+
 def twin_population(
     scenario: Scenario, twins: Twins, rng: np.random.Generator, social_rng: np.random.Generator
 ) -> Population:
