@@ -49,7 +49,7 @@ def _kind_names(scenario: Scenario) -> list[str]:
 
 
 def _eligible(
-    catalog: IncentiveCatalog, scenario: Scenario, streak_days: Any, tier: Any
+    catalog: IncentiveCatalog, scenario: Scenario, streak_days: Any, tier: Any, orders: Any
 ) -> NDArray[np.bool_]:
     """Which incentives she may receive now (the envs' masks, without a budget)."""
     ids = np.arange(len(catalog), dtype=np.int16)
@@ -58,6 +58,7 @@ def _eligible(
         np.full(ids.size, int(streak_days)),
         np.full(ids.size, int(tier)),
         scenario.mechanisms.streaks.min_days,
+        np.full(ids.size, int(orders)),
     )
 
 
@@ -99,7 +100,13 @@ def check_journeys(
                 friend_value=referred_friend_worth(scenario).for_oracle(horizon_days - now / HOURS_PER_DAY),
             )
             oracle = incentive_values(view, view.state, kind)[0]
-            eligible = _eligible(catalog, scenario, int(journey.pop.streak_days[0]), int(journey.pop.tier[0]))
+            eligible = _eligible(
+                catalog,
+                scenario,
+                int(journey.pop.streak_days[0]),
+                int(journey.pop.tier[0]),
+                int(journey.pop.orders[0]),
+            )
             effects = journey_effects(
                 scenario,
                 journey_seed,
@@ -156,7 +163,13 @@ def check_population(
             view = oracle_view_of(sim, batch.shoppers, kinds, MARGIN_ONLY, horizon_days)
             oracle = incentive_values(view, view.state, batch.kind)[0]
             shopper = int(batch.shoppers[0])
-            eligible = _eligible(sim.catalog, scenario, sim.pop.streak_days[shopper], sim.pop.tier[shopper])
+            eligible = _eligible(
+                sim.catalog,
+                scenario,
+                sim.pop.streak_days[shopper],
+                sim.pop.tier[shopper],
+                sim.pop.orders[shopper],
+            )
             days_since = (sim.now_hours - float(sim.pop.acquired_at[shopper])) / HOURS_PER_DAY
             picked.append((k, batch.kind, oracle, math.exp(delta * days_since), eligible))
         sim.submit(no_incentives(batch))

@@ -32,6 +32,8 @@ HEADLINE = {
     "margin": "margin ($)",
     "incentive_cost": "incentive cost ($)",
     "orders": "orders",
+    "categories_per_shopper": "categories per buyer",
+    "cross_buying_share": "cross-buying share",
     "active_share": "active share",
     "late_delivery_share": "late deliveries",
     "peak_utilization": "peak utilization",

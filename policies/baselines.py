@@ -9,6 +9,8 @@
   referral and no deep coupon for low-value shoppers, free shipping then coupon escalation for
   abandoned carts (free shipping first because shipping cost is the top abandonment reason:
   Baymard Institute; hedonic rewards for the valuable: Kivetz & Simonson 2002).
+- ``onboarding``: a first-week sequence for new shoppers (welcome bundle, then a first-purchase
+  bonus) while they have not ordered again; ``none`` for everyone else.
 - ``ltv_coupon``: a coupon sized by expected future value and churn risk:
   ``min(0.15 x (predicted - realized LTV), 0.25 x basket) x (1 + 0.5 x churn probability)``,
   rounded down to the largest catalogue coupon worth no more than that.
@@ -16,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,9 +26,11 @@ from numpy.typing import NDArray
 
 from policies.base import Actions, EnvSpec, JsonPolicy, check_range
 from policies.rules import (
+    ONBOARDING_STEPS,
     PLAYBOOK,
     SEGMENTS,
     LtvCouponRule,
+    OnboardingRule,
     Rule,
     SegmentRule,
     compile_rule,
@@ -39,6 +43,7 @@ __all__ = [
     "Blanket",
     "LtvCoupon",
     "NoIncentive",
+    "Onboarding",
     "RandomIncentive",
     "SegmentRules",
     "ltv_coupon_dollars",
@@ -164,6 +169,31 @@ class SegmentRules(RuleBaseline):
     def segments(self, obs: NDArray[np.float64]) -> NDArray[np.int64]:
         """Segment index (``SEGMENTS`` order) of each observed shopper."""
         return self.rule.segments(np.asarray(obs, dtype=np.float64))
+
+
+class Onboarding(RuleBaseline):
+    """A first-week sequence for new shoppers: by days since acquisition, one incentive per step.
+
+    The default follows the playbook's new-user row: a welcome bundle (free shipping and bonus
+    points) in days 0-2, a first-purchase bonus in days 3-7, each only while she has not ordered
+    again (``max_orders``: her trial order); ``none`` for everyone else. ``steps`` is a list of
+    ``[until_day, incentive]``; the scenario must hold the incentives it names.
+    """
+
+    kind = "onboarding"
+    FIELDS = OnboardingRule.FIELDS
+    rule: OnboardingRule
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        seed: int = 0,
+        steps: Sequence[Sequence[float | str]] | None = None,
+        max_orders: int = 1,
+    ) -> None:
+        table = [list(step) for step in (ONBOARDING_STEPS if steps is None else steps)]
+        super().__init__(spec, seed, steps=table, max_orders=max_orders)
+        self._build_rule()
 
 
 class LtvCoupon(RuleBaseline):

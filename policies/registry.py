@@ -23,6 +23,7 @@ JSON_POLICIES: dict[str, str] = {
     "blanket": "policies.baselines:Blanket",
     "segment_rules": "policies.baselines:SegmentRules",
     "ltv_coupon": "policies.baselines:LtvCoupon",
+    "onboarding": "policies.baselines:Onboarding",
     "epsilon_greedy": "policies.bandits:EpsilonGreedy",
     "ucb1": "policies.bandits:UCB1",
     "thompson": "policies.bandits:ThompsonSampling",

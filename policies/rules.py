@@ -36,7 +36,12 @@ PLAYBOOK: dict[str, tuple[str, ...]] = {
 }
 
 #: Decision-model kinds a rule can be built from (the ``"rule"`` key of a decision model).
-RULES = ("none", "blanket", "segment_rules", "ltv_coupon", "scores", "linear", "trees")
+RULES = ("none", "blanket", "segment_rules", "ltv_coupon", "onboarding", "scores", "linear", "trees")
+
+#: The first-week sequence: (days since acquisition up to which the step lasts, incentive).
+ONBOARDING_STEPS: tuple[tuple[float, str], ...] = ((3.0, "welcome_bundle"), (8.0, "first_purchase_bonus"))
+#: Most steps an onboarding sequence may have.
+MAX_ONBOARDING_STEPS = 64
 
 # Layout limits, checked on every file's declared layout before anything is sized from it (a saved
 # policy's env spec, an artifact's card): a file declaring 200,000 incentives x 64 heads would
@@ -219,6 +224,32 @@ class SegmentRule:
 
 
 _NEW, _MID, _AT_RISK, _LOW, _CART = (SEGMENTS.index(s) for s in SEGMENTS)
+
+
+@dataclass(frozen=True)
+class OnboardingRule:
+    """A first-week sequence: each step's incentive to a shopper who has not ordered again yet.
+
+    See :class:`policies.baselines.Onboarding`.
+    """
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("tenure", "frequency")
+
+    columns: tuple[int, ...]
+    scales: Floats
+    until_days: Floats
+    """``(steps,)``: step ``k`` lasts while her tenure is below ``until_days[k]`` (increasing)."""
+    incentive_ids: Ids
+    max_orders: float
+
+    def decide(self, obs: Floats, masks: Masks) -> Ids:
+        """Her step's incentive while she is new and within the sequence; ``none`` otherwise."""
+        tenure, orders = (obs[:, list(self.columns)] * self.scales).T
+        step = np.searchsorted(self.until_days, tenure, side="right")
+        within = (step < self.until_days.size) & (np.round(orders) <= self.max_orders)
+        chosen = np.where(within, self.incentive_ids[np.minimum(step, self.until_days.size - 1)], 0)
+        allowed = masks[np.arange(obs.shape[0]), 0, chosen]
+        return np.where(allowed, chosen, 0).astype(np.int64)[:, None]
 
 
 def ltv_coupon_dollars(
@@ -484,6 +515,8 @@ def compile_rule(model: Mapping[str, Any], layout: Layout) -> Rule:
         return _segment_rule(model, layout)
     if rule == "ltv_coupon":
         return _ltv_coupon_rule(model, layout)
+    if rule == "onboarding":
+        return _onboarding_rule(model, layout)
     if rule == "scores":
         _single_head(layout, "scores")
         return ScoresRule(_vector(model, "scores", (n_actions,)))
@@ -535,6 +568,43 @@ def _segment_rule(model: Mapping[str, Any], layout: Layout) -> SegmentRule:
         at_risk_days=_number(model, "at_risk_days", 45.0),
         high_value=_number(model, "high_value", 300.0),
         low_value=_number(model, "low_value", 80.0),
+    )
+
+
+def _onboarding_rule(model: Mapping[str, Any], layout: Layout) -> OnboardingRule:
+    _single_head(layout, "onboarding")
+    columns, scales = _columns(layout, "onboarding", OnboardingRule.FIELDS)
+    steps = model.get("steps", [list(step) for step in ONBOARDING_STEPS])
+    if (
+        not isinstance(steps, Sequence)
+        or isinstance(steps, str)
+        or not 1 <= len(steps) <= MAX_ONBOARDING_STEPS
+    ):
+        raise ValueError(
+            f"onboarding: steps must be a list of 1 to {MAX_ONBOARDING_STEPS} [until_day, incentive] pairs"
+        )
+    until: list[float] = []
+    ids: list[int] = []
+    for k, step in enumerate(steps):
+        if not isinstance(step, Sequence) or isinstance(step, str) or len(step) != 2:
+            raise ValueError(f"onboarding: steps[{k}] must be [until_day, incentive], got {str(step)[:80]}")
+        day, name = step
+        if isinstance(day, bool) or not isinstance(day, int | float) or not 0 < day <= 3650:
+            raise ValueError(
+                f"onboarding: steps[{k}] until_day {str(day)[:40]} must be a number in (0, 3650]"
+            )
+        if until and day <= until[-1]:
+            raise ValueError(
+                f"onboarding: steps[{k}] until_day {day} must exceed the step before ({until[-1]})"
+            )
+        until.append(float(day))
+        ids.append(_index(layout, "onboarding", str(name), layout.action_names, "incentive"))
+    return OnboardingRule(
+        columns=tuple(columns),
+        scales=scales,
+        until_days=np.array(until),
+        incentive_ids=np.array(ids, dtype=np.int64),
+        max_orders=_number(model, "max_orders", 1.0),
     )
 
 

@@ -58,6 +58,7 @@ _ORDER_COLUMNS: dict[str, tuple[type[np.generic], Any]] = {
     "late": (np.bool_, False),
     "returned": (np.bool_, False),
     "overtime": (np.bool_, False),
+    "new_category": (np.bool_, False),  # a cross-buy: her first order in its category, not her first
 }
 
 

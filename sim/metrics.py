@@ -12,11 +12,22 @@ import numpy as np
 
 from sim.economics import LEDGER_LINES, residual_value
 from sim.engine import Simulation
-from sim.population import CHANNEL_REFERRED
+from sim.mechanisms.breadth import count_categories
+from sim.population import CHANNEL_REFERRED, Population
 
 
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
+
+
+def breadth(pop: Population, rows: slice | np.ndarray) -> dict[str, float]:
+    """Categories per buying shopper and the share of buyers who bought in two or more (cross-buyers)."""
+    count = count_categories(pop.categories_bought[rows])
+    buyers = count[count > 0]
+    return {
+        "categories_per_shopper": float(buyers.mean()) if buyers.size else 0.0,
+        "cross_buying_share": float((buyers >= 2).mean()) if buyers.size else 0.0,
+    }
 
 
 def summarize(sim: Simulation) -> dict[str, Any]:
@@ -75,6 +86,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "fake_accounts": int(pop.fake_account[rows].sum()),
             "referral_cost": sim.referral_cost_cents / 100.0,
             "referral_cost_abuser_share": _ratio(sim.referral_cost_abusers_cents, sim.referral_cost_cents),
+            **breadth(pop, rows),
         }
     )
     return summary

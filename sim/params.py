@@ -370,7 +370,7 @@ class Category(_Model):
 class CatalogParams(_Model):
     """The product categories; shares must sum to 1."""
 
-    categories: tuple[Category, ...] = Field(min_length=1, max_length=1000)
+    categories: tuple[Category, ...] = Field(min_length=1, max_length=64)  # a shopper's bitmask
     price_index: Annotated[float, Field(gt=0.0, le=10.0)] = Field(
         default=1.0,
         description="posted prices as a multiple of the regular prices (0.9 = a permanent 10% cut)",
@@ -476,7 +476,15 @@ IncentiveKind = Literal[
     "tier_perk",
     "surprise_box",
     "streak_bonus",
+    "cross_sell",
+    "welcome_bundle",
+    "first_purchase_bonus",
 ]
+#: How an incentive may be dressed up: honestly, with a cost revealed only at checkout, or with
+#: the shopper opted in by a pre-ticked box (:mod:`sim.mechanisms.dark_patterns`).
+DarkPattern = Literal["none", "hidden_cost", "forced_opt_in"]
+#: Onboarding incentives are for new shoppers only: those with at most this many orders.
+ONBOARDING_MAX_ORDERS = 1
 
 
 class IncentiveSpec(_Model):
@@ -487,9 +495,31 @@ class IncentiveSpec(_Model):
     value: NonNegativeFloat = 0.0
     valid_days: PositiveFloat = 7.0
     min_basket: Money = 0.0
+    category: str | None = Field(
+        default=None,
+        max_length=200,
+        description="cross_sell only: the catalogue category it is valid in, or 'new' (any category "
+        "she has not bought yet)",
+    )
+    dark_pattern: DarkPattern = "none"
 
     @model_validator(mode="after")
     def _check_value(self) -> IncentiveSpec:
+        if (self.kind == "cross_sell") != (self.category is not None):
+            raise ValueError(
+                f"category is required for kind cross_sell and only for it (kind {self.kind}, "
+                f"category {self.category!r})"
+            )
+        if self.kind == "cross_sell" and not 0.0 < self.value < 1.0:
+            raise ValueError(f"cross_sell value is a fraction off in (0, 1), got {self.value}")
+        if self.kind == "welcome_bundle" and self.value < 1.0:
+            raise ValueError(
+                f"welcome_bundle value is the bonus points it adds to free shipping (>= 1), got {self.value}"
+            )
+        if self.kind == "first_purchase_bonus" and self.value <= 0.0:
+            raise ValueError(f"first_purchase_bonus value is a positive dollar credit, got {self.value}")
+        if self.kind == "none" and self.dark_pattern != "none":
+            raise ValueError("dark_pattern needs an incentive to dress up; kind none has none")
         if self.kind == "coupon_pct" and not 0.0 < self.value < 1.0:
             raise ValueError(f"coupon_pct value is a fraction in (0, 1), got {self.value}")
         if self.kind == "points_multiplier" and self.value < 1.0:
@@ -756,6 +786,76 @@ class IncentiveTypeParams(_Model):
     )
 
 
+class BreadthParams(_Model):
+    """Categories bought, learned from experience, and cross-buying; see :mod:`sim.mechanisms.breadth`.
+
+    Neutral: ``experience_gain: 0``, ``return_loss: 0``, ``cross_buying_lift: 0``,
+    ``new_category_return_premium: 0``.
+    """
+
+    experience_gain: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
+        default=0.5, description="category weight added by a first order she keeps there (assumption)"
+    )
+    return_loss: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
+        default=0.5, description="category weight taken by an order she returns (assumption)"
+    )
+    # Kumar, George & Pancras 2008 (cross-buying raises later orders); the causal share is an
+    # assumption kept below their correlation (Reinartz, Thomas & Bascoul 2008).
+    cross_buying_lift: Annotated[float, Field(ge=0.0, le=2.0)] = Field(
+        default=0.08, description="cart-probability gain per kept category beyond her first"
+    )
+    max_lift_categories: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=3, description="kept categories beyond her first that add to the lift"
+    )
+    # Shah, Kumar, Qu & Chen 2012: heavy returners are the unprofitable cross-buyers; size assumed.
+    new_category_return_premium: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
+        default=0.5, description="return rate x (1 + this) on a first order in a new category"
+    )
+
+
+class DarkPatternParams(_Model):
+    """Hidden costs and forced opt-ins; see :mod:`sim.mechanisms.dark_patterns`.
+
+    Neutral: ``trust_loss_hidden_cost: 0``, ``trust_loss_opt_in: 0`` (no backlash; the short-run
+    gains of a dark pattern remain, as they are part of the incentive's terms).
+    """
+
+    # Blake, Moshary, Sweeney & Tadelis 2021: StubHub's fees shown only at checkout.
+    hidden_fee_share: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.10, description="the fee revealed at checkout, as a share of the basket"
+    )
+    hidden_fee_salience: Probability = Field(
+        default=0.6, description="weight of a fee revealed at checkout in the buying decision"
+    )
+    # Luguri & Strahilevitz 2021: mild dark patterns doubled acceptance (11% to 26%).
+    opt_in_response: Probability = Field(
+        default=0.6, description="offer response of a forced opt-in (her own if higher)"
+    )
+    trust_loss_hidden_cost: Probability = Field(
+        default=0.2, description="trust lost when a hidden cost is charged (assumption)"
+    )
+    trust_loss_opt_in: Probability = Field(
+        default=0.1, description="trust lost when an order shows she was opted in unasked (assumption)"
+    )
+    distrust_attrition: Annotated[float, Field(ge=0.0, le=20.0)] = Field(
+        default=1.0, description="attrition x (1 + this x lost trust) (assumption)"
+    )
+
+
+class HabitParams(_Model):
+    """Early attrition and habit formation; see :mod:`sim.mechanisms.habit`.
+
+    Neutral: ``early_attrition: 0``.
+    """
+
+    early_attrition: Annotated[float, Field(ge=0.0, le=20.0)] = Field(
+        default=0.5, description="attrition x (1 + this) before any repeat order, fading as habit forms"
+    )
+    habit_orders: Annotated[float, Field(gt=0.0, le=1000.0)] = Field(
+        default=2.0, description="repeat orders over which the early excess attrition falls by 63%"
+    )
+
+
 class MechanismParams(_Model):
     """Behavioural mechanisms; each section documents its neutral (ablation) setting."""
 
@@ -770,6 +870,9 @@ class MechanismParams(_Model):
     churn: ChurnParams = ChurnParams()
     need: NeedParams = NeedParams()
     advertising: AdvertisingParams = AdvertisingParams()
+    breadth: BreadthParams = BreadthParams()
+    dark_patterns: DarkPatternParams = DarkPatternParams()
+    habit: HabitParams = HabitParams()
 
 
 #: Dotted overrides that switch every behavioural mechanism to its neutral (ablation) setting.
@@ -796,6 +899,13 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.referral.abuser_fake_accounts": 0,
     "mechanisms.incentive_types.affinity_weight": 0.0,
     "mechanisms.incentive_types.uncertainty_premium": 0.0,
+    "mechanisms.breadth.experience_gain": 0.0,
+    "mechanisms.breadth.return_loss": 0.0,
+    "mechanisms.breadth.cross_buying_lift": 0.0,
+    "mechanisms.breadth.new_category_return_premium": 0.0,
+    "mechanisms.dark_patterns.trust_loss_hidden_cost": 0.0,
+    "mechanisms.dark_patterns.trust_loss_opt_in": 0.0,
+    "mechanisms.habit.early_attrition": 0.0,
 }
 
 
@@ -844,6 +954,13 @@ class Scenario(_Model):
             raise ValueError("incentives must start with {name: none, kind: none} (action 0)")
         if len(set(names)) != len(names):
             raise ValueError(f"incentive names must be unique, got {names}")
+        categories = [c.name for c in self.catalog.categories]
+        for spec in self.incentives:
+            if spec.category is not None and spec.category != "new" and spec.category not in categories:
+                raise ValueError(
+                    f"incentive {spec.name!r}: category {spec.category!r} is not in the catalogue; "
+                    f"use one of {categories[:20]} or 'new'"
+                )
         return self
 
     def config_hash(self) -> str:

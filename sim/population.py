@@ -107,6 +107,7 @@ class Population:
     visit_prob: F64
     cart_prob: F64
     spend_p: float
+    category_count: int = 1
     # --- observable state ---
     alive: NDArray[np.bool_] = field(init=False)
     hazard: F64 = field(init=False)
@@ -155,6 +156,11 @@ class Population:
     offers_received: NDArray[np.uint8] = field(init=False)
     offers_redeemed: NDArray[np.uint8] = field(init=False)  # used on an order; a referral: a friend paid
     full_price_orders: NDArray[np.int32] = field(init=False)  # orders no offer applied to
+    # --- breadth and trust (sim.mechanisms.breadth, sim.mechanisms.dark_patterns) ---
+    categories_bought: NDArray[np.uint64] = field(init=False)  # bit c: she has ordered in category c
+    categories_kept: NDArray[np.uint64] = field(init=False)  # bit c: she has kept an order there
+    category_weight: NDArray[np.float32] = field(init=False)  # (n, categories), learned from experience
+    trust: NDArray[np.float32] = field(init=False)  # 1 until dark patterns take some of it
 
     def __post_init__(self) -> None:
         n = self.size
@@ -202,6 +208,10 @@ class Population:
         self.offers_received = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.uint8)
         self.offers_redeemed = np.zeros((n, len(INCENTIVE_FAMILIES)), dtype=np.uint8)
         self.full_price_orders = np.zeros(n, dtype=np.int32)
+        self.categories_bought = np.zeros(n, dtype=np.uint64)
+        self.categories_kept = np.zeros(n, dtype=np.uint64)
+        self.category_weight = np.zeros((n, self.category_count), dtype=np.float32)
+        self.trust = np.ones(n, dtype=np.float32)
 
     @property
     def mean_spend(self) -> F64:
@@ -412,6 +422,7 @@ def _with_behaviour_traits(
         visit_prob=visit_prob,
         cart_prob=cart_prob,
         spend_p=pop.spend.p,
+        category_count=len(scenario.catalog.categories),
     )
     population.requalify_at = acquired_at + scenario.mechanisms.tiers.membership_days * HOURS_PER_DAY
     return population

@@ -29,7 +29,7 @@ def force_orders(sim: Simulation, shoppers: np.ndarray, times: np.ndarray) -> No
         shoppers,
         times,
         basket,
-        sim._categories(draws.u_category[shoppers]),
+        sim._categories(shoppers, draws.u_category[shoppers], times),
         offer,
         np.zeros(shoppers.size, np.int64),
         sim.catalog.terms(offer, basket),

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from sim.economics import expected_order_margin
 from sim.engine import Simulation
+from sim.mechanisms.breadth import count_categories
 from sim.oracle import OracleView, friend_value
 from sim.params import DECISION_KINDS, Scenario, load_scenario, scenario_from_dict
 from sim.population import CHANNEL_DEAL, CHANNEL_REFERRED, HOURS_PER_DAY, INCENTIVE_FAMILIES, Population
@@ -31,6 +32,8 @@ RESPONSE_FIELDS: tuple[tuple[str, str, float], ...] = (
     ("full_price_share", "orders no offer applied to / orders", 1.0),
     ("carts_abandoned", "count", 10.0),
     ("conversion_after_offer", "offers redeemed / offers received", 1.0),
+    ("categories_bought", "count of catalogue categories she has ordered in", 4.0),
+    ("returned_share", "orders returned / orders", 1.0),
     *((f"received_{family}", "offers received", 10.0) for family in INCENTIVE_FAMILIES),
     *((f"redeemed_{family}", "offers redeemed", 10.0) for family in INCENTIVE_FAMILIES),
 )
@@ -47,6 +50,8 @@ def response_history(pop: Population, rows: NDArray[np.int64]) -> NDArray[np.flo
             pop.full_price_orders[rows] / np.maximum(pop.orders[rows], 1),
             pop.carts_abandoned[rows],
             redeemed.sum(axis=1) / np.maximum(total, 1),
+            count_categories(pop.categories_bought[rows]),
+            pop.returns[rows] / np.maximum(pop.orders[rows], 1),
             received,
             redeemed,
         ]

@@ -23,9 +23,10 @@ from sim.envs.common import (
     response_history,
 )
 from sim.journeys import ABANDONED, DONE, LAPSING, LOGIN, JourneyBatch
+from sim.mechanisms.breadth import count_categories
 from sim.mechanisms.tiers import tier_progress
 from sim.oracle import TrueState
-from sim.params import DECISION_KINDS, Scenario
+from sim.params import DECISION_KINDS, ONBOARDING_MAX_ORDERS, Scenario
 from sim.population import HOURS_PER_DAY
 
 F64 = NDArray[np.float64]
@@ -99,7 +100,7 @@ class JourneyTask:
         self.batch = JourneyBatch(scenario, size, horizon_days, neighbour_signal)
         self.catalog = self.batch.catalog
         self.n_actions = len(self.catalog)
-        # Eligibility depends only on (shown streak, tier >= 1): the four masks, computed once.
+        # Eligibility depends only on (new shopper, shown streak, tier >= 1): eight masks, computed once.
         ids = np.arange(self.n_actions, dtype=np.int16)
         min_days = scenario.mechanisms.streaks.min_days
         self._min_days = min_days
@@ -110,7 +111,9 @@ class JourneyTask:
                     np.full(ids.size, min_days if streak_ok else 0, dtype=np.int64),
                     np.full(ids.size, 1 if tier_ok else 0, dtype=np.int8),
                     min_days,
+                    np.full(ids.size, ONBOARDING_MAX_ORDERS + int(established), dtype=np.int64),
                 )
+                for established in (False, True)
                 for streak_ok in (False, True)
                 for tier_ok in (False, True)
             ]
@@ -260,7 +263,8 @@ class JourneyTask:
     def allowed(self, rows: I64) -> NDArray[np.bool_]:
         """``(m, n_actions)``: the incentives each row may receive now (``none`` only at her end)."""
         pop = self.batch.pop
-        index = 2 * (pop.streak_days[rows] >= self._min_days) + (pop.tier[rows] >= 1)
+        established = pop.orders[rows] > ONBOARDING_MAX_ORDERS
+        index = 4 * established + 2 * (pop.streak_days[rows] >= self._min_days) + (pop.tier[rows] >= 1)
         masks = self._masks[index]
         closed = self.batch.phase[rows] == DONE
         if not self.unlimited:
@@ -313,6 +317,7 @@ class JourneyTask:
         completed = carts - pop.carts_abandoned[rows] + pop.carts_recovered[rows]
         deliveries = pop.deliveries[rows]
         ltv = self.state[rows, 1]
+        categories = count_categories(pop.categories_bought[rows])
         return {
             "days": batch.now_hours(rows) / HOURS_PER_DAY,
             "churned": ~pop.alive[rows],
@@ -340,6 +345,9 @@ class JourneyTask:
                 deliveries > 0, pop.late_deliveries[rows] / np.maximum(deliveries, 1), 0.0
             ),
             "returns": pop.returns[rows].astype(np.int64),
+            # Her breadth; averaged over journeys, the population's (every journey has her trial order).
+            "categories_per_shopper": categories,
+            "cross_buying_share": (categories >= 2).astype(np.float64),
             "incentives_offered": pop.incentives_received[rows],
             "ineligible_offers": pop.ineligible_offers[rows].astype(np.int64),
             "referral_cost": batch.referral_cost[rows] / 100.0,

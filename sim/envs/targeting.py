@@ -326,6 +326,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             np.repeat(pop.streak_days[shopper], ids.size),
             np.repeat(pop.tier[shopper], ids.size),
             self.scenario.mechanisms.streaks.min_days,
+            np.repeat(pop.orders[shopper], ids.size),
         )
         return mask
 

@@ -6,12 +6,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.mechanisms.churn import experience_multiplier
+from sim.mechanisms.dark_patterns import distrust_multiplier
+from sim.mechanisms.habit import habit_multiplier
 from sim.mechanisms.streaks import loss_weight, streak_after_miss
 from sim.mechanisms.tiers import (
     perk_dropout_relief,
     tier_of,
 )
-from sim.population import HOURS_PER_DAY, INCENTIVE_FAMILIES, add_counts
+from sim.population import CHANNEL_REFERRED, HOURS_PER_DAY, INCENTIVE_FAMILIES, add_counts
 from sim.shop.state import ShopState, Times, _at, _first
 
 F64 = NDArray[np.float64]
@@ -98,7 +100,23 @@ class Attrition(ShopState):
             churn.on_time_relief,
             0.0,  # a lost streak adds its hazard once, when it is lost (_streak_breaks)
         )
+        multiplier = multiplier * self._trust_and_habit(rows)
         return np.asarray(pop.dropout_rate_per_day[rows] * multiplier * (1.0 - relief), dtype=np.float64)
+
+    def _trust_and_habit(self, rows: I64) -> F64:
+        """How lost trust and a habit not yet formed scale each row's attrition.
+
+        Habit forms over the repeat orders of a new customer (a trial order seen, or a referred
+        friend); an established base observed from its acquisition has formed it already.
+        """
+        pop, mech = self.pop, self.scenario.mechanisms
+        factor = distrust_multiplier(pop.trust[rows], mech.dark_patterns.distrust_attrition)
+        if mech.habit.early_attrition > 0:
+            habit = habit_multiplier(pop.orders[rows], mech.habit.early_attrition, mech.habit.habit_orders)
+            if not self.scenario.population.first_order_at_acquisition:
+                habit = np.where(pop.channel[rows] == CHANNEL_REFERRED, habit, 1.0)
+            factor = factor * habit
+        return factor
 
     def end_lives(self, shoppers: I64, now: Times) -> None:
         """Churn the alive ``shoppers`` whose accumulated hazard has reached their lifetime budget."""

@@ -57,6 +57,7 @@ class Incentives(Sessions):
             pop.streak_days[shoppers],
             pop.tier[shoppers],
             self.scenario.mechanisms.streaks.min_days,
+            pop.orders[shoppers],
         )
         if not eligible.all():  # an ineligible incentive is not given (environments mask them)
             np.add.at(pop.ineligible_offers, shoppers[~eligible], 1)

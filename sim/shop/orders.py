@@ -10,10 +10,12 @@ from sim.economics import COGS, INCENTIVE, RETURNS, REVENUE, SHIPPING, to_cents
 from sim.fulfillment import promised_by_hours
 from sim.incentives import Terms
 from sim.mechanisms.affinity import TYPE_COLUMN, surprise_value
+from sim.mechanisms.breadth import category_bit, experienced_weight, has_category
 from sim.mechanisms.churn import (
     dropout_probability,
     lump_hazard,
 )
+from sim.mechanisms.dark_patterns import lost_trust
 from sim.mechanisms.reference_price import (
     faded,
     update_reference,
@@ -51,6 +53,7 @@ class Orders(Attrition):
         list_cents = to_cents(basket)
         fee_cents = to_cents(shipping_fee(basket, ship.fee, ship.free_threshold))
         waived_cents = np.where(terms.free_shipping, fee_cents, 0)
+        fee_cents = fee_cents + to_cents(terms.hidden_fee)  # a fee revealed at checkout is charged too
         coupon_cents = to_cents(terms.discount)
         redeem_cents = to_cents(redeem_points * loyalty.point_value)
         regular_cents = list_cents / scenario.catalog.price_index  # COGS do not move with prices
@@ -72,6 +75,9 @@ class Orders(Attrition):
             u_return=day.u_return[shoppers],
             u_transit=day.u_transit[shoppers],
             promised_at=promised_by_hours(times, ship.promised_days),
+            # A cross-buy: her first order in a category, after orders in others (not her trial).
+            new_category=(pop.categories_bought[shoppers] != 0)
+            & ~has_category(pop.categories_bought[shoppers], category),
         )
         incentive_cents = coupon_cents + redeem_cents + waived_cents + self._perk_cents(shoppers, terms)
         carrier_cents = np.full(shoppers.size, to_cents(ship.carrier_cost_per_order))
@@ -86,6 +92,15 @@ class Orders(Attrition):
             times,
         )
         pop.points[shoppers] += earned - redeem_points
+        pop.categories_bought[shoppers] |= category_bit(category)
+        if terms.forced.any() or terms.hidden_fee.any():
+            # She sees the bill: a hidden fee, or a programme she was opted into unasked.
+            dark = scenario.mechanisms.dark_patterns
+            for hit, loss in (
+                (terms.hidden_fee > 0, dark.trust_loss_hidden_cost),
+                (terms.forced, dark.trust_loss_opt_in),
+            ):
+                pop.trust[shoppers[hit]] = lost_trust(pop.trust[shoppers[hit]], loss)
 
         redeemed = (offer > 0) & terms.applies
         pop.full_price_orders[shoppers[~redeemed]] += 1
@@ -162,16 +177,20 @@ class Orders(Attrition):
             tiers.inflation,
         )
         churn_params = scenario.mechanisms.churn
-        dropout = (1.0 - relief) * dropout_probability(
-            pop.dropout_prob[shoppers],
-            pop.last_delivery_late[shoppers],
-            pop.deliveries[shoppers] > 0,
-            pop.frustration[shoppers],
-            churn_params.late_dropout_multiplier,
-            churn_params.on_time_relief,
-            churn_params.frustration_weight,
+        dropout = (
+            (1.0 - relief)
+            * self._trust_and_habit(shoppers)
+            * dropout_probability(
+                pop.dropout_prob[shoppers],
+                pop.last_delivery_late[shoppers],
+                pop.deliveries[shoppers] > 0,
+                pop.frustration[shoppers],
+                churn_params.late_dropout_multiplier,
+                churn_params.on_time_relief,
+                churn_params.frustration_weight,
+            )
         )
-        churn = repeat & (day.u_churn[shoppers] < dropout)
+        churn = repeat & (day.u_churn[shoppers] < np.minimum(dropout, 1.0))
         if churn.any():
             gone = shoppers[churn]
             pop.alive[gone] = False
@@ -207,10 +226,30 @@ class Orders(Attrition):
             quitting = shoppers[late_alive]
             np.add.at(pop.hazard, quitting, float(lump_hazard(hazard)))
             self.end_lives(quitting, _at(now, late_alive))
-        rate = self._return_rate[cols["category"][order_ids]] * np.where(pop.abuser[shoppers], 2.0, 1.0)
+        breadth = self.scenario.mechanisms.breadth
+        category = cols["category"][order_ids]
+        new = cols["new_category"][order_ids]
+        rate = self._return_rate[category] * np.where(pop.abuser[shoppers], 2.0, 1.0)
+        rate = rate * np.where(new, 1.0 + breadth.new_category_return_premium, 1.0)
         returned = cols["u_return"][order_ids] < np.minimum(rate, 1.0)
         cols["returned"][order_ids[returned]] = True
+        self._learn_categories(shoppers, category.astype(np.int64), returned)
         return returned
+
+    def _learn_categories(self, shoppers: I64, category: I64, returned: NDArray[np.bool_]) -> None:
+        """A delivered order teaches her about its category: kept for the first time, or sent back."""
+        pop, breadth = self.pop, self.scenario.mechanisms.breadth
+        # One parcel per shopper at a time: a shopper's deliveries in one batch apply in order.
+        for batch in _distinct_batches(shoppers):
+            who, cat = shoppers[batch], category[batch]
+            pop.category_weight[who, cat] = experienced_weight(
+                pop.category_weight[who, cat].astype(np.float64),
+                ~returned[batch] & ~has_category(pop.categories_kept[who], cat),
+                returned[batch],
+                breadth.experience_gain,
+                breadth.return_loss,
+            )
+            pop.categories_kept[who[~returned[batch]]] |= category_bit(cat[~returned[batch]])
 
     def _returned(self, order_ids: I64, now: Times) -> None:
         """Returned parcels arrive: refund, handling and restock are booked; points are taken back."""
@@ -225,3 +264,16 @@ class Orders(Attrition):
         pop.points[shoppers] = np.maximum(pop.points[shoppers], 0)  # the points are spent already
         self.daily.add("returns", _first(now), order_ids.size)
         self.log.record("return", now, shoppers, order_id=order_ids, amount=refund / 100.0)
+
+
+def _distinct_batches(shoppers: I64) -> list[I64]:
+    """Positions of ``shoppers`` split into batches in which no shopper repeats (in their order)."""
+    if np.unique(shoppers).size == shoppers.size:  # the common case
+        return [np.arange(shoppers.size)]
+    order = np.argsort(shoppers, kind="stable")
+    sorted_ids = shoppers[order]
+    starts = np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(sorted_ids.size), 0))
+    occurrence = np.empty(shoppers.size, dtype=np.int64)
+    occurrence[order] = np.arange(sorted_ids.size) - group_start
+    return [np.flatnonzero(occurrence == k) for k in range(int(occurrence.max()) + 1)]

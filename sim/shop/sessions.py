@@ -11,6 +11,13 @@ from sim.behaviour import checkout_probability, shipping_fee
 from sim.economics import INCENTIVE, to_cents
 from sim.incentives import KIND_CODES, Terms
 from sim.mechanisms.affinity import TYPE_COLUMN, affinity_factor
+from sim.mechanisms.breadth import (
+    choose_categories,
+    count_categories,
+    cross_buying_multiplier,
+    steering,
+)
+from sim.mechanisms.dark_patterns import felt_hidden_fee, forced_response
 from sim.mechanisms.need import need_factor
 from sim.mechanisms.prospect import framed_offer_pull, prospect_value
 from sim.mechanisms.reference_price import effective_price_sensitivity
@@ -143,7 +150,7 @@ class Sessions(Orders):
         times = pop.acquired_at[shoppers]
         fake = pop.fake_account[shoppers]
         basket = np.where(fake, self.scenario.mechanisms.referral.fake_order_value, self._basket(shoppers))
-        category = self._categories(day.u_category[shoppers])
+        category = self._categories(shoppers, day.u_category[shoppers], times)
         self.log.record("acquired", times, shoppers, detail=pop.channel[shoppers].astype(np.int16))
         self.daily.add("acquired", times[0], shoppers.size)
         if not self.scenario.population.first_order_at_acquisition:
@@ -196,7 +203,7 @@ class Sessions(Orders):
         if shoppers.size == 0:
             return none
         basket = self._basket(shoppers)
-        category = self._categories(day.u_category[shoppers])
+        category = self._categories(shoppers, day.u_category[shoppers], times)
         cart_ids = np.arange(self._next_cart_id, self._next_cart_id + shoppers.size, dtype=np.int64)
         self._next_cart_id += shoppers.size
         pop.cart_id[shoppers] = cart_ids
@@ -252,13 +259,22 @@ class Sessions(Orders):
         self.log.record("cart_lost", _at(now, ~bought), lost, amount=basket[~bought])
 
     def _cart_probability(self, shoppers: I64, times: F64) -> F64:
-        """Her calibrated cart probability moved by her need since her last order."""
-        pop, need = self.pop, self.scenario.mechanisms.need
-        if need.depletion == 0.0:
-            return pop.cart_prob[shoppers]
-        age_days = (times - pop.last_order_at[shoppers]) / HOURS_PER_DAY
-        factor = need_factor(age_days, pop.purchase_rate_per_day[shoppers], need.depletion, need.restock_days)
-        return np.minimum(pop.cart_prob[shoppers] * factor, 1.0)
+        """Her calibrated cart probability moved by her need since her last order and her breadth."""
+        pop, mech = self.pop, self.scenario.mechanisms
+        need, breadth = mech.need, mech.breadth
+        probability = pop.cart_prob[shoppers]
+        if breadth.cross_buying_lift > 0:
+            probability = probability * cross_buying_multiplier(
+                count_categories(pop.categories_kept[shoppers]),
+                breadth.cross_buying_lift,
+                breadth.max_lift_categories,
+            )
+        if need.depletion > 0.0:
+            age_days = (times - pop.last_order_at[shoppers]) / HOURS_PER_DAY
+            probability = probability * need_factor(
+                age_days, pop.purchase_rate_per_day[shoppers], need.depletion, need.restock_days
+            )
+        return np.minimum(probability, 1.0)
 
     def _basket(self, shoppers: I64) -> F64:
         """Today's Gamma-Gamma basket of each shopper, topped up towards free shipping."""
@@ -275,10 +291,23 @@ class Sessions(Orders):
             topup.overshoot_max,
         )
 
-    def _categories(self, u: F64) -> NDArray[np.int8]:
-        """Map uniforms to product categories by their cart shares."""
+    def _categories(self, shoppers: I64, u: F64, times: Times) -> NDArray[np.int8]:
+        """Each cart's category: the catalogue's shares moved by her weights and a held cross-sell coupon."""
+        pop = self.pop
         category = np.searchsorted(self._category_cdf, u, side="right")
-        return np.minimum(category, len(self._category_cdf) - 1).astype(np.int8)
+        category = np.minimum(category, len(self._category_cdf) - 1)
+        weight = pop.category_weight[shoppers].astype(np.float64)
+        active = pop.offer_expires_at[shoppers] >= times
+        target = np.where(active, self.catalog.category[pop.offer[shoppers]], -1)
+        moved = (target != -1) | weight.any(axis=1)
+        if moved.any():  # shoppers at the shares keep the shares' own draw
+            rows = shoppers[moved]
+            pull = pop.price_sensitivity[rows] * self.catalog.value[pop.offer[rows]]
+            weight = weight[moved] + steering(
+                target[moved], pop.categories_bought[rows], weight.shape[1], pull
+            )
+            category[moved] = choose_categories(self._log_category_share, weight, u[moved])
+        return category.astype(np.int8)
 
     def _checkout(
         self,
@@ -293,7 +322,7 @@ class Sessions(Orders):
         pop, loyalty, ship = self.pop, self.scenario.loyalty, self.scenario.shipping
         active = pop.offer_expires_at[shoppers] >= times
         offer = np.where(active, pop.offer[shoppers], 0).astype(np.int16)
-        terms = self.catalog.terms(offer, basket)
+        terms = self.catalog.terms(offer, basket, category, pop.categories_bought[shoppers])
         fee = np.where(terms.free_shipping, 0.0, shipping_fee(basket, ship.fee, ship.free_threshold))
         points = pop.points[shoppers]
         if loyalty.point_value > 0:  # points worth nothing are never redeemed
@@ -309,13 +338,18 @@ class Sessions(Orders):
         loss_aversion = pop.loss_aversion[shoppers]
         felt = pay
         if terms.applies.any():
-            # Her uplift class scales what the offer is felt to be worth (the saving and the pull).
+            # Her uplift class scales what the offer is felt to be worth (the saving and the pull);
+            # a forced opt-in enrols her regardless, and trust lost to dark patterns damps it.
+            dark = self.scenario.mechanisms.dark_patterns
             response = pop.offer_response[shoppers]
+            response = np.where(terms.forced, forced_response(response, dark.opt_in_response), response)
+            response = response * pop.trust[shoppers]
             saving = terms.discount + np.where(
                 terms.free_shipping, shipping_fee(basket, ship.fee, ship.free_threshold), 0.0
             )
             pull = self._offer_pull(shoppers, terms, basket, loss_aversion)
             felt = pay + (1.0 - response) * saving - response * pull
+            felt = felt + felt_hidden_fee(terms.hidden_fee, dark.hidden_fee_salience)
         today = np.floor(np.asarray(times) / HOURS_PER_DAY).astype(np.int64)
         ratio, promo = self._reference_now(shoppers, today)
         sensitivity = effective_price_sensitivity(

@@ -73,6 +73,8 @@ class ShopState(ABC):
         weights = np.asarray(scenario.sessions.hour_weights)
         self._hour_cdf = np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
         self._category_cdf = np.cumsum([c.share for c in scenario.catalog.categories])
+        with np.errstate(divide="ignore"):  # a category with no share is never drawn
+            self._log_category_share = np.log([c.share for c in scenario.catalog.categories])
         self._cogs_ratio = np.array([c.cogs_ratio for c in scenario.catalog.categories])
         self._return_rate = np.array([c.return_rate for c in scenario.catalog.categories])
         self._tier_thresholds = np.asarray(scenario.loyalty.tier_thresholds)

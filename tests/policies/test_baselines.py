@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from policies.base import EnvSpec, env_spec
-from policies.baselines import PLAYBOOK, SEGMENTS, LtvCoupon, SegmentRules, ltv_coupon_dollars
+from policies.baselines import PLAYBOOK, SEGMENTS, LtvCoupon, Onboarding, SegmentRules, ltv_coupon_dollars
 from policies.registry import make_policy
 from sim.envs.campaign import CampaignPlanningEnv
 from sim.envs.targeting import IncentiveTargetingEnv
+from sim.params import load_scenario
+from tests.conftest import DEFAULT
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +130,48 @@ def test_per_shopper_policies_refuse_per_segment_environments():
     spec = env_spec(CampaignPlanningEnv(), "shopgym/CampaignPlanning-v0")
     with pytest.raises(ValueError, match="one incentive per shopper"):
         make_policy("ltv_coupon", spec)
+
+
+@pytest.fixture(scope="module")
+def onboarding_spec() -> EnvSpec:
+    """The targeting env on the default shop with the two onboarding incentives added."""
+    incentives = [s.model_dump() for s in load_scenario(DEFAULT).incentives] + [
+        {"name": "welcome_bundle", "kind": "welcome_bundle", "value": 500.0},
+        {"name": "first_purchase_bonus", "kind": "first_purchase_bonus", "value": 10.0},
+    ]
+    env = IncentiveTargetingEnv(overrides={"population.shoppers": 200, "incentives": incentives})
+    return env_spec(env, "shopgym/IncentiveTargeting-v0")
+
+
+def test_onboarding_gives_a_new_shopper_the_week_in_sequence_and_everyone_else_nothing(
+    onboarding_spec: EnvSpec,
+):
+    spec = onboarding_spec
+    cases = [
+        (shopper(spec, tenure=0.5, frequency=1.0), "welcome_bundle"),
+        (shopper(spec, tenure=2.9, frequency=1.0), "welcome_bundle"),
+        (shopper(spec, tenure=3.1, frequency=1.0), "first_purchase_bonus"),
+        (shopper(spec, tenure=7.5, frequency=1.0), "first_purchase_bonus"),
+        (shopper(spec, tenure=8.1, frequency=1.0), "none"),  # the week is over
+        (shopper(spec, tenure=1.0, frequency=2.0), "none"),  # she has ordered again
+    ]
+    actions, _ = Onboarding(spec).predict(np.stack([obs for obs, _ in cases]))
+    assert [spec.action_names[a] for a in actions] == [name for _, name in cases]
+    masks = np.ones(spec.n_actions, dtype=bool)
+    masks[spec.action("welcome_bundle")] = False  # an ineligible step gives nothing, never a substitute
+    action, _ = Onboarding(spec).predict(cases[0][0], action_masks=masks)
+    assert spec.action_names[action] == "none"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "onboarding: incentive 'welcome_bundle' not in the environment"),
+        ({"steps": [[3, "free_shipping"], [3, "coupon_10"]]}, r"steps\[1\] until_day 3 must exceed"),
+        ({"steps": [[0, "free_shipping"]]}, r"steps\[0\] until_day 0 must be a number in \(0, 3650\]"),
+        ({"steps": []}, "steps must be a list of 1 to 64"),
+    ],
+)
+def test_onboarding_steps_are_checked_against_the_catalogue(spec: EnvSpec, kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        Onboarding(spec, **kwargs)

@@ -38,6 +38,10 @@ EPISODES = {
     "shopgym/IncentiveTargeting-v0": 1,
     "shopgym/CampaignPlanning-v0": 1,
 }
+#: (seeds, episodes per seed) where a small effect needs more data to be resolved: the blanket
+#: coupon's loss is -$1.6 +- 1.8 per journey over 5 x 400 journeys, since cross-buying and habit
+#: spread a year's margins wider.
+POWERED = {"shopgym/ShopperJourney-v0": (SEEDS, 1000)}
 
 
 class CouponToPersuadables:
@@ -66,18 +70,20 @@ class CouponToPersuadables:
         pass
 
 
-def _per_seed(env_id: str, make: Any, metric: str) -> np.ndarray:
+def _per_seed(env_id: str, make: Any, metric: str, powered: bool = False) -> np.ndarray:
     """``metric`` of every evaluated episode, seeds in order (episode k of seed s: seed 1000 s + k)."""
-    return _episodes(env_id, make)[metric].to_numpy(dtype=np.float64)
+    return _episodes(env_id, make, powered)[metric].to_numpy(dtype=np.float64)
 
 
 @functools.cache
-def _episodes(env_id: str, make: Any) -> pd.DataFrame:
+def _episodes(env_id: str, make: Any, powered: bool = False) -> pd.DataFrame:
     """Every evaluated episode of one policy (cached: several tests compare against the same runs)."""
     env = gym.make(env_id)
+    seeds, episodes = ENV_SEEDS.get(env_id, SEEDS), EPISODES[env_id]
+    if powered:
+        seeds, episodes = POWERED.get(env_id, (seeds, episodes))
     frames = [
-        episode_frame(evaluate(make(env), env, EPISODES[env_id], seed=1000 * seed, learn=False))
-        for seed in ENV_SEEDS.get(env_id, SEEDS)
+        episode_frame(evaluate(make(env), env, episodes, seed=1000 * seed, learn=False)) for seed in seeds
     ]
     env.close()
     return pd.concat(frames, ignore_index=True)
@@ -113,17 +119,17 @@ def test_oracle_beats_none_on_the_objective_by_at_least_five_percent_with_the_ci
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_id", list(EPISODES))
+@pytest.mark.parametrize("env_id", ["shopgym/ShopperJourney-v0", "shopgym/CampaignPlanning-v0"])
 def test_blanket_ten_percent_coupon_loses_against_none(env_id: str):
-    """On margin per journey; on the shop's LTV, where its 90-day margin effect is within noise.
+    """On margin per journey (5 x 1,000 journeys); on the shop's LTV in CampaignPlanning.
 
-    In a shop of 10,000 shoppers over 90 days the coupon's margin effect is -$207 +- 494 over 8
-    seeds (it was -$825 +- 523 while every in-session offer could wake a sleeping dog); its LTV
-    effect, -$2,117 +- 1,296, stays clearly negative (docs/MODEL.md, sleeping dogs). In the
-    env's default shop the LTV effect per shopper is -$0.46 +- 0.38 over its 8 seeds.
+    Habit and cross-buying pay some of a coupon's subsidy back: an order it brings forms habit
+    and may open a category. In IncentiveTargeting's default shop (8,000 shoppers, 90 days) the
+    coupon's LTV effect per shopper is -$0.37 +- 0.43 over 12 shops (it was -$0.46 +- 0.38 over 8
+    before issue 25): a loss too small to resolve at a unit test's size, so it is not asserted.
     """
     metric = "margin" if env_id == "shopgym/ShopperJourney-v0" else "ltv_mean"
-    none, blanket = _per_seed(env_id, _none, metric), _per_seed(env_id, _blanket, metric)
+    none, blanket = _per_seed(env_id, _none, metric, True), _per_seed(env_id, _blanket, metric, True)
     loss, half = _paired(blanket, none)
     assert loss + half < 0.0
 
@@ -131,9 +137,10 @@ def test_blanket_ten_percent_coupon_loses_against_none(env_id: str):
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["shopgym/ShopperJourney-v0", "shopgym/IncentiveTargeting-v0"])
 def test_coupons_targeted_at_persuadables_beat_none_and_blanket_coupons_on_margin(env_id: str):
-    targeted = _per_seed(env_id, CouponToPersuadables, "margin")
+    powered = env_id in POWERED  # shares the blanket test's journeys
+    targeted = _per_seed(env_id, CouponToPersuadables, "margin", powered)
     for other in (_none, _blanket):
-        gain, half = _paired(targeted, _per_seed(env_id, other, "margin"))
+        gain, half = _paired(targeted, _per_seed(env_id, other, "margin", powered))
         assert gain - half > 0.0
 
 

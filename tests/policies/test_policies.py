@@ -22,6 +22,8 @@ TARGETING = {
 CAMPAIGN = {"overrides": {"population.shoppers": 300}, "horizon_days": 6}
 #: Small RL budgets: enough updates to move the weights, fast enough for a unit test.
 RL_SETTINGS = {
+    # The default catalogue has no onboarding kinds: a first week from the incentives it has.
+    "onboarding": {"steps": [[3, "free_shipping"], [8, "bonus_500_points"]]},
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
     "a2c": {"n_steps": 8},
     "dqn": {"learning_starts": 16, "buffer_size": 1000, "train_freq": 4},

@@ -48,7 +48,13 @@ def test_eligibility_rules():
     )
     streak = np.array([0, 0, 2, 5, 0])
     tier = np.array([0, 1, 0, 0, 0], np.int8)
-    assert catalog.eligible(chosen, streak, tier, 3).tolist() == [False, True, False, True, True]
+    assert catalog.eligible(chosen, streak, tier, 3, np.full(5, 4)).tolist() == [
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_affinity_scales_appeal_around_one_and_surprise_gifts_vary_around_their_value():
