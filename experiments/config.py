@@ -147,6 +147,20 @@ class PolicyConfig(_Model):
         return value
 
 
+class ComparisonConfig(_Model):
+    """Two cells paired episode by episode (same seeds, same shoppers): ``policy`` minus ``against``.
+
+    The cells may lie in different variants (the same policy under two streak rules); where the
+    variants change only mechanisms, their shoppers and draws are the same, so the pairing holds.
+    """
+
+    name: Name
+    policy: str
+    against: str
+    variant: str | None = Field(default=None, description="the policy's variant (default: the first)")
+    against_variant: str | None = Field(default=None, description="default: the policy's variant")
+
+
 class TrainingConfig(_Model):
     """How much each learner trains before evaluation."""
 
@@ -182,6 +196,9 @@ class ExperimentConfig(_Model):
     reference: str | None = Field(
         default=None, description="policy name paired differences are taken against"
     )
+    comparisons: tuple[ComparisonConfig, ...] = Field(
+        default=(), max_length=256, description="further paired comparisons reported (policy minus against)"
+    )
     backend: Literal["local", "ray"] = "local"
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     output_dir: str = Field(default="", description="where results go (default runs/<name>)")
@@ -216,7 +233,24 @@ class ExperimentConfig(_Model):
             if unknown:
                 where = f"policies.{policy.name}.variants"
                 raise ValueError(f"{where}: {sorted(unknown)} unknown; allowed: {self.variant_names}")
+        runs = {(variant, policy) for variant, policy, _ in self.cells()}
+        for k, comparison in enumerate(self.comparisons):
+            variant, against_variant = self.comparison_variants(comparison)
+            for field, name, where in (
+                ("policy", comparison.policy, variant),
+                ("against", comparison.against, against_variant),
+            ):
+                if (where, name) not in runs:
+                    raise ValueError(
+                        f"comparisons[{k}].{field}: {name!r} does not run in variant {where!r}; "
+                        f"allowed there: {sorted(p for v, p in runs if v == where)[:30]}"
+                    )
         return self
+
+    def comparison_variants(self, comparison: ComparisonConfig) -> tuple[str, str]:
+        """The variants of a comparison's two cells (defaults filled in)."""
+        variant = comparison.variant or self.variant_names[0]
+        return variant, comparison.against_variant or variant
 
     @property
     def variant_names(self) -> list[str]:

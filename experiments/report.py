@@ -87,6 +87,12 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paired_rows(a: pd.DataFrame, b: pd.DataFrame, metrics: list[str]) -> list[tuple[str, float, float]]:
+    """Per metric: the mean of ``a - b`` paired by (seed, episode), averaged per seed, and its CI."""
+    per_seed = (a - b).dropna(how="all").groupby(level="seed").mean()
+    return [(metric, *mean_ci(per_seed[metric].dropna().to_numpy())) for metric in metrics]
+
+
 def paired_differences(results: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Per variant, policy and metric: mean paired difference to ``reference`` with its 95% CI."""
     metrics = metrics_present(results)
@@ -100,10 +106,7 @@ def paired_differences(results: pd.DataFrame, reference: str) -> pd.DataFrame:
         for policy in table.loc[variant].index.get_level_values("policy").unique():
             if policy == reference:
                 continue
-            diff = (table.loc[(variant, policy)] - base).dropna(how="all")
-            per_seed = diff.groupby(level="seed").mean()
-            for metric in metrics:
-                mean, half = mean_ci(per_seed[metric].dropna().to_numpy())
+            for metric, mean, half in _paired_rows(table.loc[(variant, policy)], base, metrics):
                 rows.append(
                     {
                         "variant": variant,
@@ -115,6 +118,40 @@ def paired_differences(results: pd.DataFrame, reference: str) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def comparison_lines(results: pd.DataFrame, config: ExperimentConfig) -> list[str]:
+    """The config's further paired comparisons as a table (``policy - against``, 95% CIs)."""
+    if not config.comparisons:
+        return []
+    metrics = metrics_present(results)
+    table = results.set_index([*KEYS, "seed", "episode"])[metrics].sort_index()
+    present = set(zip(results["variant"], results["policy"], strict=True))
+    lines = [
+        "",
+        "## Paired comparisons",
+        "",
+        "Each row: `policy` minus `against`, paired episode by episode (the same shoppers and draws), "
+        "mean over seeds ± 95% CI half-width (* : the CI excludes 0).",
+        "",
+        "| comparison | policy | against | " + " | ".join(f"Δ {HEADLINE[m]}" for m in metrics) + " |",
+        "|---|---|---|" + "---:|" * len(metrics),
+    ]
+    for comparison in config.comparisons:
+        variant, against_variant = config.comparison_variants(comparison)
+        cells = ((variant, comparison.policy), (against_variant, comparison.against))
+        if not all(cell in present for cell in cells):
+            continue
+        paired = _paired_rows(table.loc[cells[0]], table.loc[cells[1]], metrics)
+        lines.append(
+            f"| {comparison.name} | {'/'.join(cells[0])} | {'/'.join(cells[1])} | "
+            + " | ".join(
+                _fmt(mean, half) + (" *" if np.isfinite(half) and abs(mean) > half else "")
+                for _, mean, half in paired
+            )
+            + " |"
+        )
+    return lines
 
 
 def normalized_scores(
@@ -250,6 +287,7 @@ def markdown_summary(
                     + " |"
                 )
         lines += ["", *_score_lines(scores, variant, config.reference_policy, oracles, config.env.id)]
+    lines += comparison_lines(results, config)
     if oracles:
         lines += aggregate_section(results, config.reference_policy, oracles[0])
     return "\n".join(lines) + "\n"

@@ -399,7 +399,9 @@ class Simulation(Shop):
         acq = day.acquisition_ids
         lo, hi = np.searchsorted(pop.acquired_at[acq], [start, end], side="left")
         if hi > lo:
-            self._acquire(acq[lo:hi])
+            new = self._acquire(acq[lo:hi])
+            # Her trial order is her first session: the shop may welcome her (a login decision).
+            yield from self._decide("login", new, end, at=pop.acquired_at[new])
         lo, hi = np.searchsorted(day.visit_times, [start, end], side="left")
         visitors, times = day.visit_ids[lo:hi], day.visit_times[lo:hi]
         still_alive = pop.alive[visitors]

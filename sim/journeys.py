@@ -3,8 +3,9 @@
 Scenario: a batch of ``size`` rows, each one shopper's journey from her acquisition to her
 churn or the horizon. A row lives her own days: at each day's start her membership
 requalifies, streaks break, Pareto/NBD hazard accrues and she may be lapsing (a decision
-point); then she may be acquired (day 0, with her trial order), start a session (the login
-decision point), fill a cart and check out or abandon it (the abandonment decision point).
+point); then she may be acquired (day 0, with her trial order: her first session, where the
+shop may welcome her at a login decision point), start a session (the login decision point),
+fill a cart and check out or abandon it (the abandonment decision point).
 Deliveries, returns, cart timers and referral payouts are her own timed events, handled in
 time order before her next event. Rows wait at decision points; :meth:`JourneyBatch.advance`
 runs every row that is not waiting until it waits or ends, vectorized over the rows on their
@@ -68,12 +69,19 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 # Phases of a row's day. Rows in a WAITING phase hold a pending decision.
-DAY_START, LAPSING, SESSION, LOGIN, CARTS, ABANDONED, DAY_END, DONE = range(8)
-WAITING = (LAPSING, LOGIN, ABANDONED)
-_MOVING = np.array([p not in (*WAITING, DONE) for p in range(8)])
-_IS_WAITING = np.array([p in WAITING for p in range(8)])
+# WELCOME: the login decision of her first session, right after her trial order (no cart follows).
+DAY_START, LAPSING, SESSION, LOGIN, CARTS, ABANDONED, DAY_END, DONE, WELCOME = range(9)
+PHASES = 9
+WAITING = (LAPSING, LOGIN, ABANDONED, WELCOME)
+_MOVING = np.array([p not in (*WAITING, DONE) for p in range(PHASES)])
+_IS_WAITING = np.array([p in WAITING for p in range(PHASES)])
 #: The decision kind a row waits at, by phase.
-PHASE_KIND: dict[int, DecisionKind] = {LAPSING: "lapsing", LOGIN: "login", ABANDONED: "cart_abandoned"}
+PHASE_KIND: dict[int, DecisionKind] = {
+    LAPSING: "lapsing",
+    LOGIN: "login",
+    ABANDONED: "cart_abandoned",
+    WELCOME: "login",
+}
 # A row's timed events.
 _DELIVERY, _RETURN, _PAYOUT, _CART_TIMER, _FRIEND = range(5)
 # Purposes of a row-day's uniforms (rows of keyed_uniforms' output).
@@ -537,14 +545,20 @@ class JourneyBatch(Shop):
             self.decision_at[lapsing] = self.day[lapsing] * HOURS_PER_DAY
 
     def _session(self, rows: I64) -> None:
-        """Acquisition (day 0) and the day's visit: the login decision point."""
+        """Acquisition (day 0: her trial order is her first session, a login decision) and the day's visit."""
         pop = self.pop
         new = rows[~self._acquired[rows]]
         if new.size:
             self._acquired[new] = True
-            self._acquire(new)
+            trial = self._acquire(new)
             self._end_if_lost(new)
-            rows = rows[self.phase[rows] != DONE]
+            if "login" in self._decision_kinds:  # her trial order is her first session
+                welcomed = trial[self.phase[trial] != DONE]
+                self.phase[welcomed] = WELCOME
+                self.decision_at[welcomed] = pop.acquired_at[welcomed]
+            rows = rows[self.phase[rows] == SESSION]
+            if rows.size == 0:
+                return
         at = self.visit_at[rows]
         visiting = ~np.isnan(at)
         self.phase[rows[~visiting]] = DAY_END
@@ -594,6 +608,7 @@ class JourneyBatch(Shop):
     def _resume(self, rows: I64, phase: NDArray[np.int8]) -> None:
         """After a decision: the lapsing shopper not won back ends; others go on with their day."""
         self.phase[rows[phase == LOGIN]] = CARTS
+        self.phase[rows[phase == WELCOME]] = SESSION  # welcomed: the rest of her first day
         self.phase[rows[phase == ABANDONED]] = DAY_END
         self._end_if_lost(rows[phase == ABANDONED])
         lapsing = rows[phase == LAPSING]

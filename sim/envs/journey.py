@@ -45,10 +45,12 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     carts and the checkout logit with her reference price, loss aversion and the shipping
     threshold, cart abandonment and return, loyalty points and tiers (goal gradient,
     perks, downgrades), deliveries and returns, BG/NBD dropout after orders and churn after
-    late deliveries. Each step is one of her decision points: she logged in, abandoned a cart,
-    or is lapsing (``engine.decision_points`` of the scenario). Small: the env for CI regression
-    and first experiments; for throughput, step it as a native vector env (``gym.make_vec(...,
-    vectorization_mode="vector_entry_point")``), one vectorized call for N journeys.
+    late deliveries, category learning and habit. Each step is one of her decision points: she
+    logged in (her acquisition, with its trial order, is her first session and her first
+    login), abandoned a cart, or is lapsing (``engine.decision_points`` of the scenario).
+    Small: the env for CI regression and first experiments; for throughput, step it as a
+    native vector env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), one
+    vectorized call for N journeys.
 
     What a one-shopper world cannot have is documented in :mod:`sim.journeys`:
     deliveries follow the scenario's schedule without a warehouse queue (one shopper is no
@@ -57,17 +59,19 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     engine's average in the default shop; 0 turns it off);
     tiers are not inflated by other shoppers; invited friends are not simulated: a referral
     bonus's cost is booked on her ledger when a friend's first order reaches the floor, and
-    the friends' value is not hers.
+    each friend who joins credits her with a referred shopper's expected worth
+    (:class:`sim.oracle.FriendWorth`).
 
     ## Action Space
     ``Discrete(n)``, one action per incentive of the scenario (0 is ``none``).
     ``action_masks()`` marks those she may receive (``IncentiveCatalog.eligible``: streak
-    incentives need a shown streak, tier perks tier 1), and only ``none`` once the incentive
-    budget is spent, in sb3-contrib MaskablePPO's convention. An ineligible or over-budget
+    incentives need a shown streak, tier perks tier 1, onboarding incentives at most one order),
+    and only ``none`` once the incentive budget is spent, in sb3-contrib MaskablePPO's
+    convention. An ineligible or over-budget
     action is not given (``info["given"]`` is False).
 
     ## Observation Space
-    ``Box(0, 10, (22,), float32)``: what the shop observes of her, each field divided by its
+    ``Box(0, 10, (43,), float32)``: what the shop observes of her, each field divided by its
     scale and clipped to [0, 10]. Her latent traits (purchase rate, dropout, sensitivities)
     are not observed.
 
@@ -89,10 +93,19 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     | 13 | offer_active | 0 or 1 | 1 |
     | 14 | paid_ratio | smoothed share of list price paid | 1 |
     | 15 | promo_share | smoothed share of orders with a coupon | 1 |
-    | 16-18 | decision_login / _cart_abandoned / _lapsing | one-hot | 1 |
-    | 19 | season | demand multiplier of today's peaks / 10 | 1 |
-    | 20 | time | share of the horizon elapsed | 1 |
-    | 21 | budget_left | share of the incentive budget left | 1 |
+    | 16 | deal_channel | 0 or 1: acquired through a deal or price-comparison site | 1 |
+    | 17 | referred | 0 or 1: a friend referred her | 1 |
+    | 18 | full_price_share | orders no offer applied to / orders | 1 |
+    | 19 | carts_abandoned | count | 10 |
+    | 20 | conversion_after_offer | offers redeemed / offers received | 1 |
+    | 21 | categories_bought | catalogue categories she has ordered in | 4 |
+    | 22 | returned_share | orders returned / orders | 1 |
+    | 23-29 | received_<family> | offers received per incentive family (`INCENTIVE_FAMILIES`) | 10 |
+    | 30-36 | redeemed_<family> | offers redeemed per family | 10 |
+    | 37-39 | decision_login / _cart_abandoned / _lapsing | one-hot | 1 |
+    | 40 | season | demand multiplier of today's peaks / 10 | 1 |
+    | 41 | time | share of the horizon elapsed | 1 |
+    | 42 | budget_left | share of the incentive budget left | 1 |
 
     ## Rewards
     The change since the last step of her objective vector (``OBJECTIVES``): ``margin``

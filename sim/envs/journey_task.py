@@ -22,7 +22,7 @@ from sim.envs.common import (
     metrics_template,
     response_history,
 )
-from sim.journeys import ABANDONED, DONE, LAPSING, LOGIN, JourneyBatch
+from sim.journeys import ABANDONED, DONE, LAPSING, LOGIN, PHASES, WELCOME, JourneyBatch
 from sim.mechanisms.breadth import count_categories
 from sim.mechanisms.tiers import tier_progress
 from sim.oracle import TrueState
@@ -62,13 +62,14 @@ OBS_HIGH = 10.0
 _INV_SCALE = np.array([1.0 / s for *_, s in OBS_FIELDS])
 _N_FIELDS = len(OBS_FIELDS)
 #: One-hot of the decision kind by a row's phase (zeros once her journey has ended).
-_KIND_BY_PHASE = np.zeros((8, len(DECISION_KINDS)))
+_KIND_BY_PHASE = np.zeros((PHASES, len(DECISION_KINDS)))
 _KIND_BY_PHASE[LAPSING, DECISION_KINDS.index("lapsing")] = 1.0
-_KIND_BY_PHASE[LOGIN, DECISION_KINDS.index("login")] = 1.0
+_KIND_BY_PHASE[[LOGIN, WELCOME], DECISION_KINDS.index("login")] = 1.0
 _KIND_BY_PHASE[ABANDONED, DECISION_KINDS.index("cart_abandoned")] = 1.0
 #: The info's decision kind by a row's phase ("end" once her journey has ended).
-_KIND_NAME = np.array(["end"] * 8, dtype=object)
-_KIND_NAME[LAPSING], _KIND_NAME[LOGIN], _KIND_NAME[ABANDONED] = "lapsing", "login", "cart_abandoned"
+_KIND_NAME = np.array(["end"] * PHASES, dtype=object)
+_KIND_NAME[LAPSING], _KIND_NAME[ABANDONED] = "lapsing", "cart_abandoned"
+_KIND_NAME[[LOGIN, WELCOME]] = "login"
 #: Tries to draw a shopper who reaches a decision point before the horizon.
 _MAX_DRAWS = 100
 

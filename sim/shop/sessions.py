@@ -143,8 +143,12 @@ class Sessions(Orders):
                 incentive=offer,
             )
 
-    def _acquire(self, shoppers: I64) -> None:
-        """New shoppers arrive with their first order (the BG/NBD trial purchase)."""
+    def _acquire(self, shoppers: I64) -> I64:
+        """New shoppers arrive with their first order (the BG/NBD trial purchase).
+
+        Returns the new customers among them (those who placed a trial order): their acquisition
+        is their first session, where a driver poses a login decision.
+        """
         day, pop = self._day, self.pop
         assert day is not None
         times = pop.acquired_at[shoppers]
@@ -158,13 +162,14 @@ class Sessions(Orders):
             # friend (or a fake account) is new, and joins with the first order that pays the bonus.
             trial = pop.channel[shoppers] == CHANNEL_REFERRED
             if not trial.any():
-                return
+                return shoppers[:0]
             shoppers, times, basket, category = shoppers[trial], times[trial], basket[trial], category[trial]
         offer = np.zeros(shoppers.size, dtype=np.int16)
         no_points = np.zeros(shoppers.size, np.int64)
         terms = self.catalog.terms(offer, basket)
         order_ids = self._place_orders(shoppers, times, basket, category, offer, no_points, terms)
         self._pay_referral_bonuses(shoppers, times, basket, order_ids)
+        return shoppers
 
     def _pay_referral_bonuses(self, shoppers: I64, times: F64, basket: F64, order_ids: I64) -> None:
         """Pay each referrer whose friend's first order reaches the bonus's anti-fraud floor."""

@@ -8,7 +8,7 @@ from typing import Any
 TINY: dict[str, dict[str, Any]] = {
     "shopgym/ShopperJourney-v0": {"horizon_days": 90},
     "shopgym/IncentiveTargeting-v0": {
-        "overrides": {"population.shoppers": 60, "population.acquisition_days": 2.0},
+        "overrides": {"population.shoppers": 20, "population.acquisition_days": 2.0},
         "horizon_days": 4,
     },
     "shopgym/CampaignPlanning-v0": {"overrides": {"population.shoppers": 50}, "horizon_days": 5},

@@ -119,3 +119,29 @@ def test_every_shipped_off_policy_validation_config_loads(path: Path):
     from experiments.ope import load_validate_config
 
     assert OPE_SHIPPED and load_validate_config(path)
+
+
+def test_a_comparison_must_name_cells_that_run(tmp_path):
+    data = {
+        "name": "x",
+        "env": {"id": "shopgym/IncentiveTargeting-v0", "scenario": "configs/scenarios/default.yaml"},
+        "variants": [
+            {"name": "base"},
+            {"name": "decay", "overrides": {"mechanisms.streaks.missed_day_rule": "decay"}},
+        ],
+        "seeds": [0],
+        "policies": [
+            {"name": "none", "kind": "none"},
+            {"name": "rules", "kind": "segment_rules", "variants": ["base"]},
+        ],
+        "comparisons": [{"name": "c", "policy": "rules", "against": "rules", "against_variant": "decay"}],
+    }
+    with pytest.raises(
+        ConfigError, match=r"comparisons\[0\]\.against: 'rules' does not run in variant 'decay'"
+    ):
+        config_from_dict(data)
+    data["comparisons"] = [{"name": "c", "policy": "rules", "against": "none", "against_variant": "decay"}]
+    assert config_from_dict(data).comparison_variants(config_from_dict(data).comparisons[0]) == (
+        "base",
+        "decay",
+    )

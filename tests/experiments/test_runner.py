@@ -15,6 +15,7 @@ import yaml
 from experiments import runner
 from experiments.cli import main
 from experiments.config import ConfigError, config_from_dict
+from experiments.report import _fmt, mean_ci
 from experiments.runner import cell_dir, run_experiment
 
 TINY: dict[str, Any] = {
@@ -36,6 +37,7 @@ TINY: dict[str, Any] = {
     ],
     "training": {"timesteps": 128, "episodes": 1},
     "evaluation": {"episodes": 2},
+    "comparisons": [{"name": "rules_vs_coupon", "policy": "rules", "against": "coupon_all"}],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -90,6 +92,19 @@ def test_a_run_writes_config_results_summary_plots_models_and_tensorboard(run_di
     assert (run_dir / "models" / "base" / "ppo" / "seed1" / "weights.npz").is_file()
     assert (run_dir / "models" / "base" / "rules" / "seed0" / "policy.json").is_file()
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_a_comparison_pairs_its_two_cells_episode_by_episode(run_dir: Path):
+    results = (
+        pd.read_parquet(run_dir / "results.parquet").set_index(["policy", "seed", "episode"]).sort_index()
+    )
+    diff = (results.loc["rules", "margin"] - results.loc["coupon_all", "margin"]).groupby(level="seed").mean()
+    summary = (run_dir / "summary.md").read_text()
+    assert "## Paired comparisons" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| rules_vs_coupon |"))
+    assert "| base/rules | base/coupon_all |" in row
+    margin_cell = row.split("|")[6]  # comparison, policy, against, return, LTV, margin
+    assert margin_cell.strip().removesuffix(" *") == _fmt(*mean_ci(diff.to_numpy()))
 
 
 def test_every_policy_faces_the_same_evaluation_episodes(run_dir: Path):

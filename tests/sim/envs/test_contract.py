@@ -23,8 +23,8 @@ CAMPAIGN = "shopgym/CampaignPlanning-v0"
 
 #: Shops small and short enough that some or most resets meet no decision point (issue 19).
 TINY_TARGETING = [
-    {"overrides": {"population.shoppers": 300}, "horizon_days": 8},
-    {"overrides": {"population.shoppers": 60}, "horizon_days": 4},
+    {"overrides": {"population.shoppers": 100}, "horizon_days": 8},
+    {"overrides": {"population.shoppers": 30}, "horizon_days": 4},
     {"overrides": {"population.shoppers": 20}, "horizon_days": 1},
     {"overrides": {"population.shoppers": 500}, "horizon_days": 10},
 ]
@@ -82,7 +82,7 @@ def test_the_oracle_steps_an_empty_targeting_episode():
     from policies.oracle import Oracle
 
     env = gym.make(TARGETING, **TINY_TARGETING[1])
-    obs, info = env.reset(seed=0)
+    obs, info = env.reset(seed=1)  # no one acquired or visiting in these 4 days
     assert info["decision_kind"] == "end"
     action, _ = Oracle(env).predict(obs)
     assert int(action) == 0 and env.step(action)[3]
@@ -92,7 +92,7 @@ def test_the_oracle_steps_an_empty_targeting_episode():
 @pytest.mark.parametrize(
     ("env_id", "kwargs"),
     [(TARGETING, TINY_TARGETING[1]), (TARGETING, TINY_TARGETING[0]), (JOURNEY, EMPTY_JOURNEY)],
-    ids=["targeting-60-4d", "targeting-300-8d", "journey-empty"],
+    ids=["targeting-30-4d", "targeting-100-8d", "journey-empty"],
 )
 def test_vector_envs_autoreset_through_empty_episodes(mode: str, env_id: str, kwargs: dict[str, Any]):
     envs = gym.make_vec(env_id, num_envs=2, vectorization_mode=mode, **kwargs)

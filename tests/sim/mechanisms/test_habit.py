@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -113,3 +114,31 @@ def test_a_welcome_bundle_in_the_first_week_makes_more_shoppers_buy_again():
         repeaters.append(float((sim.pop.orders[rows] >= 2).mean()))
         assert summarize(sim)["incentive_cost"] >= 0
     assert repeaters[1] - repeaters[0] == pytest.approx(0.04, abs=0.015)
+
+
+def test_both_clocks_let_the_shop_act_at_a_new_shoppers_first_session():
+    """Her trial order is her first session: a login decision right then, in the engine and a journey."""
+    scenario = _scenario(500, **{"population.acquisition_days": 10.0})
+    sim = Simulation(scenario, seed=0, horizon_days=12, log_level="aggregates")
+    first_decision = np.full(500, np.inf)
+
+    def record(batch: DecisionBatch) -> np.ndarray:
+        if batch.kind == "login":
+            fresh = batch.shoppers[np.isinf(first_decision[batch.shoppers])]
+            assert (sim.pop.orders[fresh] == 1).all()  # her trial order, nothing more yet
+            first_decision[fresh] = batch.time_hours
+        return np.zeros(batch.shoppers.size, np.int64)
+
+    sim.run(record)
+    acquired = sim.pop.acquired_at[:500]
+    batch_hours = scenario.engine.session_batch_hours
+    # Decided at the end of the session batch of her acquisition.
+    assert (first_decision - acquired <= batch_hours + 1e-9).all() and (first_decision > acquired).all()
+
+    env = gym.make("shopgym/ShopperJourney-v0", overrides={"incentives": scenario.model_dump()["incentives"]})
+    for seed in range(5):
+        _, info = env.reset(seed=seed)
+        batch = env.unwrapped.task.batch
+        assert info["decision_kind"] == "login"
+        assert batch.now_hours(np.array([0]))[0] == batch.pop.acquired_at[0] and batch.pop.orders[0] == 1
+        assert env.unwrapped.action_masks()[[i.name for i in scenario.incentives].index("welcome")]
