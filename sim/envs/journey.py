@@ -93,15 +93,7 @@ class ShopperJourneyEnv(gym.Env[NDArray[np.float32], np.int64]):
     | 13 | offer_active | 0 or 1 | 1 |
     | 14 | paid_ratio | smoothed share of list price paid | 1 |
     | 15 | promo_share | smoothed share of orders with a coupon | 1 |
-    | 16 | deal_channel | 0 or 1: acquired through a deal or price-comparison site | 1 |
-    | 17 | referred | 0 or 1: a friend referred her | 1 |
-    | 18 | full_price_share | orders no offer applied to / orders | 1 |
-    | 19 | carts_abandoned | count | 10 |
-    | 20 | conversion_after_offer | offers redeemed / offers received | 1 |
-    | 21 | categories_bought | catalogue categories she has ordered in | 4 |
-    | 22 | returned_share | orders returned / orders | 1 |
-    | 23-29 | received_<family> | offers received per incentive family (`INCENTIVE_FAMILIES`) | 10 |
-    | 30-36 | redeemed_<family> | offers redeemed per family | 10 |
+    | 16-36 | response log | `RESPONSE_FIELDS` (sim.envs.common): channel, shares, offers | its own |
     | 37-39 | decision_login / _cart_abandoned / _lapsing | one-hot | 1 |
     | 40 | season | demand multiplier of today's peaks / 10 | 1 |
     | 41 | time | share of the horizon elapsed | 1 |

@@ -102,15 +102,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     | 9 | last_delivery_late | 0 or 1 | 1 |
     | 10 | late_share | late deliveries / deliveries | 1 |
     | 11 | incentives_received | count | 10 |
-    | 12 | deal_channel | 0 or 1: acquired through a deal or price-comparison site | 1 |
-    | 13 | referred | 0 or 1: a friend referred her | 1 |
-    | 14 | full_price_share | orders no offer applied to / orders | 1 |
-    | 15 | carts_abandoned | count | 10 |
-    | 16 | conversion_after_offer | offers redeemed / offers received | 1 |
-    | 17 | categories_bought | catalogue categories she has ordered in | 4 |
-    | 18 | returned_share | orders returned / orders | 1 |
-    | 19-25 | received_<family> | offers received per incentive family (`INCENTIVE_FAMILIES`) | 10 |
-    | 26-32 | redeemed_<family> | offers redeemed per family | 10 |
+    | 12-32 | response log | `RESPONSE_FIELDS` (sim.envs.common): channel, shares, offers | its own |
     | 33-35 | decision_login / _cart_abandoned / _lapsing | one-hot | 1 |
     | 36 | time | share of the horizon elapsed | 1 |
     | 37 | budget_left | share of the incentive budget left | 1 |

@@ -239,7 +239,8 @@ class Orders(Attrition):
     def _learn_categories(self, shoppers: I64, category: I64, returned: NDArray[np.bool_]) -> None:
         """A delivered order teaches her about its category: kept for the first time, or sent back."""
         pop, breadth = self.pop, self.scenario.mechanisms.breadth
-        # One parcel per shopper at a time: a shopper's deliveries in one batch apply in order.
+        # A shopper's several parcels in one batch apply one after another (batches of distinct
+        # shoppers), so a second parcel of a category is no longer her first there.
         for batch in _distinct_batches(shoppers):
             who, cat = shoppers[batch], category[batch]
             pop.category_weight[who, cat] = experienced_weight(
