@@ -37,6 +37,10 @@ TINY: dict[str, Any] = {
     ],
     "training": {"timesteps": 128, "episodes": 1},
     "evaluation": {"episodes": 2},
+}
+#: The module's shared run: TINY with a paired comparison reported.
+RUN: dict[str, Any] = {
+    **TINY,
     "comparisons": [{"name": "rules_vs_coupon", "policy": "rules", "against": "coupon_all"}],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +48,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_experiment(config_from_dict(TINY), tmp_path_factory.mktemp("run") / "tiny", quiet=True)
+    return run_experiment(config_from_dict(RUN), tmp_path_factory.mktemp("run") / "tiny", quiet=True)
 
 
 def test_a_finished_run_leaves_no_lock_and_its_summary_names_the_package_version(run_dir: Path):
@@ -121,7 +125,7 @@ def test_rerun_skips_finished_cells_and_recomputes_only_missing_ones_identically
     kept_mtime = kept.stat().st_mtime_ns
     lost = cell_dir(run_dir, "base", "ppo", 1)
     (lost / "done.json").unlink()
-    run_experiment(config_from_dict(TINY), run_dir, quiet=True)
+    run_experiment(config_from_dict(RUN), run_dir, quiet=True)
     assert kept.stat().st_mtime_ns == kept_mtime
     assert (lost / "done.json").is_file()
     after = pd.read_parquet(run_dir / "results.parquet")
