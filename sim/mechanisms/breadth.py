@@ -95,8 +95,8 @@ def cross_buying_multiplier(kept: NDArray[np.int64], lift: float, max_categories
 
 
 def experienced_weight(
-    weight: F64, first_kept: NDArray[np.bool_], returned: NDArray[np.bool_], gain: float, loss: float
+    weight: F64, first_kept: NDArray[np.bool_], returns: NDArray[np.int64], gain: float, loss: float
 ) -> F64:
-    """Her category's weight after an order: up for a first order kept there, down for a return."""
-    moved = weight + np.where(first_kept, gain, 0.0) - np.where(returned, loss, 0.0)
+    """Her category's weight after deliveries: up for a first order kept there, down per return."""
+    moved = weight + np.where(first_kept, gain, 0.0) - returns * loss
     return np.clip(moved, -MAX_WEIGHT, MAX_WEIGHT)

@@ -237,20 +237,27 @@ class Orders(Attrition):
         return returned
 
     def _learn_categories(self, shoppers: I64, category: I64, returned: NDArray[np.bool_]) -> None:
-        """A delivered order teaches her about its category: kept for the first time, or sent back."""
+        """Delivered orders teach her about their categories: kept for the first time, or sent back.
+
+        The lessons add up whatever the parcels' order: a category's first kept order counts once
+        however many of her parcels of it arrive together, and every return counts.
+        """
         pop, breadth = self.pop, self.scenario.mechanisms.breadth
-        # A shopper's several parcels in one batch apply one after another (batches of distinct
-        # shoppers), so a second parcel of a category is no longer her first there.
-        for batch in _distinct_batches(shoppers):
-            who, cat = shoppers[batch], category[batch]
-            pop.category_weight[who, cat] = experienced_weight(
-                pop.category_weight[who, cat].astype(np.float64),
-                ~returned[batch] & ~has_category(pop.categories_kept[who], cat),
-                returned[batch],
-                breadth.experience_gain,
-                breadth.return_loss,
-            )
-            pop.categories_kept[who[~returned[batch]]] |= category_bit(cat[~returned[batch]])
+        width = pop.category_weight.shape[1]
+        cell = shoppers * width + category
+        first = np.unique(cell[~returned & ~has_category(pop.categories_kept[shoppers], category)])
+        touched, inverse = np.unique(np.concatenate([first, cell[returned]]), return_inverse=True)
+        first_kept = np.bincount(inverse[: first.size], minlength=touched.size) > 0
+        returns = np.bincount(inverse[first.size :], minlength=touched.size)
+        who, cat = touched // width, touched % width
+        pop.category_weight[who, cat] = experienced_weight(
+            pop.category_weight[who, cat].astype(np.float64),
+            first_kept,
+            returns,
+            breadth.experience_gain,
+            breadth.return_loss,
+        )
+        np.bitwise_or.at(pop.categories_kept, shoppers[~returned], category_bit(category[~returned]))
 
     def _returned(self, order_ids: I64, now: Times) -> None:
         """Returned parcels arrive: refund, handling and restock are booked; points are taken back."""
@@ -265,16 +272,3 @@ class Orders(Attrition):
         pop.points[shoppers] = np.maximum(pop.points[shoppers], 0)  # the points are spent already
         self.daily.add("returns", _first(now), order_ids.size)
         self.log.record("return", now, shoppers, order_id=order_ids, amount=refund / 100.0)
-
-
-def _distinct_batches(shoppers: I64) -> list[I64]:
-    """Positions of ``shoppers`` split into batches in which no shopper repeats (in their order)."""
-    if np.unique(shoppers).size == shoppers.size:  # the common case
-        return [np.arange(shoppers.size)]
-    order = np.argsort(shoppers, kind="stable")
-    sorted_ids = shoppers[order]
-    starts = np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(sorted_ids.size), 0))
-    occurrence = np.empty(shoppers.size, dtype=np.int64)
-    occurrence[order] = np.arange(sorted_ids.size) - group_start
-    return [np.flatnonzero(occurrence == k) for k in range(int(occurrence.max()) + 1)]
