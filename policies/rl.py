@@ -42,6 +42,7 @@ from sb3_contrib import ARS, QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 
 from policies.base import (
@@ -303,6 +304,9 @@ class SB3Policy:
         callbacks: list[BaseCallback] = [ShopMetricsCallback()]
         if callback is not None:
             callbacks.append(callback)
+        if self.model.tensorboard_log is None:
+            # SB3's default logger makes an empty SB3-<time> folder in the temp dir on every learn().
+            self.model.set_logger(Logger(folder=None, output_formats=[]))
         with torch_threads(1):
             self.model.learn(total_timesteps, callback=callbacks, progress_bar=progress_bar)
 

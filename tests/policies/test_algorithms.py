@@ -4,6 +4,7 @@ loads and evaluates; RecurrentPPO carries its LSTM state through a journey."""
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,20 @@ def test_every_named_algorithm_is_a_kind():
 
 
 @pytest.mark.parametrize("kind", RL_KINDS)
-def test_algorithm_trains_saves_without_pickle_loads_and_evaluates_alike(kind: str, tmp_path: Path):
+def test_algorithm_trains_saves_without_pickle_loads_and_evaluates_alike(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     env = journey()
     policy = make_policy(kind, env, seed=0, **TINY[kind])
     before = {k: v.clone() for k, v in policy.model.policy.state_dict().items()}  # type: ignore[attr-defined]
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
     policy.learn(256)  # type: ignore[attr-defined]
+    assert not list(temp.iterdir()), "training left files in the temp dir (an SB3 logger folder?)"
+    monkeypatch.undo()
+    temp.rmdir()
     after = policy.model.policy.state_dict()  # type: ignore[attr-defined]
     assert any(not (before[k] == after[k]).all() for k in before), f"{kind}: training moved no weight"
     policy.save(tmp_path)
