@@ -856,6 +856,23 @@ class HabitParams(_Model):
     )
 
 
+class PriceImageParams(_Model):
+    """What a shopper learns of the shop's deals; see :mod:`sim.mechanisms.price_image`.
+
+    Neutral: ``visit_gain: 0``.
+    """
+
+    # Anderson & Simester 2004 (direction: deep discounts raise first-time customers' later
+    # purchases); Hamilton & Chernev 2013 (price image drives store visits). Size: assumption.
+    visit_gain: Annotated[float, Field(ge=0.0, le=50.0)] = Field(
+        default=3.0, description="visit probability x exp(this x her learned mean discount depth)"
+    )
+    # Assumption: her first order carries as much weight as the prior (a Bayesian mean).
+    prior_orders: Annotated[float, Field(gt=0.0, le=1000.0)] = Field(
+        default=1.0, description="full-price pseudo-orders her price image is shrunk towards"
+    )
+
+
 class MechanismParams(_Model):
     """Behavioural mechanisms; each section documents its neutral (ablation) setting."""
 
@@ -873,6 +890,7 @@ class MechanismParams(_Model):
     breadth: BreadthParams = BreadthParams()
     dark_patterns: DarkPatternParams = DarkPatternParams()
     habit: HabitParams = HabitParams()
+    price_image: PriceImageParams = PriceImageParams()
 
 
 #: Dotted overrides that switch every behavioural mechanism to its neutral (ablation) setting.
@@ -906,6 +924,7 @@ NEUTRAL_MECHANISMS: dict[str, Any] = {
     "mechanisms.dark_patterns.trust_loss_hidden_cost": 0.0,
     "mechanisms.dark_patterns.trust_loss_opt_in": 0.0,
     "mechanisms.habit.early_attrition": 0.0,
+    "mechanisms.price_image.visit_gain": 0.0,
 }
 
 

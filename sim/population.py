@@ -161,6 +161,7 @@ class Population:
     categories_kept: NDArray[np.uint64] = field(init=False)  # bit c: she has kept an order there
     category_weight: NDArray[np.float32] = field(init=False)  # (n, categories), learned from experience
     trust: NDArray[np.float32] = field(init=False)  # 1 until dark patterns take some of it
+    price_image: NDArray[np.float32] = field(init=False)  # learned discount depth (mechanisms.price_image)
 
     def __post_init__(self) -> None:
         n = self.size
@@ -212,6 +213,7 @@ class Population:
         self.categories_kept = np.zeros(n, dtype=np.uint64)
         self.category_weight = np.zeros((n, self.category_count), dtype=np.float32)
         self.trust = np.ones(n, dtype=np.float32)
+        self.price_image = np.zeros(n, dtype=np.float32)
 
     @property
     def mean_spend(self) -> F64:

@@ -15,7 +15,8 @@ from sim.mechanisms.churn import (
     dropout_probability,
     lump_hazard,
 )
-from sim.mechanisms.dark_patterns import lost_trust
+from sim.mechanisms.dark_patterns import felt_hidden_fee, lost_trust
+from sim.mechanisms.price_image import learned_image
 from sim.mechanisms.reference_price import (
     faded,
     update_reference,
@@ -131,6 +132,17 @@ class Orders(Attrition):
             update_weight(reference.smoothing, pop.orders[shoppers], reference.established_orders),
         )
         pop.reference_day[shoppers] = today
+        if scenario.mechanisms.price_image.visit_gain > 0:
+            # The deal as she felt it: a fee revealed at checkout weighs at its salience.
+            felt_fee = felt_hidden_fee(
+                terms.hidden_fee, scenario.mechanisms.dark_patterns.hidden_fee_salience
+            )
+            pop.price_image[shoppers] = learned_image(
+                pop.price_image[shoppers],
+                ((coupon_cents + redeem_cents) / 100.0 - felt_fee) / np.maximum(basket, 0.01),
+                pop.orders[shoppers],
+                scenario.mechanisms.price_image.prior_orders,
+            )
         repeat = pop.orders[shoppers] > 0
         pop.orders[shoppers] += 1
         pop.recent_purchases[shoppers] += 1.0

@@ -19,6 +19,7 @@ from sim.mechanisms.breadth import (
 )
 from sim.mechanisms.dark_patterns import felt_hidden_fee, forced_response
 from sim.mechanisms.need import need_factor
+from sim.mechanisms.price_image import image_visit_multiplier
 from sim.mechanisms.prospect import framed_offer_pull, prospect_value
 from sim.mechanisms.reference_price import effective_price_sensitivity
 from sim.mechanisms.shipping_threshold import topped_up_basket
@@ -72,6 +73,8 @@ class Sessions(Orders):
             held = (pop.offer[rows] > 0) & (pop.offer_expires_at[rows] >= now)
             if held.any():
                 multiplier *= np.where(held, 1.0 + lift * pop.offer_response[rows], 1.0)
+        if mech.price_image.visit_gain > 0:
+            multiplier *= image_visit_multiplier(pop.price_image[rows], mech.price_image.visit_gain)
         season = self.season_multiplier(now)
         if np.ndim(season) or season != 1.0:
             multiplier *= season
