@@ -56,8 +56,10 @@ class Oracle:
     ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
         """The best allowed incentive at the environment's current decision (the observation is unused)."""
         view: OracleView = self._env.oracle_view()
-        if view.kinds.size == 0:  # an episode with no decision point: its one step gives nothing
-            return np.asarray(0, dtype=np.int64), state
+        if view.kinds.size == 0:  # no decision point now (a quiet day, or an empty episode): nothing
+            if view.heads is None:
+                return np.asarray(0, dtype=np.int64), state
+            return np.zeros(len(self.spec.heads), dtype=np.int64), state
         if view.row is not None and view.batch is not None and view.batch == self._cached[0]:
             totals = self._cached[1][view.row : view.row + 1].copy()
         else:

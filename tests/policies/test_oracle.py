@@ -251,3 +251,24 @@ def test_the_rollout_oracle_plans_on_shopper_journey_only_and_checks_its_argumen
     )
     with pytest.raises(ValueError, match="replays one shopper's journey"):
         make_policy("oracle_rollout", targeting, seed=0)
+
+
+def test_oracle_gives_every_segment_none_on_a_day_without_decisions():
+    """A small shop has quiet days; a multi-head action must still have one entry per segment."""
+    env = gym.make(
+        "shopgym/CampaignPlanning-v0",
+        scenario="configs/scenarios/default.yaml",  # acquisitions spread over the year: quiet days
+        horizon_days=10,
+        overrides={"population.shoppers": 1000},
+    )
+    oracle = make_policy("oracle", env)
+    env.reset(seed=0)
+    quiet = 0
+    for _ in range(10):
+        quiet += env.unwrapped.oracle_view().kinds.size == 0
+        action, _ = oracle.predict(np.zeros(1))
+        assert np.shape(action) == env.action_space.shape
+        *_, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    assert quiet > 0
