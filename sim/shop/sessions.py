@@ -74,7 +74,10 @@ class Sessions(Orders):
             if held.any():
                 multiplier *= np.where(held, 1.0 + lift * pop.offer_response[rows], 1.0)
         if mech.price_image.visit_gain > 0:
-            multiplier *= image_visit_multiplier(pop.price_image[rows], mech.price_image.visit_gain)
+            image = pop.price_image[rows]
+            learned = np.flatnonzero(image)  # most were never given a discount: their factor is 1
+            if learned.size:
+                multiplier[learned] *= image_visit_multiplier(image[learned], mech.price_image.visit_gain)
         season = self.season_multiplier(now)
         if np.ndim(season) or season != 1.0:
             multiplier *= season
