@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.calibrate import add_calibrate_parser
 
     add_calibrate_parser(sub)
+    from experiments.ab_test import add_ab_test_parser
+
+    add_ab_test_parser(sub)
     from experiments.tune import add_tune_parser
 
     add_tune_parser(sub)

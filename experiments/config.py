@@ -367,7 +367,7 @@ def check_buildable(config: ExperimentConfig, source: str) -> None:
             if policy.kind not in BUILTIN_KINDS:
                 _check_plugin(policy.kind, policy.kwargs, where, env)
                 continue
-            if policy.kind == "oracle_rollout":
+            if policy.kind in ("oracle_rollout", "oracle_plan"):
                 try:
                     make_policy(policy.kind, env, 0, **policy.kwargs)
                 except ValueError as error:

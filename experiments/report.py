@@ -172,6 +172,11 @@ def normalized_scores(
             continue
         base = table.loc[(variant, reference)]
         span = (table.loc[(variant, oracle)] - base).groupby(level="seed").mean()
+        span_half = (
+            float(stats.t.ppf(0.975, span.size - 1) * span.std(ddof=1) / np.sqrt(span.size))
+            if span.size > 1
+            else float("nan")
+        )
         for policy in present.unique():
             gain = (table.loc[(variant, policy)] - base).groupby(level="seed").mean()
             pair = pd.concat([gain, span], axis=1, keys=["gain", "span"]).dropna()
@@ -181,6 +186,7 @@ def normalized_scores(
                     "policy": policy,
                     **_ratio_ci(pair["gain"], pair["span"]),
                     "span": float(pair["span"].mean()) if len(pair) else float("nan"),
+                    "span_ci95": span_half,
                 }
             )
     return pd.DataFrame(rows)
@@ -217,13 +223,29 @@ def source_of(meta: dict[str, Any]) -> str:
     return f"shopgym {version}" + (f", git {sha}" if sha else "")
 
 
+def normalizing_oracle(config: ExperimentConfig, results: pd.DataFrame) -> list[str]:
+    """The oracle that scores 1: of the run's privileged policies, the one with the highest mean return.
+
+    A run may hold several (the one-step ``oracle`` and a planning one); the best bound is the
+    yardstick. Empty when the run has none.
+    """
+    from policies.registry import ORACLE_KINDS
+
+    names = [p.name for p in config.policies if p.kind in ORACLE_KINDS]
+    present = [n for n in names if not results.empty and (results["policy"] == n).any()]
+    if len(present) < 2:
+        return names[:1]
+    means = results[results["policy"].isin(present)].groupby("policy")["return"].mean()
+    return [str(means.idxmax())]
+
+
 def markdown_summary(
     config: ExperimentConfig, results: pd.DataFrame, meta: dict[str, Any] | None = None
 ) -> str:
     """The run's ``summary.md``: one table of means and CIs, one of paired differences, per variant."""
     summary = summary_table(results)
     diffs = paired_differences(results, config.reference_policy)
-    oracles = [p.name for p in config.policies if p.kind == "oracle"]
+    oracles = normalizing_oracle(config, results)
     scores = (
         pd.concat(
             [
@@ -308,12 +330,18 @@ def _score_lines(
 ) -> list[str]:
     """One variant's normalized scores on the return and on what the shop earns, or why there are none."""
     if not oracles:
-        return ["No `kind: oracle` policy in this run: add one for normalized scores."]
+        return [
+            "No oracle policy (`kind: oracle`, `oracle_plan` or `oracle_rollout`) in this run: "
+            "add one for normalized scores."
+        ]
     part = scores[scores["variant"] == variant] if not scores.empty else scores
     if part.empty:
         return [f"No normalized scores: `{reference}` or `{oracles[0]}` is missing from this variant."]
     spans = part.groupby("metric", sort=False)["span"].first()
+    halves = part.groupby("metric", sort=False)["span_ci95"].first()
     metrics = [m for m in spans.index if abs(float(spans[m])) > 0]
+    # A ratio over an oracle gain that noise could make zero (or flip) is no score at all.
+    noisy = [m for m in metrics if abs(float(spans[m])) <= float(halves[m])]
     if not metrics:  # the scale is zero on every metric: every score would be 0/0
         return [
             f"No normalized scores: `{oracles[0]}` earns exactly what `{reference}` earns here "
@@ -321,12 +349,14 @@ def _score_lines(
             f"({oracles[0]} - {reference}) has no scale; in a shop where no incentive can do better than "
             "none, compare the policies' returns directly."
         ]
+    metrics = [m for m in metrics if m not in noisy]
     label = {m: SCORED[m] for m in metrics}
     if "return" in label and env_id in ATTRIBUTED_RETURN:
         label["return"] = "return (attributed)"
     lines = [
         f"Normalized scores, (policy - {reference}) / ({oracles[0]} - {reference}) on each metric: 0 is "
-        f"`{reference}`, 1 the privileged oracle that reads the simulator's hidden state. Rank on margin "
+        f"`{reference}`, 1 the privileged oracle `{oracles[0]}` (it reads the simulator's hidden state; "
+        "the best-returning oracle when a run has several). Rank on margin "
         "and LTV: what the shop truly earns."
         + (
             f" The return is {ATTRIBUTED_RETURN[env_id]}."
@@ -346,11 +376,18 @@ def _score_lines(
             for m in metrics
         ]
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
-    skipped = [SCORED[m] for m in spans.index if m not in metrics]
+    skipped = [SCORED[m] for m in spans.index if m not in metrics and m not in noisy]
     if skipped:
         lines += [
             "",
             f"No score on {', '.join(skipped)}: `{oracles[0]}` earns exactly what `{reference}` earns.",
+        ]
+    for m in noisy:
+        lines += [
+            "",
+            f"No score on {SCORED[m]}: `{oracles[0]}`'s gain over `{reference}` there, "
+            f"{_fmt(float(spans[m]), float(halves[m]))}, is within noise, so a ratio over it has no "
+            "scale; read the paired differences above.",
         ]
     return lines
 
@@ -481,7 +518,7 @@ def write_report(root: Path, config: ExperimentConfig, tables: dict[str, pd.Data
     plots = root / "plots"
     plots.mkdir(exist_ok=True)
     summary = summary_table(results)
-    oracles = [p.name for p in config.policies if p.kind == "oracle"]
+    oracles = normalizing_oracle(config, results)
 
     def profiles(frame: pd.DataFrame, path: Path) -> bool:
         from experiments.aggregate import plot_performance_profiles, run_scores

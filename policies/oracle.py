@@ -162,6 +162,87 @@ class RolloutOracle(Oracle):
         return target
 
 
+class PlanOracle(Oracle):
+    """``kind: oracle_plan``: plans a CampaignPlanning episode by rollouts of the true simulator.
+
+    The one-step lookahead values each shopper alone, so it cannot see what a plan does to the
+    shared warehouse in a peak (late deliveries raise everyone's churn) or through referred
+    friends over the season. At the start of each episode this oracle searches open-loop plans
+    (an incentive per segment and per phase: ordinary and seasonal-peak days) with the
+    environment's ``rollout_plans``: the episode's own population, futures from fresh seeds.
+    It starts from the best blanket plan (every incentive, ``none`` included) and improves one
+    (phase, segment) at a time while a change raises the mean return (coordinate ascent, at
+    most ``sweeps`` passes). Every blanket and stationary per-segment rule is in its search
+    space, so none beats it but by Monte Carlo noise. Costs ``(incentives x (1 + sweeps x
+    phases x segments)) x replicates`` episodes per episode.
+    """
+
+    name = "oracle_plan"
+
+    def __init__(self, env: gym.Env[Any, Any], seed: int = 0, replicates: int = 1, sweeps: int = 2) -> None:
+        super().__init__(env, seed)
+        if not hasattr(self._env, "rollout_plans"):
+            raise ValueError(
+                f"kind oracle_plan plans a whole shop's campaign; {type(self._env).__name__} cannot "
+                "(use shopgym/CampaignPlanning-v0, or kind oracle)"
+            )
+        for field, value, top in (("replicates", replicates, 64), ("sweeps", sweeps, 8)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise ValueError(f"oracle_plan: {field} must be an integer in [1, {top}], got {value!r}")
+        self.replicates, self.sweeps = replicates, sweeps
+        self._plan: tuple[int, NDArray[np.int64]] | None = None
+
+    def predict(
+        self,
+        observation: NDArray[np.floating[Any]],
+        state: tuple[NDArray[Any], ...] | None = None,
+        episode_start: NDArray[np.bool_] | None = None,
+        deterministic: bool = False,
+        action_masks: NDArray[np.bool_] | None = None,
+    ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
+        """Today's row of the episode's plan (searched on the episode's first day)."""
+        env = cast(Any, self._env)
+        if self._plan is None or self._plan[0] != env.episode_index:
+            self._plan = (env.episode_index, self.search())
+        return self._plan[1][int(env.phases()[env.day])].copy(), state
+
+    def search(self) -> NDArray[np.int64]:
+        """The best plan found for the current episode, ``(phases, segments)``."""
+        env = cast(Any, self._env)
+        phases = int(env.phases().max()) + 1
+        n, segments = self.spec.n_actions, len(self.spec.heads)
+        if not segments:
+            raise ValueError("oracle_plan needs per-segment actions")
+
+        def values(plans: NDArray[np.int64]) -> NDArray[np.float64]:
+            return np.asarray(env.rollout_plans(plans, self.replicates), dtype=np.float64)
+
+        blanket = np.broadcast_to(np.arange(n)[:, None, None], (n, phases, segments)).copy()
+        blanket_values = values(blanket)
+        best, best_value = blanket[int(np.argmax(blanket_values))], float(blanket_values.max())
+        for _ in range(self.sweeps):
+            improved = False
+            for phase in range(phases):
+                for segment in range(segments):
+                    others = np.array([i for i in range(n) if i != best[phase, segment]], dtype=np.int64)
+                    trials = np.repeat(best[None], others.size, axis=0)
+                    trials[:, phase, segment] = others
+                    trial_values = values(trials)
+                    if trial_values.max() > best_value:
+                        best, best_value = trials[int(np.argmax(trial_values))], float(trial_values.max())
+                        improved = True
+            if not improved:
+                break
+        return best
+
+    def save(self, path: str | Path) -> Path:
+        """Write a card that records the oracle (no model: it cannot be exported)."""
+        target = Path(path) / "policy.json"
+        card = {"kind": "oracle_plan", "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
+        atomic_write_json({**card, "note": NOT_EXPORTABLE}, target)
+        return target
+
+
 def _select(view: OracleView, rows: NDArray[np.int64]) -> TrueState:
     """The true state of the shoppers in ``rows`` only."""
     state = view.state

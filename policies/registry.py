@@ -36,7 +36,7 @@ ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson",
 #: Reinforcement-learning kinds (stable-baselines3 and sb3-contrib), trained by ``learn``.
 RL_KINDS = ("ppo", "a2c", "dqn", "maskable_ppo", "qrdqn", "trpo", "ars", "recurrent_ppo")
 #: Privileged kinds: read the simulator's hidden state (a measuring stick, never exported).
-ORACLE_KINDS = ("oracle", "oracle_rollout")
+ORACLE_KINDS = ("oracle", "oracle_rollout", "oracle_plan")
 POLICY_KINDS = (*JSON_POLICIES, *RL_KINDS, *ORACLE_KINDS)
 #: The kinds shopgym ships (plugins may not take these names).
 BUILTIN_KINDS = POLICY_KINDS
@@ -122,6 +122,13 @@ def make_policy(
             if unknown:
                 raise ValueError(f"policy 'oracle_rollout' takes only replicates, got {unknown}")
             return RolloutOracle(env, seed, **kwargs)
+        if kind == "oracle_plan":
+            from policies.oracle import PlanOracle
+
+            unknown = sorted(set(kwargs) - {"replicates", "sweeps"})
+            if unknown:
+                raise ValueError(f"policy 'oracle_plan' takes only replicates and sweeps, got {unknown}")
+            return PlanOracle(env, seed, **kwargs)
         if kwargs:
             raise ValueError(f"policy 'oracle' takes no arguments, got {sorted(kwargs)}")
         from policies.oracle import Oracle

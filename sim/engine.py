@@ -85,11 +85,15 @@ class Simulation(Shop):
         seed: int | np.random.SeedSequence = 0,
         horizon_days: int = 365,
         log_level: LogLevel = "events",
+        future_seed: int | np.random.SeedSequence | None = None,
     ) -> None:
+        """``future_seed``: draw everything after the population from it (see ``Streams.from_seed``)."""
         if horizon_days < 1:
             raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
         self.env = simpy.Environment()
-        self.streams = Streams.from_seed(seed)
+        #: The seed the population was drawn from (a planning oracle forks its futures from it).
+        self.seed = seed
+        self.streams = Streams.from_seed(seed, future_seed)
         twins = None if scenario.population.twins is None else read_twins(scenario.population.twins)
         #: Real customer ids by population row (twins only; rows joined by referral have none).
         self.customer_ids = None if twins is None else twins.customer_id

@@ -20,6 +20,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 STREAM_NAMES = ("acquisition", "arrivals", "behaviour", "fulfillment", "incentives", "social", "referred")
+#: The streams that draw the population at the start of a run (its traits, arrival times and
+#: social graph); everything else is the future.
+POPULATION_STREAMS = ("acquisition", "social")
 
 
 @dataclass(frozen=True)
@@ -35,16 +38,33 @@ class Streams:
     referred: np.random.Generator  # everything about referred shoppers, so organic draws never shift
 
     @classmethod
-    def from_seed(cls, seed: int | np.random.SeedSequence) -> Streams:
-        """Spawn the named streams from ``seed``; the same seed always gives the same streams."""
-        root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-        children = root.spawn(len(STREAM_NAMES))
+    def from_seed(
+        cls, seed: int | np.random.SeedSequence, future: int | np.random.SeedSequence | None = None
+    ) -> Streams:
+        """Spawn the named streams from ``seed``; the same seed always gives the same streams.
+
+        With ``future``, only the streams that draw the population (``POPULATION_STREAMS``)
+        come from ``seed``; every other stream comes from ``future``: the same shoppers, another
+        future (the planning oracle's rollouts on the true state).
+        """
+        children = _spawn(seed)
+        if future is not None:
+            later = _spawn(future)
+            children = [
+                c if n in POPULATION_STREAMS else f
+                for n, c, f in zip(STREAM_NAMES, children, later, strict=True)
+            ]
         return cls(
             **{
                 n: np.random.Generator(np.random.PCG64(c))
                 for n, c in zip(STREAM_NAMES, children, strict=True)
             }
         )
+
+
+def _spawn(seed: int | np.random.SeedSequence) -> list[np.random.SeedSequence]:
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return root.spawn(len(STREAM_NAMES))
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

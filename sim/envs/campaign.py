@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copy import copy
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from sim.population import HOURS_PER_DAY
 
 #: Shoppers per decision kind the oracle values each day (a sample of larger groups).
 ORACLE_SAMPLE = 1000
+#: Spawn-key component of a planning rollout's futures (the episode's own streams use 0-6).
+ROLLOUT_KEY = 0x0A11CE
 #: Segments, in action order. Cart abandoners are shoppers at a cart_abandoned decision.
 SEGMENTS = ("new", "active_mid", "high_value_at_risk", "low_value", "cart_abandoners")
 #: Observation fields, in order: (name, unit, scale).
@@ -154,23 +157,36 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._sim: Simulation | None = None
         self._metrics_zero: dict[str, Any] | None = None
         self._step_objective = np.zeros(len(OBJECTIVES))
+        #: Episodes started by reset() so far (a planning oracle plans once per episode).
+        self.episode_index = 0
+
+    @property
+    def day(self) -> int:
+        """Today's index: the day the next step plans (0 right after reset)."""
+        return int(getattr(self, "_day", 0))
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Build a fresh simulation; the first step plans day 0."""
         super().reset(seed=seed)
-        self._sim = new_simulation(self, self.scenario, self.horizon_days)
-        self._order_margin = expected_order_margin(self.scenario, self._sim.pop)
+        self.episode_index += 1
+        self._start(new_simulation(self, self.scenario, self.horizon_days))
+        assert self._sim is not None
+        if self._metrics_zero is None:
+            self._metrics_zero = metrics_template({"r": 0.0, "l": 0, **summarize(self._sim)})
+        return self._observe(), self._info()
+
+    def _start(self, sim: Simulation) -> None:
+        """Begin an episode on ``sim`` (a fresh run, or a planning rollout's fork)."""
+        self._sim = sim
+        self._order_margin = expected_order_margin(self.scenario, sim.pop)
         self._day = 0
         self._pending: DecisionBatch | None = None
         self._done = False
         self._state = self._objective_state()
         self._episode_reward = 0.0
         self._step_objective = np.zeros(len(OBJECTIVES))
-        if self._metrics_zero is None:
-            self._metrics_zero = metrics_template({"r": 0.0, "l": 0, **summarize(self._sim)})
-        return self._observe(), self._info()
 
     def step(
         self, action: NDArray[np.int64]
@@ -178,19 +194,7 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         """Run one day with this plan; reward the day's weighted objective vector."""
         if self._sim is None or self._done:
             raise RuntimeError("call reset() before step(), and again after the episode ends")
-        plan: NDArray[np.int64] = check_action(action, self.action_space)
-        day_end = (self._day + 1) * HOURS_PER_DAY
-        while True:
-            batch = self._pending if self._pending is not None else self._sim.next_decision()
-            self._pending = None
-            if batch is None:
-                self._done = True
-                break
-            if batch.time_hours >= day_end and self._day + 1 < self.horizon_days:
-                self._pending = batch  # tomorrow's first decision waits for tomorrow's plan
-                break
-            self._sim.submit(self._plan_for(batch, plan))
-        self._day += 1
+        self._run_day(check_action(action, self.action_space))
         state = self._objective_state()
         objective = state - self._state
         self._state = state
@@ -268,7 +272,73 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         view = oracle_view_of(sim, shoppers, kinds, self.objective_weights, self.horizon_days)
         return replace(view, heads=heads.astype(np.int64), weights=weights)
 
+    def phases(self) -> NDArray[np.int64]:
+        """Each day's phase for a planning oracle's plans: 1 on seasonal peak days, else 0."""
+        days = np.arange(self.horizon_days) * HOURS_PER_DAY
+        if self._sim is None:
+            raise RuntimeError("reset() first: the phases come from the episode's simulation")
+        return (self._sim.season_multiplier(days.astype(np.float64)) > 1.0).astype(np.int64)
+
+    def rollout_plans(self, plans: NDArray[np.int64], replicates: int) -> NDArray[np.float64]:
+        """Mean episode return of each open-loop plan, rolled out from this episode's true start.
+
+        ``plans[p, phase, segment]`` is the incentive a segment gets on days of that phase
+        (``phases()``). Each rollout runs this episode's own population (its traits, arrival
+        times and social graph: the true state at day 0) through ``replicates`` futures drawn
+        from fresh seeds, the same futures for every plan (common random numbers), so only the
+        privileged planning oracle may call it. Cost: ``plans x replicates`` episodes.
+        """
+        if self._sim is None or self._day != 0:
+            raise RuntimeError("rollout_plans plans from the start: call it right after reset()")
+        plans = np.asarray(plans, dtype=np.int64)
+        phase = self.phases()
+        if plans.ndim != 3 or plans.shape[2] != len(SEGMENTS) or plans.shape[1] <= int(phase.max()):
+            raise ValueError(
+                f"plans must be (plans, phases, {len(SEGMENTS)}) with {int(phase.max()) + 1} phase(s), "
+                f"got shape {plans.shape}"
+            )
+        root = self._sim.seed
+        base = root if isinstance(root, np.random.SeedSequence) else np.random.SeedSequence(root)
+        returns = np.zeros(len(plans))
+        for r in range(replicates):
+            # A spawn key no stream of the episode itself uses: futures independent of its own.
+            key = (*base.spawn_key, ROLLOUT_KEY, r)
+            for p, plan in enumerate(plans):
+                future = np.random.SeedSequence(base.entropy, spawn_key=key)  # fresh: spawning mutates it
+                fork = copy(self)  # shares the settings; _start rebinds every per-episode field
+                fork._start(
+                    Simulation(
+                        self.scenario,
+                        seed=root,
+                        horizon_days=self.horizon_days,
+                        log_level="aggregates",
+                        future_seed=future,
+                    )
+                )
+                start = fork._state
+                while not fork._done:
+                    fork._run_day(plan[phase[fork._day]])
+                # The daily rewards telescope: the return is the weighted change over the episode.
+                returns[p] += float(self.objective_weights @ (fork._objective_state() - start))
+        return returns * self.reward_scale / replicates
+
     # ---- internals ----------------------------------------------------------------------------
+    def _run_day(self, plan: NDArray[np.int64]) -> None:
+        """Run today with ``plan`` (one incentive per segment) and move to tomorrow."""
+        assert self._sim is not None
+        day_end = (self._day + 1) * HOURS_PER_DAY
+        while True:
+            batch = self._pending if self._pending is not None else self._sim.next_decision()
+            self._pending = None
+            if batch is None:
+                self._done = True
+                break
+            if batch.time_hours >= day_end and self._day + 1 < self.horizon_days:
+                self._pending = batch  # tomorrow's first decision waits for tomorrow's plan
+                break
+            self._sim.submit(self._plan_for(batch, plan))
+        self._day += 1
+
     def _info(self) -> dict[str, Any]:
         assert self._metrics_zero is not None
         objective = dict(zip(OBJECTIVES, map(float, self._step_objective), strict=True))

@@ -272,3 +272,65 @@ def test_oracle_gives_every_segment_none_on_a_day_without_decisions():
         if terminated or truncated:
             break
     assert quiet > 0
+
+
+def _small_campaign(**kwargs: Any) -> gym.Env[Any, Any]:
+    return gym.make(
+        "shopgym/CampaignPlanning-v0",
+        overrides={
+            "population.shoppers": 300,
+            "sessions.peaks": [{"start_day": 4, "days": 2, "visit_multiplier": 3.0}],
+        },
+        horizon_days=8,
+        **kwargs,
+    )
+
+
+def test_campaign_rollouts_run_the_episodes_own_shoppers_through_fresh_futures():
+    env = _small_campaign()
+    env.reset(seed=3)
+    base = env.unwrapped
+    assert base.phases().tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
+    plans = np.zeros((3, 2, 5), dtype=np.int64)
+    plans[2] = [i.name for i in base.scenario.incentives].index("coupon_20")
+    values = base.rollout_plans(plans, 2)
+    assert values[0] == values[1]  # identical plans, identical futures (common random numbers)
+    assert values[2] != values[0]
+    assert np.array_equal(base.rollout_plans(plans, 2), values)  # reproducible
+    # The same shoppers, another future: the population matches the episode's, the outcome differs.
+    episode = base._sim
+    fork = Simulation(base.scenario, seed=episode.seed, horizon_days=8, future_seed=99)
+    assert np.array_equal(fork.pop.acquired_at, episode.pop.acquired_at)
+    assert np.array_equal(fork.pop.visit_prob, episode.pop.visit_prob)
+    while env.step(np.zeros(5, dtype=np.int64))[3] is False:
+        pass
+    fork.run()
+    assert fork.ledger.totals_cents()["revenue"] != episode.ledger.totals_cents()["revenue"]
+    with pytest.raises(RuntimeError, match="plans from the start"):
+        base.rollout_plans(plans, 1)
+
+
+def test_the_planning_oracle_follows_its_plan_and_checks_its_arguments():
+    env = _small_campaign()
+    oracle = make_policy("oracle_plan", env, seed=0, sweeps=1)
+    obs, _ = env.reset(seed=1)
+    first, _ = oracle.predict(obs)
+    plan = oracle._plan[1]
+    assert np.array_equal(first, plan[0])
+    action = first
+    for day in range(1, 8):
+        obs, *_ = env.step(action)
+        action, _ = oracle.predict(obs)
+        assert np.array_equal(action, plan[env.unwrapped.phases()[day]])
+    # The search starts from the best blanket plan and keeps only improvements.
+    env.reset(seed=1)
+    blanket = np.broadcast_to(np.arange(13)[:, None, None], (13, 2, 5))
+    best_blanket = env.unwrapped.rollout_plans(blanket, 1).max()
+    assert env.unwrapped.rollout_plans(plan[None], 1)[0] >= best_blanket
+    with pytest.raises(ValueError, match="sweeps must be an integer in \\[1, 8\\]"):
+        make_policy("oracle_plan", env, seed=0, sweeps=0)
+    with pytest.raises(ValueError, match="takes only replicates and sweeps"):
+        make_policy("oracle_plan", env, seed=0, depth=3)
+    journey = gym.make("shopgym/ShopperJourney-v0", horizon_days=60)
+    with pytest.raises(ValueError, match="plans a whole shop's campaign"):
+        make_policy("oracle_plan", journey, seed=0)
