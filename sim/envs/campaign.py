@@ -30,6 +30,7 @@ from sim.metrics import summarize
 from sim.oracle import OracleView
 from sim.params import DECISION_KINDS, Scenario
 from sim.population import HOURS_PER_DAY
+from sim.rng import STREAM_NAMES
 
 #: Shoppers per decision kind the oracle values each day (a sample of larger groups).
 ORACLE_SAMPLE = 1000
@@ -299,17 +300,22 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             )
         root = self._sim.seed
         base = root if isinstance(root, np.random.SeedSequence) else np.random.SeedSequence(root)
+        if isinstance(root, np.random.SeedSequence) and root.n_children_spawned != len(STREAM_NAMES):
+            raise RuntimeError("rollout_plans needs the episode's seed as given to its simulation")
         returns = np.zeros(len(plans))
         for r in range(replicates):
             # A spawn key no stream of the episode itself uses: futures independent of its own.
             key = (*base.spawn_key, ROLLOUT_KEY, r)
             for p, plan in enumerate(plans):
-                future = np.random.SeedSequence(base.entropy, spawn_key=key)  # fresh: spawning mutates it
+                # Fresh sequences each time: spawning mutates one, and the population must be
+                # drawn from the children the episode's own run drew it from.
+                future = np.random.SeedSequence(base.entropy, spawn_key=key)
+                population = np.random.SeedSequence(base.entropy, spawn_key=base.spawn_key)
                 fork = copy(self)  # shares the settings; _start rebinds every per-episode field
                 fork._start(
                     Simulation(
                         self.scenario,
-                        seed=root,
+                        seed=population,
                         horizon_days=self.horizon_days,
                         log_level="aggregates",
                         future_seed=future,
