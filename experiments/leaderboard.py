@@ -54,9 +54,9 @@ def scaled(
 
 def score_table(results: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
     """Per policy: the normalized score and its 95% CI half-width on each scored metric."""
-    from experiments.report import normalized_scores
+    from experiments.report import normalized_scores, normalizing_oracle
 
-    oracle = next(p.name for p in config.policies if p.kind == "oracle")
+    oracle = normalizing_oracle(config, results)[0]
     columns = []
     for metric in SCORED:
         part = normalized_scores(results, config.reference_policy, oracle, metric).set_index("policy")
@@ -74,6 +74,7 @@ def _cell(score: float, half: float) -> str:
 def page(runs: list[tuple[ExperimentConfig, pd.DataFrame]], command: str, minutes: float, note: str) -> str:
     """The markdown of ``docs/LEADERBOARD.md``."""
     from experiments.aggregate import BOOTSTRAP_REPS, interval, iqm, run_scores
+    from experiments.report import normalizing_oracle
 
     lines = [
         "# Leaderboard",
@@ -111,7 +112,7 @@ def page(runs: list[tuple[ExperimentConfig, pd.DataFrame]], command: str, minute
         for policy, row in table.iterrows():
             cells = [_cell(float(row[f"{m} score"]), float(row[f"{m} ci95"])) for m in SCORED]
             lines.append(f"| {policy} | " + " | ".join(cells) + " |")
-        oracle = next(p.name for p in config.policies if p.kind == "oracle")
+        oracle = normalizing_oracle(config, results)[0]
         scores, _ = run_scores(results, config.reference_policy, oracle)
         for policy, matrix in scores.items():
             matrices.setdefault(str(policy), []).append(matrix)

@@ -40,7 +40,10 @@ def test_shipped_leaderboard_configs_cover_every_env_default_scenario_and_every_
     }
     assert all(c.env.scenario == "configs/scenarios/default.yaml" for c in configs)
     journey = next(c for c in configs if c.env.id == "shopgym/ShopperJourney-v0")
-    assert {p.kind for p in journey.policies} == set(BUILTIN_KINDS)
+    # Every kind on the journey, but the planning oracle, which plans a whole shop's campaign.
+    assert {p.kind for p in journey.policies} == set(BUILTIN_KINDS) - {"oracle_plan"}
+    campaign = next(c for c in configs if c.env.id == "shopgym/CampaignPlanning-v0")
+    assert "oracle_plan" in {p.kind for p in campaign.policies}
 
 
 def test_scaling_keeps_the_first_seeds_and_shrinks_budgets():
