@@ -164,9 +164,10 @@ def get_plugin(name: str) -> PolicyPlugin | None:
 def unknown_kind_message(kind: Any) -> str:
     """What an unknown kind's error says: the built-in and registered kinds, and how to register one."""
     plugins = list(plugin_kinds())
+    registered = ", ".join(plugins[:8]) + (f" and {len(plugins) - 8} more" if len(plugins) > 8 else "")
     return (
-        f"unknown policy kind {str(kind)[:80]!r}; built-in: {list(_builtin_kinds())}; registered: "
-        f"{plugins or 'none'}; register one by entry point (group {ENTRY_POINT_GROUP!r}) or "
+        f"unknown policy kind {str(kind)[:80]!r}; built-in: {', '.join(_builtin_kinds())}; registered: "
+        f"{registered or 'none'}; register one by entry point (group {ENTRY_POINT_GROUP!r}) or "
         f"shopgym.register_policy (see {PROTOCOL_DOC})"
     )
 
