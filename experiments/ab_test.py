@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from sim.engine import DecisionBatch, Simulation
 from sim.envs.common import resolve_scenario
@@ -162,32 +163,41 @@ def simulate_test(
     horizon = start_day + enrol_days + window_days
     sim = Simulation(scenario, seed=seed, horizon_days=horizon, log_level="aggregates")
     draw = np.random.default_rng([seed, 0xAB])
-    enrolled: dict[int, tuple[int, float, int]] = {}  # shopper -> (arm, window end in hours, orders)
-    bought: dict[int, bool] = {}
     first, last = start_day * HOURS_PER_DAY, (start_day + enrol_days) * HOURS_PER_DAY
+    # Per enrolment batch: the shoppers, their arms, their window ends (hours), their orders then.
+    parts: list[tuple[NDArray[np.int64], NDArray[np.int64], float, NDArray[np.int64]]] = []
+    seen = np.zeros(0, dtype=bool)
 
-    def decide(batch: DecisionBatch) -> np.ndarray:
+    def decide(batch: DecisionBatch) -> NDArray[np.int64]:
+        nonlocal seen
         chosen = np.zeros(batch.shoppers.size, dtype=np.int64)
         if batch.kind != decision or not first <= batch.time_hours < last:
             return chosen
-        for k, shopper in enumerate(batch.shoppers.tolist()):
-            if shopper in enrolled:
-                continue
-            arm = int(draw.integers(len(arms)))
-            end = batch.time_hours + window_days * HOURS_PER_DAY
-            enrolled[shopper] = (arm, end, int(sim.pop.orders[shopper]))
-            chosen[k] = ids[arm]
+        if seen.size < sim.pop.size:  # referred friends joined
+            seen = np.concatenate([seen, np.zeros(sim.pop.size - seen.size, dtype=bool)])
+        new = ~seen[batch.shoppers]
+        shoppers = batch.shoppers[new]
+        seen[shoppers] = True
+        arm = draw.integers(len(arms), size=shoppers.size)
+        chosen[new] = ids[arm]
+        end = batch.time_hours + window_days * HOURS_PER_DAY
+        parts.append((shoppers, arm, end, sim.pop.orders[shoppers].copy()))
         return chosen
 
+    measured: list[tuple[NDArray[np.int64], NDArray[np.bool_]]] = []
+    done = 0  # parts measured so far (they end in enrolment order)
+
     def measure(now: float) -> None:
-        for shopper, (_, end, orders) in enrolled.items():
-            if shopper not in bought and end <= now:
-                bought[shopper] = bool(sim.pop.orders[shopper] > orders)
+        nonlocal done
+        while done < len(parts) and parts[done][2] <= now:
+            shoppers, arm, _, orders = parts[done]
+            measured.append((arm, sim.pop.orders[shoppers] > orders))
+            done += 1
 
     sim.run(decide, on_day=lambda day: measure(day * HOURS_PER_DAY))
     measure(float(horizon * HOURS_PER_DAY))
-    arm_of = np.array([enrolled[s][0] for s in bought], dtype=np.int64)
-    hits = np.array(list(bought.values()), dtype=bool)
+    arm_of = np.concatenate([a for a, _ in measured]) if measured else np.zeros(0, dtype=np.int64)
+    hits = np.concatenate([b for _, b in measured]) if measured else np.zeros(0, dtype=bool)
     return pd.DataFrame(
         {
             "arm": arms,
