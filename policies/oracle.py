@@ -103,7 +103,7 @@ class Oracle:
     def save(self, path: str | Path) -> Path:
         """Write a card that records the oracle (no model: it cannot be exported)."""
         target = Path(path) / "policy.json"
-        card = {"kind": "oracle", "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
+        card = {"kind": self.name, "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
         atomic_write_json({**card, "note": NOT_EXPORTABLE}, target)
         return target
 
@@ -153,13 +153,6 @@ class RolloutOracle(Oracle):
         values: NDArray[np.float64] = rollout_values(self.replicates, candidates)
         best = int(candidates[int(np.argmax(values))]) if values.max() > values[0] else 0
         return np.asarray(best, dtype=np.int64), state
-
-    def save(self, path: str | Path) -> Path:
-        """Write a card that records the oracle (no model: it cannot be exported)."""
-        target = Path(path) / "policy.json"
-        card = {"kind": "oracle_rollout", "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
-        atomic_write_json({**card, "note": NOT_EXPORTABLE}, target)
-        return target
 
 
 class PlanOracle(Oracle):
@@ -234,13 +227,6 @@ class PlanOracle(Oracle):
             if not improved:
                 break
         return best
-
-    def save(self, path: str | Path) -> Path:
-        """Write a card that records the oracle (no model: it cannot be exported)."""
-        target = Path(path) / "policy.json"
-        card = {"kind": "oracle_plan", "format_version": FORMAT_VERSION, "env_id": self.spec.env_id}
-        atomic_write_json({**card, "note": NOT_EXPORTABLE}, target)
-        return target
 
 
 def _select(view: OracleView, rows: NDArray[np.int64]) -> TrueState:
