@@ -598,17 +598,22 @@ def _run_ray(
         import ray
     except ImportError:
         raise ConfigError("backend 'ray' needs ray: pip install 'shopgym[ray]'") from None
-    if not ray.is_initialized():
+    started = not ray.is_initialized()  # a session the caller opened is theirs to close
+    if started:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     from policies.plugins import worker_references
 
-    remote = ray.remote(num_cpus=1)(run_cell_with_plugins)
-    plugins = worker_references()
-    pending = [remote.remote(plugins, config_json, *cell, str(root)) for cell in todo]
-    while pending:
-        finished, pending = ray.wait(pending, num_returns=1)
-        ray.get(finished)
-        done()
+    try:
+        remote = ray.remote(num_cpus=1)(run_cell_with_plugins)
+        plugins = worker_references()
+        pending = [remote.remote(plugins, config_json, *cell, str(root)) for cell in todo]
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            ray.get(finished)
+            done()
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def gather(

@@ -177,9 +177,10 @@ def test_process_pool_gives_the_same_results_as_one_process(run_dir: Path, tmp_p
 
 
 def test_ray_backend_runs_the_same_cells(run_dir: Path, tmp_path: Path):
-    pytest.importorskip("ray", reason="ray is an optional extra: pip install 'shopgym[ray]'")
+    ray = pytest.importorskip("ray", reason="ray is an optional extra: pip install 'shopgym[ray]'")
     config = config_from_dict(TINY | {"policies": TINY["policies"][:2], "seeds": [0]})
     root = run_experiment(config, tmp_path / "ray", backend="ray", workers=2, quiet=True)
+    assert not ray.is_initialized()  # the session the run started is closed
     got = pd.read_parquet(root / "results.parquet").sort_values(["policy", "episode"], ignore_index=True)
     full = pd.read_parquet(run_dir / "results.parquet")
     expected = full[(full["seed"] == 0) & full["policy"].isin(["none", "coupon_all"])]
