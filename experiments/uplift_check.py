@@ -5,8 +5,9 @@ The field recipe, run on ShopperJourney's shoppers at their first decision:
 1. **A randomized campaign.** ``--train`` shoppers each get the incentive or ``none`` by a fair
    coin at their first decision, ``none`` at every later one; the log keeps what the shop
    observed then, the coin and the margin each went on to earn to the horizon.
-2. **A T-learner** (the shipped ``uplift`` policy: scikit-learn boosted trees, one per arm)
-   fitted on that log predicts each new shopper's uplift from her observation alone.
+2. **A meta-learner** (the shipped ``uplift`` policy: scikit-learn boosted trees; ``--learner x``,
+   its default X-learner, or ``t``, the T-learner) fitted on that log predicts each new shopper's
+   uplift from her observation alone.
 3. **The truth.** For ``--eval`` fresh shoppers, each arm's expected margin from the decision on
    comes from ``--replicates`` futures of her true journey (common random numbers), so the true
    individual effect is known up to Monte Carlo error.
@@ -35,6 +36,7 @@ from scipy import stats
 
 from policies.base import env_spec
 from policies.registry import make_policy
+from policies.uplift import LEARNERS
 from sim.envs.journey_task import JourneyTask
 from sim.envs.journey_vector import ShopperJourneyVectorEnv
 from sim.io import atomic_write_parquet, atomic_write_text
@@ -96,8 +98,9 @@ def check_seed(
     incentive: str,
     start_day: int,
     kwargs: dict[str, Any],
+    learner_kind: str = "x",
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """One seed: the randomized log, the T-learner, its ranking and targeting against the truth."""
+    """One seed: the randomized log, the meta-learner, its ranking and targeting against the truth."""
     envs, task, audience, obs, masks = _decisions_after(train, seed, start_day, kwargs)
     arm = list(task.catalog.names).index(incentive)
     coin = np.random.default_rng([seed, 1]).random(audience.size) < 0.5
@@ -105,9 +108,9 @@ def check_seed(
     actions = np.where(treated, arm, 0)
     outcome = task.play_out(audience, actions)
     spec = env_spec(gym.make(ENV_ID, **kwargs))
-    learner: Any = make_policy("uplift", spec, seed, log_size=train, min_arm_samples=1)
+    learner: Any = make_policy("uplift", spec, seed, log_size=train, min_arm_samples=1, learner=learner_kind)
     learner.update(obs, actions, outcome)
-    share = cross_fitted_share(spec, seed, obs, actions, outcome, masks[:, arm], arm)
+    share = cross_fitted_share(spec, seed, obs, actions, outcome, masks[:, arm], arm, learner_kind)
     envs.close()
 
     envs, task, audience, obs, masks = _decisions_after(evaluate, seed + 1_000_003, start_day, kwargs)
@@ -152,10 +155,11 @@ def cross_fitted_share(
     outcome: F64,
     allowed: NDArray[np.bool_],
     arm: int,
+    learner_kind: str = "x",
 ) -> float:
     """The share to treat, top-ranked first, chosen by its value on the randomized log itself.
 
-    Two-fold cross-fitting: each half is ranked by a T-learner fitted on the other half, and
+    Two-fold cross-fitting: each half is ranked by a learner fitted on the other half, and
     each candidate share (0, 10%, ..., 100%) is valued by inverse propensity weighting of the
     fair coin (``+2y`` if treated, ``-2y`` if not, among the shoppers it would treat). Ties go
     to the smaller share: treating nobody wins unless the log says otherwise.
@@ -164,7 +168,9 @@ def cross_fitted_share(
     held_out = np.full(obs.shape[0], -np.inf)
     for fold in (0, 1):
         fit = folds != fold
-        model: Any = make_policy("uplift", spec, seed, log_size=int(fit.sum()), min_arm_samples=1)
+        model: Any = make_policy(
+            "uplift", spec, seed, log_size=int(fit.sum()), min_arm_samples=1, learner=learner_kind
+        )
         model.update(obs[fit], actions[fit], outcome[fit])
         predicted = model.predicted_rewards(obs[~fit])
         held_out[~fit] = predicted[:, arm] - predicted[:, 0]
@@ -199,7 +205,7 @@ def format_markdown(per_seed: pd.DataFrame, note: str) -> str:
         "| --- | --- |",
     ]
     labels = {
-        "normalized_qini": "normalized Qini of the T-learner's ranking",
+        "normalized_qini": "normalized Qini of the learner's ranking",
         "targeting_vs_none": "targeting rule vs none ($ margin per shopper)",
         "targeting_vs_blanket": "targeting rule vs everyone treated ($ margin per shopper)",
         "blanket_vs_none": "everyone treated vs none ($ margin per shopper)",
@@ -221,10 +227,10 @@ def add_uplift_check_parser(sub: Any) -> None:
     """The ``shopgym uplift-check`` command."""
     parser = sub.add_parser(
         "uplift-check",
-        help="a T-learner on a randomized campaign against the true individual effects (Qini)",
+        help="an uplift learner on a randomized campaign against the true individual effects (Qini)",
         description=(
             "Randomize an incentive at ShopperJourney shoppers' first decision, fit the shipped uplift "
-            "policy (T-learner) on that log, and score its targeting on fresh shoppers whose true "
+            "policy (X- or T-learner) on that log, and score its targeting on fresh shoppers whose true "
             "effects come from replicated futures: normalized Qini, and margin per shopper against "
             "none and against treating everyone, per seed and pooled."
         ),
@@ -251,6 +257,12 @@ def add_uplift_check_parser(sub: Any) -> None:
         default=14,
         help="the outcome: margin from the decision to the campaign's start plus this many days "
         "(default 14: a campaign's usual read-out, twice a coupon's 7-day validity)",
+    )
+    parser.add_argument(
+        "--learner",
+        choices=LEARNERS,
+        default="x",
+        help="the uplift policy's meta-learner: x (X-learner, its default) or t (T-learner)",
     )
     parser.add_argument("--seeds", type=int, default=5, help="independent repetitions (default 5)")
     parser.add_argument("--out", help="folder for uplift_check.md and uplift_check.parquet")
@@ -284,7 +296,7 @@ def run_uplift_check(args: argparse.Namespace) -> int:
     summaries, rows = [], []
     for seed in track(range(args.seeds), description="uplift-check seeds", disable=not sys.stderr.isatty()):
         summary, frame = check_seed(
-            seed, args.train, args.eval, args.replicates, args.incentive, args.start_day, kwargs
+            seed, args.train, args.eval, args.replicates, args.incentive, args.start_day, kwargs, args.learner
         )
         summaries.append(summary)
         rows.append(frame)
@@ -294,7 +306,8 @@ def run_uplift_check(args: argparse.Namespace) -> int:
         f"decision in days {args.start_day}-{args.start_day + CAMPAIGN_DAYS} of their tenure get "
         f"`{args.incentive}` or `none` by a fair coin (`none` afterwards); the same audience of "
         f"{args.eval:,} fresh journeys per seed is scored against {args.replicates} futures per arm; "
-        f"{args.seeds} seeds. Outcome: dollars of margin from the decision to day "
+        f"{args.seeds} seeds; learner: {args.learner.upper()}-learner. Outcome: dollars of margin from "
+        "the decision to day "
         f"{args.start_day + args.window_days}."
     )
     text = format_markdown(per_seed, note)

@@ -29,7 +29,7 @@ JSON_POLICIES: dict[str, str] = {
     "thompson": "policies.bandits:ThompsonSampling",
     "lin_ucb": "policies.bandits:LinUCB",
     "lin_thompson": "policies.bandits:LinearThompson",
-    "uplift": "policies.uplift:UpliftTLearner",
+    "uplift": "policies.uplift:UpliftLearner",
 }
 #: Policies that learn online from ``update`` (trained over episodes before evaluation).
 ONLINE_KINDS = ("epsilon_greedy", "ucb1", "thompson", "lin_ucb", "lin_thompson", "uplift")

@@ -1,21 +1,34 @@
-"""``uplift``: a T-learner that targets incentives on what a shop observes, from a randomized log.
+"""``uplift``: a meta-learner that targets incentives on what a shop observes, from a randomized log.
 
 The classic field recipe (Radcliffe & Surry 2011; Ascarza 2018, "Retention futility"): run a
-randomized experiment, fit one outcome model per treatment, then give each shopper the incentive
-whose predicted outcome beats the others by the most. Here the experiment is the policy's own
-training: every training decision draws an allowed incentive uniformly at random and logs the
-observation, the incentive and the reward that followed (up to ``log_size`` decisions). The
-first greedy decision closes the experiment: feedback on the policy's own choices is not
-randomized, so it is not logged (``evaluation: learn: true`` leaves the fitted trees as they are). The
-outcome models are scikit-learn gradient-boosted regression trees (Huber loss by default), one
-per incentive (the T-learner of Kunzel et al. 2019); an incentive with fewer than ``min_arm_samples`` logged
-decisions is never chosen. The greedy rule gives the incentive with the highest predicted
-reward minus ``lambda * cost`` (the budget's price, as for every bandit) where it beats ``none``
-by at least ``min_uplift``.
+randomized experiment, fit outcome models, then give each shopper the incentive whose predicted
+effect beats the others by the most. Here the experiment is the policy's own training: every
+training decision draws an allowed incentive uniformly at random and logs the observation, the
+incentive and the reward that followed (up to ``log_size`` decisions). The first greedy decision
+closes the experiment: feedback on the policy's own choices is not randomized, so it is not logged
+(``evaluation: learn: true`` leaves the fitted trees as they are).
+
+Two learners (Kunzel, Sekhon, Bickel & Yu 2019), all models scikit-learn gradient-boosted
+regression trees (Huber loss by default, since a shopper's margin is heavy-tailed):
+
+* ``learner: t``, the T-learner: one outcome model per incentive; its predicted reward.
+* ``learner: x`` (the default), the X-learner: the T-learner's outcome models impute each logged
+  shopper's individual effect of incentive k against ``none`` (her outcome minus the other arm's
+  prediction), and shallow, subsampled trees (``effect_*``) are fitted to those imputed effects,
+  one model on each arm's rows, blended by the randomization's propensity. A shop's margin varies
+  far more between shoppers than an incentive's effect on it does (here an effect's spread is
+  about a seventh of the outcome's); the T-learner then ranks on the difference of two noisy fits,
+  while the X-learner regularizes the effect itself. ``shopgym uplift-check`` measures the two.
+
+An incentive with fewer than ``min_arm_samples`` logged decisions (for the X-learner, either it
+or ``none``) is never chosen. The greedy rule gives the incentive with the highest predicted
+reward (T) or effect against ``none`` (X, where ``none`` scores 0) minus ``lambda * cost`` (the
+budget's price, as for every bandit) where it beats ``none`` by at least ``min_uplift``.
 
 The fitted trees are saved as JSON arrays and decided by :class:`policies.rules.TreesRule`, in
-numpy alone, in process and in the exported runtime; the log itself is not saved, so a reloaded
-policy acts on its fitted trees and a further ``update`` starts a new log.
+numpy alone, in process and in the exported runtime (an X-learner's two effect models of one
+incentive are one sum of trees, their leaves scaled by the blend); the log itself is not saved,
+so a reloaded policy acts on its fitted trees and a further ``update`` starts a new log.
 """
 
 from __future__ import annotations
@@ -33,12 +46,14 @@ from policies.rules import MAX_TREE_NODES, TreesRule, trees_rule
 #: Losses of the outcome models: Huber by default, since a shopper's margin is heavy-tailed (one
 #: large basket) and squared error lets a few such orders decide the trees.
 LOSSES = ("huber", "squared_error")
+#: Meta-learners: ``t`` (one outcome model per incentive), ``x`` (imputed effects, Kunzel et al. 2019).
+LEARNERS = ("t", "x")
 #: Most decisions the randomized log may hold (float32 features: 1M x 64 fields is 256 MB).
 MAX_LOG_SIZE = 1_000_000
 
 
-class UpliftTLearner(Bandit):
-    """Randomized log, one boosted-tree outcome model per incentive, the best predicted one given."""
+class UpliftLearner(Bandit):
+    """Randomized log, boosted-tree T- or X-learner, the incentive with the best predicted effect given."""
 
     kind = "uplift"
 
@@ -54,6 +69,11 @@ class UpliftTLearner(Bandit):
         min_arm_samples: int = 200,
         min_uplift: float = 0.0,
         loss: str = "huber",
+        learner: str = "x",
+        effect_estimators: int = 200,
+        effect_depth: int = 2,
+        effect_learning_rate: float = 0.02,
+        effect_subsample: float = 0.5,
         budget_per_decision: float | None = None,
         pacing_rate: float = 0.01,
     ) -> None:
@@ -63,15 +83,22 @@ class UpliftTLearner(Bandit):
             ("max_depth", max_depth, 1, 12),
             ("min_samples_leaf", min_samples_leaf, 1, MAX_LOG_SIZE),
             ("min_arm_samples", min_arm_samples, 1, MAX_LOG_SIZE),
+            ("effect_estimators", effect_estimators, 1, 2_000),
+            ("effect_depth", effect_depth, 1, 12),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name}={value!r} must be an integer in [{low}, {high:,}]")
-        if spec.n_actions * n_estimators * (2 ** (max_depth + 1) - 1) > MAX_TREE_NODES:
+        check_choice("learner", learner, LEARNERS)
+        trees, depth = (n_estimators, max_depth) if learner == "t" else (2 * effect_estimators, effect_depth)
+        if spec.n_actions * trees * (2 ** (depth + 1) - 1) > MAX_TREE_NODES:
             raise ValueError(
-                f"uplift: {spec.n_actions} incentives x {n_estimators} trees of depth {max_depth} may "
+                f"uplift: {spec.n_actions} incentives x {trees} trees of depth {depth} may "
                 f"exceed {MAX_TREE_NODES:,} nodes (MAX_TREE_NODES): use fewer or shallower trees"
             )
         _check_positive("learning_rate", learning_rate)
+        _check_positive("effect_learning_rate", effect_learning_rate)
+        if not 0.0 < effect_subsample <= 1.0:
+            raise ValueError(f"effect_subsample={effect_subsample!r} must be in (0, 1]")
         check_choice("loss", loss, LOSSES)
         check_range("min_uplift", min_uplift, 0.0)
         super().__init__(
@@ -87,12 +114,20 @@ class UpliftTLearner(Bandit):
             min_arm_samples=min_arm_samples,
             min_uplift=min_uplift,
             loss=loss,
+            learner=learner,
+            effect_estimators=effect_estimators,
+            effect_depth=effect_depth,
+            effect_learning_rate=effect_learning_rate,
+            effect_subsample=effect_subsample,
         )
         self.log_size = log_size
         self.n_estimators, self.max_depth = n_estimators, max_depth
         self.learning_rate, self.min_samples_leaf = float(learning_rate), min_samples_leaf
         self.min_arm_samples, self.min_uplift = min_arm_samples, float(min_uplift)
-        self.loss = loss
+        self.loss, self.learner = loss, learner
+        self.effect_estimators, self.effect_depth = effect_estimators, effect_depth
+        self.effect_learning_rate = float(effect_learning_rate)
+        self.effect_subsample = float(effect_subsample)
         d = len(spec.obs_fields)
         #: The log as the batches ``update`` received (joined once, at a fit: no copy per decision).
         self._log: list[tuple[NDArray[np.float32], Actions, Floats]] = []
@@ -112,7 +147,10 @@ class UpliftTLearner(Bandit):
         return _masked_argmax(np.zeros(allowed.shape), allowed, self.rng)  # the randomized experiment
 
     def predicted_rewards(self, obs: Floats) -> Floats:
-        """``(n, n_actions)``: each incentive's predicted reward (``-inf`` where it has no model)."""
+        """``(n, n_actions)``: each incentive's predicted reward (``-inf`` where it has no model).
+
+        For the X-learner, the reward relative to ``none`` (which scores 0): the same differences.
+        """
         self._refit()
         return self._rule.scores(np.asarray(obs, dtype=np.float64))
 
@@ -137,45 +175,63 @@ class UpliftTLearner(Bandit):
         self.logged += self._log[-1][1].size
 
     def _refit(self) -> None:
-        """Fit one boosted-tree regressor per incentive on its logged decisions (when the log grew)."""
+        """Fit the learner's trees on the log (when it grew) and rebuild the numpy rule."""
         if self._fitted_at == self.logged:
             return
-        from sklearn.ensemble import GradientBoostingRegressor
-
+        obs = np.concatenate([batch[0] for batch in self._log])
+        actions = np.concatenate([batch[1] for batch in self._log])
+        rewards = np.concatenate([batch[2] for batch in self._log])
         model = _untrained(self.spec)
-        log_obs = np.concatenate([batch[0] for batch in self._log])
-        log_actions = np.concatenate([batch[1] for batch in self._log])
-        log_rewards = np.concatenate([batch[2] for batch in self._log])
-        for arm in range(self.spec.n_actions):
-            rows = log_actions == arm
-            if rows.sum() < self.min_arm_samples:
-                continue
-            regressor = GradientBoostingRegressor(
-                n_estimators=self.n_estimators,
-                max_depth=self.max_depth,
-                learning_rate=self.learning_rate,
-                min_samples_leaf=self.min_samples_leaf,
-                loss=self.loss,
-                random_state=self.seed,
-            ).fit(log_obs[rows], log_rewards[rows])
-            model["trained"][arm] = True
-            model["bias"][arm] = float(regressor.init_.constant_.reshape(-1)[0])
-            for tree in regressor.estimators_[:, 0]:
-                t = tree.tree_
-                model["trees"].append(
-                    {
-                        "action": arm,
-                        "feature": t.feature.tolist(),
-                        "threshold": t.threshold.tolist(),
-                        "left": t.children_left.tolist(),
-                        "right": t.children_right.tolist(),
-                        "value": (self.learning_rate * t.value[:, 0, 0]).tolist(),
-                    }
-                )
+        fitted = [
+            self._outcome_model(obs[rows], rewards[rows]) if rows.sum() >= self.min_arm_samples else None
+            for rows in (actions == arm for arm in range(self.spec.n_actions))
+        ]
+        if self.learner == "t":
+            for arm, regressor in enumerate(fitted):
+                if regressor is not None:
+                    _add_ensemble(model, arm, regressor, 1.0)
+        elif fitted[0] is not None:
+            _mark_trained(model, 0, 0.0)  # effects are against none, whose own effect is 0
+            control = actions == 0
+            for arm, regressor in enumerate(fitted[1:], start=1):
+                if regressor is None:
+                    continue
+                treated = actions == arm
+                propensity = treated.sum() / (treated.sum() + control.sum())
+                imputed_treated = rewards[treated] - fitted[0].predict(obs[treated])
+                imputed_control = regressor.predict(obs[control]) - rewards[control]
+                # Kunzel et al.: tau = g tau_control + (1 - g) tau_treated, g the propensity.
+                _add_ensemble(model, arm, self._effect_model(obs[control], imputed_control), propensity)
+                _add_ensemble(model, arm, self._effect_model(obs[treated], imputed_treated), 1.0 - propensity)
         model["min_uplift"] = self.min_uplift
         self.trees_model = model
         self._rule = trees_rule(model, len(self.spec.obs_fields), self.spec.n_actions)
         self._fitted_at = self.logged
+
+    def _outcome_model(self, obs: Floats, rewards: Floats) -> Any:
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            min_samples_leaf=self.min_samples_leaf,
+            loss=self.loss,
+            random_state=self.seed,
+        ).fit(obs, rewards)
+
+    def _effect_model(self, obs: Floats, effects: Floats) -> Any:
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(
+            n_estimators=self.effect_estimators,
+            max_depth=self.effect_depth,
+            learning_rate=self.effect_learning_rate,
+            min_samples_leaf=self.min_samples_leaf,
+            subsample=self.effect_subsample,
+            loss=self.loss,
+            random_state=self.seed,
+        ).fit(obs, effects)
 
     # ---- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -199,7 +255,7 @@ def _untrained(spec: EnvSpec) -> dict[str, Any]:
     """A decision model with no trees: only ``none`` (action 0) may be chosen."""
     return {
         "rule": "trees",
-        "kind": UpliftTLearner.kind,
+        "kind": UpliftLearner.kind,
         "action_names": list(spec.action_names),
         "obs_fields": list(spec.obs_fields),
         "trained": [False] * spec.n_actions,
@@ -207,3 +263,26 @@ def _untrained(spec: EnvSpec) -> dict[str, Any]:
         "min_uplift": 0.0,
         "trees": [],
     }
+
+
+def _mark_trained(model: dict[str, Any], arm: int, bias: float) -> None:
+    model["trained"][arm] = True
+    model["bias"][arm] += bias
+
+
+def _add_ensemble(model: dict[str, Any], arm: int, regressor: Any, weight: float) -> None:
+    """Add ``weight`` times a fitted scikit-learn boosted ensemble to ``arm``'s sum of trees."""
+    _mark_trained(model, arm, weight * float(regressor.init_.constant_.reshape(-1)[0]))
+    scale = weight * regressor.learning_rate
+    for tree in regressor.estimators_[:, 0]:
+        t = tree.tree_
+        model["trees"].append(
+            {
+                "action": arm,
+                "feature": t.feature.tolist(),
+                "threshold": t.threshold.tolist(),
+                "left": t.children_left.tolist(),
+                "right": t.children_right.tolist(),
+                "value": (scale * t.value[:, 0, 0]).tolist(),
+            }
+        )

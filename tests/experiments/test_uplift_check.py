@@ -1,4 +1,4 @@
-"""``shopgym uplift-check``: a randomized campaign, the uplift T-learner, its Qini against the truth."""
+"""``shopgym uplift-check``: a randomized campaign, the uplift learner, its Qini against the truth."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def test_the_command_writes_its_table_and_rows(tmp_path):
             "2",
             "--start-day",
             "30",
+            "--learner",
+            "t",
             "--out",
             str(tmp_path),
         ],
@@ -45,7 +47,8 @@ def test_the_command_writes_its_table_and_rows(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "uplift_check.md").read_text()
-    assert "| normalized Qini of the T-learner's ranking |" in text and "| targeting rule vs none" in text
+    assert "learner: T-learner" in text
+    assert "| normalized Qini of the learner's ranking |" in text and "| targeting rule vs none" in text
     rows = pd.read_parquet(tmp_path / "uplift_check.parquet")
     assert set(rows["seed"]) == {0, 1} and np.isfinite(rows["true_effect"]).all()
 

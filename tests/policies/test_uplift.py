@@ -1,4 +1,4 @@
-"""The uplift T-learner: a randomized log, boosted trees per incentive, decided by numpy alone."""
+"""The uplift policy: a randomized log, a T- or X-learner of boosted trees, decided by numpy alone."""
 
 from __future__ import annotations
 
@@ -33,9 +33,13 @@ def logged() -> tuple[gym.Env, np.ndarray, np.ndarray]:
     return env, np.array(seen), np.array(masks)
 
 
-def _taught(env: gym.Env, obs: np.ndarray, masks: np.ndarray) -> tuple[object, np.ndarray, np.ndarray]:
+def _taught(
+    env: gym.Env, obs: np.ndarray, masks: np.ndarray, learner: str = "x"
+) -> tuple[object, np.ndarray, np.ndarray]:
     """An uplift policy that explored on ``obs``; rewards favour incentive 1 where field 0 is large."""
-    policy = make_policy("uplift", env, seed=0, n_estimators=30, min_samples_leaf=20, min_arm_samples=100)
+    policy = make_policy(
+        "uplift", env, seed=0, n_estimators=30, min_samples_leaf=20, min_arm_samples=100, learner=learner
+    )
     actions = policy.predict(obs, action_masks=masks)[0]
     effect = np.where(actions == 1, np.where(obs[:, 0] > np.median(obs[:, 0]), 1.0, -1.0), 0.0)
     rewards = effect + np.random.default_rng(1).normal(0.0, 0.1, obs.shape[0])
@@ -54,24 +58,45 @@ def test_training_is_a_randomized_experiment_over_the_allowed_incentives(logged)
     assert counts.min() > 0.6 * counts.max()
 
 
-def test_it_learns_who_to_treat_and_leaves_the_rest_alone(logged):
+@pytest.mark.parametrize("learner", ["t", "x"])
+def test_it_learns_who_to_treat_and_leaves_the_rest_alone(logged, learner):
     env, obs, masks = logged
-    policy, _, _ = _taught(env, obs, masks)
+    policy, _, _ = _taught(env, obs, masks, learner)
     chosen = policy.predict(obs, deterministic=True, action_masks=masks)[0]
     high = obs[:, 0] > np.median(obs[:, 0])
     assert (chosen[high] == 1).mean() > 0.9
     assert (chosen[~high] == 1).mean() < 0.1
 
 
+def _boosted(**overrides: object) -> GradientBoostingRegressor:
+    settings = {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.05, "min_samples_leaf": 20}
+    return GradientBoostingRegressor(**{**settings, **overrides}, loss="huber", random_state=0)
+
+
 def test_its_numpy_trees_predict_what_scikit_learn_predicts(logged):
     env, obs, masks = logged
-    policy, actions, rewards = _taught(env, obs, masks)
+    policy, actions, rewards = _taught(env, obs, masks, "t")
     rows = actions == 1
-    reference = GradientBoostingRegressor(
-        n_estimators=30, max_depth=3, learning_rate=0.05, min_samples_leaf=20, loss="huber", random_state=0
-    ).fit(obs[rows], rewards[rows])
+    reference = _boosted().fit(obs[rows], rewards[rows])
     rule = trees_rule(policy.greedy_model(), obs.shape[1], env.action_space.n)
     np.testing.assert_allclose(rule.scores(obs)[:, 1], reference.predict(obs), rtol=0, atol=1e-12)
+
+
+def test_its_x_learner_is_the_propensity_blend_of_two_imputed_effect_models(logged):
+    """Kunzel et al. (2019), step by step in scikit-learn, equals the numpy rule's scores."""
+    env, obs, masks = logged
+    policy, actions, rewards = _taught(env, obs, masks, "x")
+    treated, control = actions == 1, actions == 0
+    mu_treated = _boosted().fit(obs[treated], rewards[treated])
+    mu_control = _boosted().fit(obs[control], rewards[control])
+    effect = {"n_estimators": 200, "max_depth": 2, "learning_rate": 0.02, "subsample": 0.5}
+    tau_treated = _boosted(**effect).fit(obs[treated], rewards[treated] - mu_control.predict(obs[treated]))
+    tau_control = _boosted(**effect).fit(obs[control], mu_treated.predict(obs[control]) - rewards[control])
+    g = treated.sum() / (treated.sum() + control.sum())
+    expected = g * tau_control.predict(obs) + (1.0 - g) * tau_treated.predict(obs)
+    scores = trees_rule(policy.greedy_model(), obs.shape[1], env.action_space.n).scores(obs)
+    assert (scores[:, 0] == 0.0).all()  # effects are against none
+    np.testing.assert_allclose(scores[:, 1], expected, rtol=0, atol=1e-9)
 
 
 def test_a_saved_policy_decides_as_the_trained_one_and_bad_trees_are_refused(logged, tmp_path):
@@ -114,6 +139,8 @@ def test_before_any_arm_has_enough_data_it_gives_nothing(logged):
     assert (policy.predict(obs[:50], deterministic=True, action_masks=masks[:50])[0] == 0).all()
     with pytest.raises(ValueError, match=r"log_size=0 must be an integer in \[1, 1,000,000\]"):
         make_policy("uplift", env, seed=0, log_size=0)
+    with pytest.raises(ValueError, match=r"effect_subsample=0\.0 must be in \(0, 1\]"):
+        make_policy("uplift", env, seed=0, effect_subsample=0.0)
 
 
 def test_its_own_greedy_choices_are_not_logged_as_the_experiment(logged):
