@@ -209,6 +209,7 @@ class UpliftLearner(Bandit):
         self._fitted_at = self.logged
 
     def _outcome_model(self, obs: Floats, rewards: Floats) -> Any:
+        """One arm's outcome model (the T-learner's, and the X-learner's first stage)."""
         from sklearn.ensemble import GradientBoostingRegressor
 
         return GradientBoostingRegressor(
@@ -221,6 +222,7 @@ class UpliftLearner(Bandit):
         ).fit(obs, rewards)
 
     def _effect_model(self, obs: Floats, effects: Floats) -> Any:
+        """The X-learner's second stage: shallow subsampled trees on imputed effects (less variance)."""
         from sklearn.ensemble import GradientBoostingRegressor
 
         return GradientBoostingRegressor(
@@ -266,6 +268,7 @@ def _untrained(spec: EnvSpec) -> dict[str, Any]:
 
 
 def _mark_trained(model: dict[str, Any], arm: int, bias: float) -> None:
+    """Let ``arm`` be chosen and add ``bias`` to its constant score."""
     model["trained"][arm] = True
     model["bias"][arm] += bias
 
