@@ -183,7 +183,7 @@ class UpliftLearner(Bandit):
         rewards = np.concatenate([batch[2] for batch in self._log])
         model = _untrained(self.spec)
         fitted = [
-            self._outcome_model(obs[rows], rewards[rows]) if rows.sum() >= self.min_arm_samples else None
+            self._boosted(obs[rows], rewards[rows]) if rows.sum() >= self.min_arm_samples else None
             for rows in (actions == arm for arm in range(self.spec.n_actions))
         ]
         if self.learner == "t":
@@ -201,39 +201,32 @@ class UpliftLearner(Bandit):
                 imputed_treated = rewards[treated] - fitted[0].predict(obs[treated])
                 imputed_control = regressor.predict(obs[control]) - rewards[control]
                 # Kunzel et al.: tau = g tau_control + (1 - g) tau_treated, g the propensity.
-                _add_ensemble(model, arm, self._effect_model(obs[control], imputed_control), propensity)
-                _add_ensemble(model, arm, self._effect_model(obs[treated], imputed_treated), 1.0 - propensity)
+                for rows, imputed, weight in (
+                    (control, imputed_control, propensity),
+                    (treated, imputed_treated, 1.0 - propensity),
+                ):
+                    _add_ensemble(model, arm, self._boosted(obs[rows], imputed, effect=True), weight)
         model["min_uplift"] = self.min_uplift
         self.trees_model = model
         self._rule = trees_rule(model, len(self.spec.obs_fields), self.spec.n_actions)
         self._fitted_at = self.logged
 
-    def _outcome_model(self, obs: Floats, rewards: Floats) -> Any:
-        """One arm's outcome model (the T-learner's, and the X-learner's first stage)."""
+    def _boosted(self, obs: Floats, targets: Floats, effect: bool = False) -> Any:
+        """One arm's outcome model, or (``effect``) the X-learner's second stage on imputed effects.
+
+        The second stage's trees are shallower, slower and subsampled: less variance on noisy targets.
+        """
         from sklearn.ensemble import GradientBoostingRegressor
 
         return GradientBoostingRegressor(
-            n_estimators=self.n_estimators,
-            max_depth=self.max_depth,
-            learning_rate=self.learning_rate,
+            n_estimators=self.effect_estimators if effect else self.n_estimators,
+            max_depth=self.effect_depth if effect else self.max_depth,
+            learning_rate=self.effect_learning_rate if effect else self.learning_rate,
+            subsample=self.effect_subsample if effect else 1.0,
             min_samples_leaf=self.min_samples_leaf,
             loss=self.loss,
             random_state=self.seed,
-        ).fit(obs, rewards)
-
-    def _effect_model(self, obs: Floats, effects: Floats) -> Any:
-        """The X-learner's second stage: shallow subsampled trees on imputed effects (less variance)."""
-        from sklearn.ensemble import GradientBoostingRegressor
-
-        return GradientBoostingRegressor(
-            n_estimators=self.effect_estimators,
-            max_depth=self.effect_depth,
-            learning_rate=self.effect_learning_rate,
-            min_samples_leaf=self.min_samples_leaf,
-            subsample=self.effect_subsample,
-            loss=self.loss,
-            random_state=self.seed,
-        ).fit(obs, effects)
+        ).fit(obs, targets)
 
     # ---- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
