@@ -25,7 +25,9 @@ from experiments.calibrate.log import (
 from experiments.calibrate.report import render_plots, report_data, report_markdown, write_outputs
 from experiments.calibrate.scenario import calibrate
 from experiments.calibrate.twins import (
+    MAX_TWIN_DRAWS,
     PSEUDONYM_KEY_ENV,
+    TWIN_DRAWS,
     check_twins,
     pseudonym_key,
     twins_frame,
@@ -110,6 +112,13 @@ def add_calibrate_parser(sub: Any) -> None:
         "and --seeds, the report compares each customer's simulated holdout with hers",
     )
     parser.add_argument(
+        "--twin-draws",
+        type=int,
+        default=TWIN_DRAWS,
+        help=f"twins of each customer per seed in the holdout check of --twins (default {TWIN_DRAWS}; "
+        f"1 to {MAX_TWIN_DRAWS}): a customer's forecast is the mean of seeds x draws futures",
+    )
+    parser.add_argument(
         "--pseudonymize",
         action="store_true",
         help=f"write keyed hashes of the customer ids into --twins (HMAC-SHA256 under ${PSEUDONYM_KEY_ENV}, "
@@ -155,6 +164,8 @@ def run_calibrate(args: Any) -> int:
             raise CalibrationError(
                 f"--twins {shown(args.twins)} must end in .parquet, e.g. --twins twins.parquet"
             )
+        if not 1 <= args.twin_draws <= MAX_TWIN_DRAWS:
+            raise CalibrationError(f"--twin-draws must be in [1, {MAX_TWIN_DRAWS}], got {args.twin_draws}")
         if args.pseudonymize and twins_path is None:
             raise CalibrationError("--pseudonymize hashes the ids of --twins; give --twins FILE.parquet too")
         columns = (
@@ -206,7 +217,10 @@ def run_calibrate(args: Any) -> int:
                 if args.seeds and calibration.cohort.holdout_weeks > 0:
                     seeds = bars.add_task(f"simulating {customers:,} twins", total=args.seeds)
                     twin_check = check_twins(
-                        calibration, range(args.seeds), on_seed=lambda: bars.advance(seeds)
+                        calibration,
+                        range(args.seeds),
+                        on_seed=lambda: bars.advance(seeds),
+                        draws=args.twin_draws,
                     )
             bars.update(task, completed=2 + args.seeds, description="writing the report")
             data = report_data(calibration, check, shortfall, twins=twin_check)

@@ -4,8 +4,8 @@
 cohort: her history (repeat transactions, recency, age, spend) and her posterior at the end of
 calibration under the written attrition model (:mod:`sim.twins` says what the simulator draws
 from it), and beside it a scenario whose ``population.twins`` names the file. The holdout check
-here simulates the twins over the held-out period on several seeds and compares each customer's
-mean simulated transactions with what she did, beside the closed-form conditional expectation
+here simulates the twins over the held-out period (several draws per seed) and compares each
+customer's mean simulated transactions with what she did, beside the conditional expectation
 ``E[Y(t) | x, t_x, T]`` the simulation converges to (Fader, Hardie & Lee 2005, Figure 5; their
 per-customer figures).
 """
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.calibrate.common import DAYS_PER_WEEK, F64
+from experiments.calibrate.common import DAYS_PER_WEEK, F64, CalibrationError
 from experiments.calibrate.scenario import Calibration, bounded_parameters
 from experiments.clv_fit import (
     ModelFit,
@@ -45,6 +45,17 @@ PSEUDONYM_KEY_ENV = "SHOPGYM_PSEUDONYM_KEY"
 PSEUDONYM_HEX = 16
 #: Customers per progress step when building the twins (the bar advances this often).
 BUILD_CHUNK = 20_000
+#: Twins of each customer per seed in the holdout check (``--twin-draws``). A customer's mean
+#: over ``seeds x draws`` futures carries Monte-Carlo noise that raises its absolute error and
+#: lowers its correlation; on CDNOW the per-customer figures settle within 0.002 after about 400
+#: draws in all, which the default's 5 seeds x 80 reach in one engine run per seed.
+TWIN_DRAWS = 80
+#: Most draws per customer and seed asked for (``--twin-draws``).
+MAX_TWIN_DRAWS = 1000
+#: Most twins in one check run: a large cohort gets fewer draws per seed (the report says how many).
+MAX_CHECK_SHOPPERS = 400_000
+#: Separates a customer's id from her draw's index in the check's replicated twins file.
+DRAW_SEPARATOR = "#"
 
 
 def pseudonymize(ids: Sequence[str], key: bytes) -> list[str]:
@@ -178,7 +189,8 @@ class TwinsCheck:
     """Each customer's mean simulated holdout transactions against hers and the closed form."""
 
     seeds: tuple[int, ...]
-    simulated: F64  # seeds x customers (cohort order): repeat transactions in the holdout
+    draws: int  # twins of each customer per seed's run
+    simulated: F64  # (seeds x draws) x customers (cohort order): repeat transactions in the holdout
     actual: F64  # customers
     conditional: F64  # customers: E[Y(t) | x, t_x, T] of the twins' prior model
     pareto_nbd_conditional: F64  # customers: the Pareto/NBD fit's, the benchmark
@@ -186,7 +198,7 @@ class TwinsCheck:
 
     @property
     def simulated_mean(self) -> F64:
-        """Mean over seeds of each customer's simulated holdout transactions."""
+        """Mean over all draws (seeds x draws) of each customer's simulated holdout transactions."""
         return np.asarray(self.simulated.mean(axis=0), dtype=np.float64)
 
     def figures(self) -> dict[str, float]:
@@ -196,13 +208,14 @@ class TwinsCheck:
         return {
             "customers": float(actual.size),
             "seeds": float(len(self.seeds)),
+            "draws": float(self.simulated.shape[0]),
             "simulated_mae": float(np.mean(np.abs(sim - actual))),
             "simulated_pearson_r": float(np.corrcoef(sim, actual)[0, 1]),
             "pareto_nbd_mae": float(np.mean(np.abs(closed - actual))),
             "pareto_nbd_pearson_r": float(np.corrcoef(closed, actual)[0, 1]),
             "actual_total": float(actual.sum()),
             "simulated_total": float(totals.mean()),
-            "simulated_total_sd_across_seeds": float(totals.std(ddof=1)) if totals.size > 1 else float("nan"),
+            "simulated_total_sd_across_draws": float(totals.std(ddof=1)) if totals.size > 1 else float("nan"),
             "twins_conditional_total": float(self.conditional.sum()),
             "pareto_nbd_conditional_total": float(closed.sum()),
         }
@@ -232,8 +245,14 @@ class TwinsCheck:
         return table
 
 
-def simulated_holdout_counts(scenario: Scenario, seed: int, days: int, customers: pd.Index) -> F64:
-    """Each twin's simulated transactions (one per customer-day) over ``days``, in ``customers`` order."""
+def simulated_holdout_counts(
+    scenario: Scenario, seed: int, days: int, customers: pd.Index, draws: int = 1
+) -> F64:
+    """Each twin's simulated transactions (one per customer-day) over ``days``: ``(draws, customers)``.
+
+    The scenario's twins file holds ``draws`` rows per customer, with ids ``<id>#<k>``
+    (:func:`replicated_frame`); row ``k`` of the result is every customer's ``k``-th twin.
+    """
     from sim.engine import Simulation
 
     sim = Simulation(scenario, seed=seed, horizon_days=days, log_level="events").run()
@@ -244,10 +263,28 @@ def simulated_holdout_counts(scenario: Scenario, seed: int, days: int, customers
     day = np.floor(orders["time_hours"].to_numpy() / 24.0).astype(np.int64)
     twins = shopper < sim.customer_ids.size  # referred newcomers are nobody's twin
     pairs = np.unique(shopper[twins] * (days + 1) + day[twins])
-    counts = np.bincount(pairs // (days + 1), minlength=sim.customer_ids.size).astype(np.float64)
-    return np.asarray(
-        pd.Series(counts, index=sim.customer_ids).reindex(customers).to_numpy(), dtype=np.float64
+    counts = pd.Series(
+        np.bincount(pairs // (days + 1), minlength=sim.customer_ids.size).astype(np.float64),
+        index=sim.customer_ids,
     )
+    return np.stack(
+        [counts.reindex([f"{c}{DRAW_SEPARATOR}{k}" for c in customers]).to_numpy() for k in range(draws)]
+    ).astype(np.float64)
+
+
+def replicated_frame(frame: pd.DataFrame, draws: int) -> pd.DataFrame:
+    """``draws`` copies of every twin, the ``k``-th with id ``<id>#<k>``: independent draws in one run.
+
+    Twins share nothing but the warehouse and the carriers, whose capacity scales with the
+    population (``*_per_1k_shoppers``), so ``draws`` copies in one run are ``draws`` independent
+    draws of each customer's future, at the engine's large-population speed.
+    """
+    copies = []
+    for k in range(draws):
+        copy = frame.copy()
+        copy["customer_id"] = frame["customer_id"].astype(str) + f"{DRAW_SEPARATOR}{k}"
+        copies.append(copy)
+    return pd.concat(copies, ignore_index=True)
 
 
 def check_twins(
@@ -255,15 +292,21 @@ def check_twins(
     seeds: Sequence[int],
     on_seed: Callable[[], None] | None = None,
     horizon_days: int | None = None,
+    draws: int = TWIN_DRAWS,
 ) -> TwinsCheck:
-    """Simulate the cohort's twins over the held-out period on each seed (ids kept, in a temp file).
+    """Simulate the cohort's twins over the held-out period, ``draws`` of each per seed (temp file).
 
+    A run holds at most :data:`MAX_CHECK_SHOPPERS` twins, so a large cohort gets fewer draws
+    per seed (``TwinsCheck.draws`` says how many).
     ``horizon_days`` shortens the simulated period (default: the whole holdout); the actual
     counts are then the whole holdout's, so only the conditional expectations compare.
     """
+    if not 1 <= draws <= MAX_TWIN_DRAWS:
+        raise CalibrationError(f"--twin-draws must be in [1, {MAX_TWIN_DRAWS}], got {draws}")
     cohort = calibration.cohort
     days = (cohort.log_end - cohort.calibration_end).days if horizon_days is None else horizon_days
     horizon = days / DAYS_PER_WEEK
+    draws = max(1, min(draws, MAX_CHECK_SHOPPERS // max(cohort.customers, 1)))
     frame, prior = twins_frame(calibration)
     fit = _prior_fit(prior)
     conditional = (
@@ -274,17 +317,20 @@ def check_twins(
     customers = pd.Index(cohort.customer_ids)
     with tempfile.TemporaryDirectory(prefix="shopgym-twins-") as folder:
         path = Path(folder) / "twins.parquet"
-        write_twins(frame, prior, path)
+        write_twins(replicated_frame(frame, draws), prior, path)
         scenario = scenario_from_dict(
-            twins_scenario_mapping(calibration, str(path), len(frame)), source="twins scenario"
+            twins_scenario_mapping(calibration, str(path), len(frame) * draws), source="twins scenario"
         )
-        simulated = np.zeros((len(seeds), customers.size))
+        simulated = np.zeros((len(seeds) * draws, customers.size))
         for i, seed in enumerate(seeds):
-            simulated[i] = simulated_holdout_counts(scenario, seed, days, customers)
+            simulated[i * draws : (i + 1) * draws] = simulated_holdout_counts(
+                scenario, seed, days, customers, draws
+            )
             if on_seed is not None:
                 on_seed()
     return TwinsCheck(
         seeds=tuple(int(s) for s in seeds),
+        draws=draws,
         simulated=simulated,
         actual=cohort.holdout_repeats,
         conditional=conditional,

@@ -32,6 +32,7 @@ from experiments.calibrate.twins import (
     check_twins,
     pseudonym_key,
     pseudonymize,
+    replicated_frame,
     twins_frame,
     write_twins_outputs,
 )
@@ -407,24 +408,56 @@ def test_columns_and_date_format_are_configurable():
 def test_twins_simulated_mean_converges_to_the_conditional_expectation_within_monte_carlo_error(
     calibration: Calibration,
 ):
-    """Each CDNOW customer's twin, simulated 6 times over 13 weeks, against E[Y(13) | x, t_x, T]."""
-    check = check_twins(calibration, range(6), horizon_days=91)
+    """Each CDNOW customer's twin drawn 6 times (2 seeds x 3 draws) over 13 weeks, against E[Y(13) | ...]."""
+    check = check_twins(calibration, range(2), horizon_days=91, draws=3)
+    assert check.simulated.shape == (6, calibration.cohort.customers) and check.draws == 3
     totals = check.simulated.sum(axis=1)
     standard_error = totals.std(ddof=1) / np.sqrt(totals.size)
     assert abs(totals.mean() - check.conditional.sum()) < 4 * standard_error, (
         totals,
         check.conditional.sum(),
     )
-    # Per customer: the squared error to the closed form shrinks like 1 / seeds (Monte-Carlo error).
+    # Per customer: the squared error to the closed form shrinks like 1 / draws (Monte-Carlo error).
     one = np.mean((check.simulated[0] - check.conditional) ** 2)
     six = np.mean((check.simulated_mean - check.conditional) ** 2)
     assert six < one / 3
+    # A run's draws are independent of each other, as draws on separate seeds are.
+    same_run = np.corrcoef(check.simulated[0] - check.conditional, check.simulated[1] - check.conditional)
+    assert abs(same_run[0, 1]) < 0.1
     # By calibration repeats, signed errors to the closed form stay within 4 standard errors.
     for x in range(4):
         rows = check.frequency == x
-        per_seed = check.simulated[:, rows].mean(axis=1)
-        error = per_seed.std(ddof=1) / np.sqrt(per_seed.size)
-        assert abs(per_seed.mean() - check.conditional[rows].mean()) < 4 * error + 1e-3, x
+        per_draw = check.simulated[:, rows].mean(axis=1)
+        error = per_draw.std(ddof=1) / np.sqrt(per_draw.size)
+        assert abs(per_draw.mean() - check.conditional[rows].mean()) < 4 * error + 1e-3, x
+
+
+def test_twins_check_draws_copies_of_each_customer_and_refuses_a_bad_count(calibration: Calibration):
+    frame, _ = twins_frame(calibration)
+    copies = replicated_frame(frame.head(3), 2)
+    assert list(copies["customer_id"]) == [f"{c}#{k}" for k in range(2) for c in frame["customer_id"].head(3)]
+    assert copies.drop(columns="customer_id").equals(
+        pd.concat([frame.head(3)] * 2, ignore_index=True).drop(columns="customer_id")
+    )
+    with pytest.raises(CalibrationError, match=r"--twin-draws must be in \[1, 1000\], got 0"):
+        check_twins(calibration, range(1), draws=0)
+
+
+def test_cli_twins_report_gives_each_customers_forecast_over_seeds_times_draws(
+    cdnow_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    out, twins = tmp_path / "shop.yaml", tmp_path / "twins.parquet"
+    args = ["calibrate", str(cdnow_csv), "--out", str(out), "--calibration-end", "1997-09-30"]
+    args += ["--base", str(CDNOW), "--duplicates", "keep", "--seeds", "1", "--twins", str(twins)]
+    assert main([*args, "--twin-draws", "0"]) == 2
+    assert "--twin-draws must be in [1, 1000], got 0" in capsys.readouterr().err
+    assert not out.exists() and not twins.exists()
+    assert main([*args, "--twin-draws", "2"]) == 0
+    report = (tmp_path / "shop_report" / "report.md").read_text()
+    assert "simulated from her own posterior over the holdout, 2 times (1 seeds)" in report
+    data = yaml.safe_load((tmp_path / "shop_report" / "calibration.json").read_text())
+    assert data["twins"]["draws"] == 2 and data["twins"]["seeds"] == 1
+    assert (tmp_path / "shop_report" / "twins_by_frequency.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_twins_file_keeps_or_hashes_the_ids_and_its_scenario_starts_from_them(
