@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from policies.base import FORMAT_VERSION, Actions, EnvSpec, env_spec
 from sim.io import atomic_write_json
-from sim.oracle import OracleView, TrueState, incentive_values
+from sim.oracle import OracleView, TrueState, best_allowed, incentive_values
 from sim.params import DECISION_KINDS
 
 #: Why an oracle cannot be exported or loaded from a file.
@@ -67,11 +67,8 @@ class Oracle:
             if view.row is not None:
                 self._cached = (view.batch, totals)
                 totals = totals[view.row : view.row + 1].copy()
-        if action_masks is not None:
-            allowed = np.asarray(action_masks, dtype=bool).reshape(totals.shape)
-            totals = np.where(allowed, totals, -np.inf)
-        totals[:, 0] = np.maximum(totals[:, 0], 0.0)  # none is always allowed and worth 0
-        best = np.argmax(totals, axis=1).astype(np.int64)
+        allowed = None if action_masks is None else np.asarray(action_masks, dtype=bool).reshape(totals.shape)
+        best = best_allowed(totals, allowed)
         if view.heads is None:
             return np.asarray(best[0], dtype=np.int64), state
         return best, state
@@ -156,18 +153,21 @@ class RolloutOracle(Oracle):
 
 
 class PlanOracle(Oracle):
-    """``kind: oracle_plan``: plans a CampaignPlanning episode by rollouts of the true simulator.
+    """``kind: oracle_plan``: plans an episode by rollouts of the true simulator.
 
-    The one-step lookahead values each shopper alone, so it cannot see what a plan does to the
-    shared warehouse in a peak (late deliveries raise everyone's churn) or through referred
-    friends over the season. At the start of each episode this oracle searches open-loop plans
-    (an incentive per segment and per phase: ordinary and seasonal-peak days) with the
-    environment's ``rollout_plans``: the episode's own population, futures from fresh seeds.
-    It starts from the best blanket plan (every incentive, ``none`` included) and improves one
-    (phase, segment) at a time while a change raises the mean return (coordinate ascent, at
-    most ``sweeps`` passes). Every blanket and stationary per-segment rule is in its search
-    space, so none beats it but by Monte Carlo noise. Costs ``(incentives x (1 + sweeps x
-    phases x segments)) x replicates`` episodes per episode.
+    The one-step lookahead values each shopper alone and each decision alone, so it cannot see
+    what a plan does to the shared warehouse in a peak (late deliveries raise everyone's churn)
+    or through referred friends over the season. At the start of each episode this oracle
+    searches open-loop plans with the environment's ``rollout_plans``: the episode's own
+    population, futures from fresh seeds. A plan is a table (``plan_shape()``):
+    on CampaignPlanning an incentive per segment and per phase (ordinary and seasonal-peak
+    days); on IncentiveTargeting an option per decision kind and true uplift class, where one
+    option is the one-step oracle's own choice. It starts from the best blanket plan (every
+    option everywhere) and improves one cell at a time while a change raises the mean return
+    (coordinate ascent, at most ``sweeps`` passes). Every blanket rule, every rule by segment
+    or by decision kind and class, and the one-step oracle itself are in its search space, so
+    none beats it but by Monte Carlo noise. Costs ``options x (1 + sweeps x cells) x
+    replicates`` episodes per episode.
     """
 
     name = "oracle_plan"
@@ -176,8 +176,8 @@ class PlanOracle(Oracle):
         super().__init__(env, seed)
         if not hasattr(self._env, "rollout_plans"):
             raise ValueError(
-                f"kind oracle_plan plans a whole shop's campaign; {type(self._env).__name__} cannot "
-                "(use shopgym/CampaignPlanning-v0, or kind oracle)"
+                f"kind oracle_plan plans a whole episode by rollouts; {type(self._env).__name__} cannot "
+                "(use shopgym/CampaignPlanning-v0 or shopgym/IncentiveTargeting-v0, or kind oracle)"
             )
         for field, value, top in (("replicates", replicates, 64), ("sweeps", sweeps, 8)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
@@ -193,33 +193,30 @@ class PlanOracle(Oracle):
         deterministic: bool = False,
         action_masks: NDArray[np.bool_] | None = None,
     ) -> tuple[Actions, tuple[NDArray[Any], ...] | None]:
-        """Today's row of the episode's plan (searched on the episode's first day)."""
+        """This step's action under the episode's plan (searched at the episode's first step)."""
         env = cast(Any, self._env)
         if self._plan is None or self._plan[0] != env.episode_index:
             self._plan = (env.episode_index, self.search())
-        return self._plan[1][int(env.phases()[env.day])].copy(), state
+        return env.plan_action(self._plan[1]), state
 
     def search(self) -> NDArray[np.int64]:
-        """The best plan found for the current episode, ``(phases, segments)``."""
+        """The best plan found for the current episode, shaped as the environment's ``plan_shape()``."""
         env = cast(Any, self._env)
-        phases = int(env.phases().max()) + 1
-        n, segments = self.spec.n_actions, len(self.spec.heads)
-        if not segments:
-            raise ValueError("oracle_plan needs per-segment actions")
+        rows, columns, options = env.plan_shape()
 
         def values(plans: NDArray[np.int64]) -> NDArray[np.float64]:
             return np.asarray(env.rollout_plans(plans, self.replicates), dtype=np.float64)
 
-        blanket = np.broadcast_to(np.arange(n)[:, None, None], (n, phases, segments)).copy()
+        blanket = np.broadcast_to(np.arange(options)[:, None, None], (options, rows, columns)).copy()
         blanket_values = values(blanket)
         best, best_value = blanket[int(np.argmax(blanket_values))], float(blanket_values.max())
         for _ in range(self.sweeps):
             improved = False
-            for phase in range(phases):
-                for segment in range(segments):
-                    others = np.array([i for i in range(n) if i != best[phase, segment]], dtype=np.int64)
+            for row in range(rows):
+                for column in range(columns):
+                    others = np.array([i for i in range(options) if i != best[row, column]], dtype=np.int64)
                     trials = np.repeat(best[None], others.size, axis=0)
-                    trials[:, phase, segment] = others
+                    trials[:, row, column] = others
                     trial_values = values(trials)
                     if trial_values.max() > best_value:
                         best, best_value = trials[int(np.argmax(trial_values))], float(trial_values.max())

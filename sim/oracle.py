@@ -324,3 +324,10 @@ def incentive_values(view: OracleView, state: TrueState, kind: DecisionKind) -> 
         values += np.where(alive, 0.0, back * (future[:, None] - per_bonus * redeemed))
     values[:, 0] = 0.0  # none is the reference
     return np.asarray(values, dtype=np.float64)
+
+
+def best_allowed(values: F64, allowed: NDArray[np.bool_] | None = None) -> NDArray[np.int64]:
+    """Each row's allowed incentive of highest value, ``none`` (column 0, worth 0) unless one beats it."""
+    totals = np.where(allowed, values, -np.inf) if allowed is not None else values.copy()
+    totals[:, 0] = np.maximum(totals[:, 0], 0.0)  # none is always allowed and worth 0
+    return np.argmax(totals, axis=1).astype(np.int64)

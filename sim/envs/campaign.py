@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from sim.economics import INCENTIVE, expected_order_margin, residual_value
+from sim.economics import INCENTIVE, expected_order_margin
 from sim.engine import DecisionBatch, Simulation
 from sim.envs.common import (
     OBJECTIVES,
@@ -24,18 +24,17 @@ from sim.envs.common import (
     metrics_template,
     new_simulation,
     oracle_view_of,
+    rollout_simulation,
+    shop_objective_state,
     weights_over_objectives,
 )
 from sim.metrics import summarize
 from sim.oracle import OracleView
 from sim.params import DECISION_KINDS, Scenario
 from sim.population import HOURS_PER_DAY
-from sim.rng import STREAM_NAMES
 
 #: Shoppers per decision kind the oracle values each day (a sample of larger groups).
 ORACLE_SAMPLE = 1000
-#: Spawn-key component of a planning rollout's futures (the episode's own streams use 0-6).
-ROLLOUT_KEY = 0x0A11CE
 #: Segments, in action order. Cart abandoners are shoppers at a cart_abandoned decision.
 SEGMENTS = ("new", "active_mid", "high_value_at_risk", "low_value", "cart_abandoners")
 #: Observation fields, in order: (name, unit, scale).
@@ -280,6 +279,14 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             raise RuntimeError("reset() first: the phases come from the episode's simulation")
         return (self._sim.season_multiplier(days.astype(np.float64)) > 1.0).astype(np.int64)
 
+    def plan_shape(self) -> tuple[int, int, int]:
+        """A plan's (rows, columns, options): phases (``phases()``) x segments -> an incentive."""
+        return int(self.phases().max()) + 1, len(SEGMENTS), len(self.scenario.incentives)
+
+    def plan_action(self, plan: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Today's action under ``plan``: its row for today's phase."""
+        return np.asarray(plan[int(self.phases()[self.day])], dtype=np.int64).copy()
+
     def rollout_plans(self, plans: NDArray[np.int64], replicates: int) -> NDArray[np.float64]:
         """Mean episode return of each open-loop plan, rolled out from this episode's true start.
 
@@ -298,29 +305,11 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                 f"plans must be (plans, phases, {len(SEGMENTS)}) with {int(phase.max()) + 1} phase(s), "
                 f"got shape {plans.shape}"
             )
-        root = self._sim.seed
-        base = root if isinstance(root, np.random.SeedSequence) else np.random.SeedSequence(root)
-        if isinstance(root, np.random.SeedSequence) and root.n_children_spawned != len(STREAM_NAMES):
-            raise RuntimeError("rollout_plans needs the episode's seed as given to its simulation")
         returns = np.zeros(len(plans))
         for r in range(replicates):
-            # A spawn key no stream of the episode itself uses: futures independent of its own.
-            key = (*base.spawn_key, ROLLOUT_KEY, r)
             for p, plan in enumerate(plans):
-                # Fresh sequences each time: spawning mutates one, and the population must be
-                # drawn from the children the episode's own run drew it from.
-                future = np.random.SeedSequence(base.entropy, spawn_key=key)
-                population = np.random.SeedSequence(base.entropy, spawn_key=base.spawn_key)
                 fork = copy(self)  # shares the settings; _start rebinds every per-episode field
-                fork._start(
-                    Simulation(
-                        self.scenario,
-                        seed=population,
-                        horizon_days=self.horizon_days,
-                        log_level="aggregates",
-                        future_seed=future,
-                    )
-                )
+                fork._start(rollout_simulation(self._sim, r))
                 start = fork._state
                 while not fork._done:
                     fork._run_day(plan[phase[fork._day]])
@@ -377,16 +366,9 @@ class CampaignPlanningEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def _objective_state(self) -> NDArray[np.float64]:
         """Cumulative margin, LTV, load and incentive cost of the shop so far."""
         assert self._sim is not None
-        sim = self._sim
-        if self._order_margin.size < sim.pop.size:  # referred shoppers joined
-            self._order_margin = expected_order_margin(sim.scenario, sim.pop)
-        rows = sim.acquired_rows()
-        residual = residual_value(sim.scenario, sim.pop, sim.now_hours, rows, self._order_margin[rows])
-        totals = sim.ledger.totals_cents()
-        daily = sim.daily.values
-        load = float(daily["late_deliveries"].sum() + daily["overtime_orders"].sum())
-        ltv = float(sim.ledger.margin_pv[rows].sum() + residual.sum())
-        return np.array([totals["margin"] / 100.0, ltv, load, totals["incentive"] / 100.0])
+        if self._order_margin.size < self._sim.pop.size:  # referred shoppers joined
+            self._order_margin = expected_order_margin(self._sim.scenario, self._sim.pop)
+        return shop_objective_state(self._sim, self._order_margin)
 
     def _observe(self) -> NDArray[np.float32]:
         assert self._sim is not None

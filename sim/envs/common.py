@@ -14,12 +14,13 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from sim.economics import expected_order_margin
+from sim.economics import expected_order_margin, residual_value
 from sim.engine import Simulation
 from sim.mechanisms.breadth import count_categories
 from sim.oracle import OracleView, friend_value
 from sim.params import DECISION_KINDS, Scenario, load_scenario, scenario_from_dict
 from sim.population import CHANNEL_DEAL, CHANNEL_REFERRED, HOURS_PER_DAY, INCENTIVE_FAMILIES, Population
+from sim.rng import STREAM_NAMES
 
 #: The objective vector, in order: margin ($), LTV ($), load (late deliveries, overtime), incentive cost ($).
 OBJECTIVES = ("margin", "ltv", "load", "budget")
@@ -217,6 +218,48 @@ def new_simulation(env: gym.Env[Any, Any], scenario: Scenario, horizon_days: int
     """A fresh simulation seeded from the environment's ``np_random`` (call after ``Env.reset``)."""
     seed = int(env.np_random.integers(0, 2**63 - 1))
     return Simulation(scenario, seed=seed, horizon_days=horizon_days, log_level="aggregates")
+
+
+#: Spawn-key component of a planning rollout's futures (an episode's own streams use 0-6).
+ROLLOUT_KEY = 0x0A11CE
+
+
+def rollout_simulation(sim: Simulation, replicate: int) -> Simulation:
+    """A fresh run of ``sim``'s own population (its traits, arrivals, social graph) with another future.
+
+    Only the planning oracles may use it: the population is the episode's true state at day 0.
+    Future ``replicate`` is drawn from a spawn key no stream of the episode uses, so rollouts
+    are independent of the episode's own future and the same for every plan compared on it
+    (common random numbers).
+    """
+    root = sim.seed
+    base = root if isinstance(root, np.random.SeedSequence) else np.random.SeedSequence(root)
+    if isinstance(root, np.random.SeedSequence) and root.n_children_spawned != len(STREAM_NAMES):
+        raise RuntimeError("a rollout needs the episode's seed as given to its simulation")
+    # Fresh sequences each time: spawning mutates one, and the population must be drawn from
+    # the children the episode's own run drew it from.
+    return Simulation(
+        sim.scenario,
+        seed=np.random.SeedSequence(base.entropy, spawn_key=base.spawn_key),
+        horizon_days=sim.horizon_days,
+        log_level="aggregates",
+        future_seed=np.random.SeedSequence(base.entropy, spawn_key=(*base.spawn_key, ROLLOUT_KEY, replicate)),
+    )
+
+
+def shop_objective_state(sim: Simulation, order_margin: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The whole shop's cumulative margin, LTV, load and incentive cost so far (``OBJECTIVES``).
+
+    ``order_margin``: each shopper's expected order margin (``expected_order_margin``; traits
+    only), at least as long as the acquired rows.
+    """
+    rows = sim.acquired_rows()
+    residual = residual_value(sim.scenario, sim.pop, sim.now_hours, rows, order_margin[rows])
+    totals = sim.ledger.totals_cents()
+    daily = sim.daily.values
+    load = float(daily["late_deliveries"].sum() + daily["overtime_orders"].sum())
+    ltv = float(sim.ledger.margin_pv[rows].sum() + residual.sum())
+    return np.array([totals["margin"] / 100.0, ltv, load, totals["incentive"] / 100.0])
 
 
 def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, bool | int | float]:

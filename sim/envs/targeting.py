@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,13 +27,15 @@ from sim.envs.common import (
     new_simulation,
     oracle_view_of,
     response_history,
+    rollout_simulation,
+    shop_objective_state,
     weights_over_objectives,
 )
 from sim.mechanisms.tiers import tier_progress
 from sim.metrics import summarize
-from sim.oracle import OracleView
+from sim.oracle import OracleView, best_allowed, incentive_values
 from sim.params import DECISION_KINDS, Scenario
-from sim.population import HOURS_PER_DAY
+from sim.population import HOURS_PER_DAY, UPLIFT_CLASSES
 
 #: Observation fields, in order: (name, unit, scale the raw value is divided by).
 OBS_FIELDS: tuple[tuple[str, str, float], ...] = (
@@ -199,6 +202,8 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._step_objective = np.zeros(len(OBJECTIVES))
         self._batches = 0  # decision batches seen over every episode: names each for the oracle
         self._ended = False
+        #: Episodes started by reset() so far (a planning oracle plans once per episode).
+        self.episode_index = 0
 
     # ---- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -206,6 +211,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Build a fresh simulation (all SimPy state) and move to the first decision point."""
         super().reset(seed=seed)
+        self.episode_index += 1
         self._sim = new_simulation(self, self.scenario, self.horizon_days)
         # Each window: [closes_at, decision_id, shopper, action, margin_cents_then, still_open].
         self._windows: deque[list[Any]] = deque()
@@ -318,17 +324,7 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
         mask[0] = True
         if self._sim is None or self._batch is None or self._budget_left() <= 0:
             return mask
-        pop = self._sim.pop
-        shopper = self._batch.shoppers[self._position : self._position + 1]
-        ids = np.arange(self.n_actions, dtype=np.int16)
-        mask[:] = self._sim.catalog.eligible(
-            ids,
-            np.repeat(pop.streak_days[shopper], ids.size),
-            np.repeat(pop.tier[shopper], ids.size),
-            self.scenario.mechanisms.streaks.min_days,
-            np.repeat(pop.orders[shopper], ids.size),
-        )
-        return mask
+        return _eligibility(self._sim, self._batch.shoppers[self._position : self._position + 1])[0]
 
     def render(self) -> str | None:
         """The shop's KPIs so far, as text."""
@@ -361,6 +357,77 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             self.horizon_days,
         )
         return replace(view, row=self._position, batch=self._batches)
+
+    # ---- the planning oracle's hooks (privileged: they read the true state) -------------------
+    def plan_shape(self) -> tuple[int, int, int]:
+        """A plan's (rows, columns, options): decision kinds x true uplift classes -> an option.
+
+        Options ``0 .. n-1`` are incentives; option ``n`` (``n_actions``) is the one-step
+        oracle's choice for that shopper, so a plan can keep the lookahead where it is right and
+        overrule it where it is myopic.
+        """
+        return len(DECISION_KINDS), len(UPLIFT_CLASSES), self.n_actions + 1
+
+    def plan_action(self, plan: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The current shopper's incentive under ``plan`` (``none`` where it is not allowed)."""
+        if self._sim is None or self._batch is None:
+            return np.asarray(0, dtype=np.int64)
+        shoppers = self._batch.shoppers[self._position : self._position + 1]
+        choice = int(self._planned(self._sim, plan, self._batch.kind, shoppers)[0])
+        return np.asarray(choice if self.action_masks()[choice] else 0, dtype=np.int64)
+
+    def rollout_plans(self, plans: NDArray[np.int64], replicates: int) -> NDArray[np.float64]:
+        """Mean return on the shop's true objective of each plan, rolled out from this episode's start.
+
+        ``plans[p, kind, class]`` is an option of :meth:`plan_shape`. Each rollout runs this
+        episode's own population (the true state at day 0) through ``replicates`` futures drawn
+        from fresh seeds, the same futures for every plan (common random numbers), and scores
+        the whole shop's change in ``objective_weights @ OBJECTIVES`` (what the shop earns, not
+        the attributed reward), times ``reward_scale``. Cost: ``plans x replicates`` episodes.
+        """
+        if self._sim is None or self._next_decision_id != 0:
+            raise RuntimeError("rollout_plans plans from the start: call it right after reset()")
+        plans = np.asarray(plans, dtype=np.int64)
+        rows, columns, options = self.plan_shape()
+        if plans.ndim != 3 or plans.shape[1:] != (rows, columns) or plans.min() < 0 or plans.max() >= options:
+            raise ValueError(
+                f"plans must be (plans, {rows}, {columns}) with options in [0, {options - 1}], "
+                f"got shape {plans.shape}"
+            )
+        returns = np.zeros(len(plans))
+        for r in range(replicates):
+            for p, plan in enumerate(plans):
+                sim = rollout_simulation(self._sim, r)
+                start = shop_objective_state(sim, expected_order_margin(sim.scenario, sim.pop))
+                sim.run(decide=partial(self._rollout_decide, sim, plan))
+                end = shop_objective_state(sim, expected_order_margin(sim.scenario, sim.pop))
+                returns[p] += float(self.objective_weights @ (end - start))
+        return returns * self.reward_scale / replicates
+
+    def _rollout_decide(
+        self, sim: Simulation, plan: NDArray[np.int64], batch: DecisionBatch
+    ) -> NDArray[np.int64]:
+        """A rollout's incentives for a batch: the plan's, ``none`` for everyone once the budget is spent."""
+        spent = sim.ledger.totals_cents()["incentive"] / 100.0
+        if budget_left(spent, self.incentive_budget) <= 0:
+            return np.zeros(batch.shoppers.size, dtype=np.int64)
+        return self._planned(sim, plan, batch.kind, batch.shoppers)
+
+    def _planned(
+        self, sim: Simulation, plan: NDArray[np.int64], kind: str, shoppers: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
+        """Each shopper's option under ``plan``, the one-step oracle's choice resolved."""
+        code = DECISION_KINDS.index(kind)
+        choices = plan[code, sim.pop.uplift_class[shoppers]].astype(np.int64)
+        ask = np.flatnonzero(choices == self.n_actions)
+        if ask.size:
+            rows = shoppers[ask]
+            view = oracle_view_of(
+                sim, rows, np.full(rows.size, code, dtype=np.int8), self.objective_weights, self.horizon_days
+            )
+            values = incentive_values(view, view.state, DECISION_KINDS[code])
+            choices[ask] = best_allowed(values, _eligibility(sim, rows))
+        return choices
 
     # ---- internals ----------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -485,3 +552,17 @@ class IncentiveTargetingEnv(gym.Env[NDArray[np.float32], np.int64]):
             # Zeros (same keys and types) until the step that ends the episode: batchable.
             "episode_metrics": self._metrics_zero.copy(),
         }
+
+
+def _eligibility(sim: Simulation, shoppers: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """``(shoppers, incentives)``: which incentives each shopper may receive (eligibility rules only)."""
+    pop, n = sim.pop, len(sim.catalog)
+    ids = np.tile(np.arange(n, dtype=np.int16), shoppers.size)
+    allowed = sim.catalog.eligible(
+        ids,
+        np.repeat(pop.streak_days[shoppers], n),
+        np.repeat(pop.tier[shoppers], n),
+        sim.scenario.mechanisms.streaks.min_days,
+        np.repeat(pop.orders[shoppers], n),
+    )
+    return np.asarray(allowed, dtype=np.bool_).reshape(shoppers.size, n)

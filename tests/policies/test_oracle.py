@@ -332,5 +332,72 @@ def test_the_planning_oracle_follows_its_plan_and_checks_its_arguments():
     with pytest.raises(ValueError, match="takes only replicates and sweeps"):
         make_policy("oracle_plan", env, seed=0, depth=3)
     journey = gym.make("shopgym/ShopperJourney-v0", horizon_days=60)
-    with pytest.raises(ValueError, match="plans a whole shop's campaign"):
+    with pytest.raises(ValueError, match="plans a whole episode by rollouts"):
         make_policy("oracle_plan", journey, seed=0)
+
+
+def _small_targeting(horizon_days: int = 20) -> gym.Env[Any, Any]:
+    return gym.make(
+        "shopgym/IncentiveTargeting-v0",
+        overrides={"population.shoppers": 300, "population.acquisition_days": 5.0},
+        horizon_days=horizon_days,
+    )
+
+
+def test_targeting_plans_give_each_decision_kind_and_true_class_an_incentive_or_the_lookahead():
+    env = _small_targeting()
+    base = env.unwrapped
+    names = [i.name for i in base.scenario.incentives]
+    obs, info = env.reset(seed=3)
+    rows, columns, options = base.plan_shape()
+    assert (rows, columns, options) == (3, len(UPLIFT_CLASSES), len(names) + 1)
+    lookahead = options - 1
+    plans = np.zeros((3, rows, columns), dtype=np.int64)
+    plans[1] = lookahead
+    plans[2] = names.index("referral_10")
+    # Rollouts are reproducible and compare plans on the same futures.
+    values = base.rollout_plans(plans, 2)
+    assert np.array_equal(values, base.rollout_plans(plans, 2))
+    assert len(set(values.tolist())) == 3
+    # A mixed plan is followed step by step: a cell's incentive where she may have it (else none),
+    # and the one-step oracle's own choice where the cell defers to the lookahead.
+    plan = np.full((rows, columns), lookahead, dtype=np.int64)
+    plan[:, UPLIFT_CLASSES.index("persuadable")] = names.index("coupon_10")
+    plan[:, UPLIFT_CLASSES.index("sleeping_dog")] = 0
+    one_step = make_policy("oracle", env, seed=0)
+    seen: set[str] = set()
+    for _ in range(300):
+        cell = int(base._sim.pop.uplift_class[info["shopper"]])  # the truth, as the plan reads it
+        action = base.plan_action(plan)
+        if UPLIFT_CLASSES[cell] == "persuadable":
+            expected = names.index("coupon_10") if base.action_masks()[names.index("coupon_10")] else 0
+        elif UPLIFT_CLASSES[cell] == "sleeping_dog":
+            expected = 0
+        else:
+            expected = int(one_step.predict(obs, action_masks=base.action_masks())[0])
+        assert int(action) == expected
+        seen.add(UPLIFT_CLASSES[cell])
+        obs, _, _, truncated, info = env.step(action)
+        if truncated:
+            break
+    assert {"persuadable", "sleeping_dog"} <= seen and len(seen) >= 3
+    with pytest.raises(RuntimeError, match="plans from the start"):
+        base.rollout_plans(plans, 1)
+    env.reset(seed=3)
+    with pytest.raises(ValueError, match=r"plans must be \(plans, 3, 4\) with options in \[0, 13\]"):
+        base.rollout_plans(np.full((1, 3, 4), options, dtype=np.int64), 1)
+
+
+def test_the_planning_oracle_on_targeting_keeps_the_lookahead_unless_a_plan_beats_it():
+    env = _small_targeting(horizon_days=10)
+    oracle = make_policy("oracle_plan", env, seed=0, sweeps=1)
+    obs, _ = env.reset(seed=5)
+    oracle.predict(obs, action_masks=env.unwrapped.action_masks())
+    plan = oracle._plan[1]
+    env.reset(seed=5)
+    options = env.unwrapped.plan_shape()[2]
+    blanket = np.broadcast_to(np.arange(options)[:, None, None], (options, 3, 4))
+    everywhere = env.unwrapped.rollout_plans(blanket, 1)
+    # Its plan is at least as good, on the rollouts, as every blanket incentive and as deferring
+    # every decision to the one-step oracle (the last blanket).
+    assert env.unwrapped.rollout_plans(plan[None], 1)[0] >= everywhere.max()
