@@ -263,7 +263,7 @@ def add_ab_test_parser(sub: Any) -> None:
         description=(
             "Read a randomized test's counts (CSV: arm, customers, buyers; one row per arm, arm 'none' the "
             "control, the others incentive names of --scenario), print each incentive's effect on the "
-            "purchase probability with its 95%% CI and the Fréchet bounds on the uplift-class shares (a "
+            "purchase probability with its 95% CI and the Fréchet bounds on the uplift-class shares (a "
             "test identifies the effect, not the shares), then run the same test in the scenario's shop "
             "and say whether its response agrees. See docs/CALIBRATION.md."
         ),

@@ -61,7 +61,7 @@ def add_parsers(sub: Any) -> None:
         description=(
             "Train and evaluate every policy x seed (x scenario variant) of CONFIG with common random "
             "numbers. Writes DIR/config.resolved.yaml, meta.json (versions, git SHA), results.parquet (one "
-            "row per policy x seed x evaluation episode), summary.md (means, 95%% CIs, paired differences), "
+            "row per policy x seed x evaluation episode), summary.md (means, 95% CIs, paired differences), "
             "plots/*.png, tensorboard/ and models/. Re-running skips finished cells; a killed run keeps "
             "every finished cell."
         ),
@@ -89,7 +89,7 @@ def add_parsers(sub: Any) -> None:
         help="CI gate: re-run a pinned config and compare policy returns with a stored baseline",
         description=(
             "Re-run CONFIG in a temporary directory and compare each policy's mean return and key metrics "
-            "with BASELINE: exact for the simulator, baselines and bandits, within 10%% for SB3-trained "
+            "with BASELINE: exact for the simulator, baselines and bandits, within 10% for SB3-trained "
             "policies (floating point differs across machines). Exits 1 and prints what moved on a "
             "regression."
         ),

@@ -156,6 +156,27 @@ def test_console_script_help_describes_commands():
     assert "--scenario" in sim_help.stdout and "--log" in sim_help.stdout
 
 
+def test_every_subcommand_help_renders_without_escaped_percent_signs():
+    import argparse
+
+    from experiments.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    found += parsers(child)
+        return found
+
+    every = parsers(build_parser())
+    assert len(every) > 15
+    for parser in every:
+        text = parser.format_help()
+        # A description is printed as written: "95%%" would reach the reader doubled.
+        assert "%%" not in text, (parser.prog, text[text.index("%%") - 60 : text.index("%%") + 10])
+
+
 def test_bench_sim_json_reports_throughput_limit_and_memory():
     result = subprocess.run(
         [
