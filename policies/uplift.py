@@ -20,7 +20,9 @@ regression trees (Huber loss by default, since a shopper's margin is heavy-taile
   about a seventh of the outcome's); the T-learner then ranks on the difference of two noisy fits,
   while the X-learner regularizes the effect itself. ``shopgym uplift-check`` measures the two.
 
-An incentive with fewer than ``min_arm_samples`` logged decisions (for the X-learner, either it
+``arms`` (incentive names, ``none`` among them; default every incentive) limits the experiment
+to the incentives a shop wants to test: each gets a larger share of the log, and the others are
+never given. An incentive with fewer than ``min_arm_samples`` logged decisions (for the X-learner, either it
 or ``none``) is never chosen. The greedy rule gives the incentive with the highest predicted
 reward (T) or effect against ``none`` (X, where ``none`` scores 0) minus ``lambda * cost`` (the
 budget's price, as for every bandit) where it beats ``none`` by at least ``min_uplift``.
@@ -76,7 +78,9 @@ class UpliftLearner(Bandit):
         effect_subsample: float = 0.5,
         budget_per_decision: float | None = None,
         pacing_rate: float = 0.01,
+        arms: list[str] | None = None,
     ) -> None:
+        arm_mask = _arm_mask(spec, arms)
         for name, value, low, high in (
             ("log_size", log_size, 1, MAX_LOG_SIZE),
             ("n_estimators", n_estimators, 1, 2_000),
@@ -119,7 +123,10 @@ class UpliftLearner(Bandit):
             effect_depth=effect_depth,
             effect_learning_rate=effect_learning_rate,
             effect_subsample=effect_subsample,
+            arms=None if arms is None else list(arms),
         )
+        #: The incentives the experiment randomizes over (and so the only ones it can learn).
+        self.arms = arm_mask
         self.log_size = log_size
         self.n_estimators, self.max_depth = n_estimators, max_depth
         self.learning_rate, self.min_samples_leaf = float(learning_rate), min_samples_leaf
@@ -144,7 +151,7 @@ class UpliftLearner(Bandit):
         if deterministic:
             self.experimenting = False  # its own choices are no experiment: the log is closed
             return _masked_argmax(self._greedy_scores(obs), allowed)
-        return _masked_argmax(np.zeros(allowed.shape), allowed, self.rng)  # the randomized experiment
+        return _masked_argmax(np.zeros(allowed.shape), allowed & self.arms, self.rng)  # the experiment
 
     def predicted_rewards(self, obs: Floats) -> Floats:
         """``(n, n_actions)``: each incentive's predicted reward (``-inf`` where it has no model).
@@ -244,6 +251,27 @@ class UpliftLearner(Bandit):
         self.trees_model = dict(model)
         self.logged = self._fitted_at = 0
         self.experimenting = not any(model.get("trained", []))  # a fitted policy's experiment is over
+
+
+def _arm_mask(spec: EnvSpec, arms: list[str] | None) -> NDArray[np.bool_]:
+    """Which incentives ``arms`` names (all when ``None``); ``none`` must be one of them."""
+    mask = np.ones(spec.n_actions, dtype=bool)
+    if arms is None:
+        return mask
+    if not isinstance(arms, list | tuple) or not all(isinstance(a, str) for a in arms) or len(arms) < 2:
+        shown = repr(arms)[:200]
+        raise ValueError(
+            f"uplift: arms must list two or more incentive names, e.g. [none, referral_10]; got {shown}"
+        )
+    mask[:] = False
+    for name in arms:
+        mask[spec.action(name)] = True  # an unknown name: a clear error naming the incentives
+    if not mask[0] or len(set(arms)) != len(arms):
+        raise ValueError(
+            f"uplift: arms must name {spec.action_names[0]!r} (effects are measured against it) and "
+            f"each incentive once; got {list(arms)}"[:300]
+        )
+    return mask
 
 
 def _untrained(spec: EnvSpec) -> dict[str, Any]:

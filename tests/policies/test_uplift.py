@@ -150,3 +150,28 @@ def test_its_own_greedy_choices_are_not_logged_as_the_experiment(logged):
     chosen = policy.predict(obs[2000:], deterministic=True, action_masks=masks[2000:])[0]
     policy.update(obs[2000:], chosen, np.full(chosen.size, 100.0))  # feedback on its own choices
     assert policy.logged == 2000 and policy.greedy_model() == before
+
+
+def test_its_experiment_can_be_limited_to_the_incentives_a_shop_wants_to_test(logged, tmp_path):
+    env, obs, masks = logged
+    names = list(env.unwrapped.scenario.incentives[i].name for i in range(env.action_space.n))
+    arms = ["none", "coupon_10", "referral_10"]
+    policy = make_policy("uplift", env, seed=0, n_estimators=30, min_arm_samples=100, arms=arms)
+    actions = policy.predict(obs, action_masks=masks)[0]
+    chosen = {names[a] for a in np.unique(actions)}
+    assert chosen == set(arms)  # every arm tested, no other incentive given
+    rewards = np.where(actions == names.index("referral_10"), 1.0, 0.0)
+    policy.update(obs, actions, rewards + np.random.default_rng(2).normal(0.0, 0.1, obs.shape[0]))
+    greedy = policy.predict(obs, deterministic=True, action_masks=masks)[0]
+    assert {names[a] for a in np.unique(greedy)} <= set(arms)
+    assert (greedy == names.index("referral_10")).mean() > 0.9
+    policy.save(tmp_path / "arms")
+    again = load_policy(tmp_path / "arms")
+    assert list(again.arms) == list(policy.arms)
+    assert (again.predict(obs, deterministic=True, action_masks=masks)[0] == greedy).all()
+    with pytest.raises(ValueError, match=r"incentive 'coupon_99' not in the scenario"):
+        make_policy("uplift", env, seed=0, arms=["none", "coupon_99"])
+    with pytest.raises(ValueError, match=r"arms must name 'none' \(effects are measured against it\)"):
+        make_policy("uplift", env, seed=0, arms=["coupon_10", "referral_10"])
+    with pytest.raises(ValueError, match=r"arms must list two or more incentive names"):
+        make_policy("uplift", env, seed=0, arms="referral_10")
