@@ -357,13 +357,13 @@ class TreesRule:
     ``min_uplift`` added: another incentive must beat it by that much.
     """
 
-    feature: Ids
+    feature: Ids  # a leaf splits on feature 0 at +inf and is its own child: the walk stays there
     threshold: Floats
     left: Ids
     right: Ids
     value: Floats
     roots: Ids
-    actions: Ids
+    owner: Floats  # (trees, n_actions): 1 where a tree belongs to the incentive, else 0
     depth: int
     bias: Floats
     trained: Masks
@@ -374,14 +374,12 @@ class TreesRule:
         x = np.asarray(obs, dtype=np.float32).astype(np.float64)
         total = np.tile(self.bias, (x.shape[0], 1))
         if self.roots.size:
-            node = np.tile(self.roots, (x.shape[0], 1))
+            node = np.broadcast_to(self.roots, (x.shape[0], self.roots.size))
             rows = np.arange(x.shape[0])[:, None]
-            for _ in range(self.depth):
-                split = self.feature[node]
-                inner = split >= 0
-                go_left = x[rows, np.maximum(split, 0)] <= self.threshold[node]
-                node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-            np.add.at(total.T, self.actions, self.value[node].T)
+            for _ in range(self.depth):  # every tree one level down at once; leaves stay put
+                go_left = x[rows, self.feature[node]] <= self.threshold[node]
+                node = np.where(go_left, self.left[node], self.right[node])
+            total += self.value[node] @ self.owner
         total[:, 0] += self.min_uplift
         return np.where(self.trained, total, -np.inf)
 
@@ -446,14 +444,18 @@ def trees_rule(model: Mapping[str, Any], n_fields: int, n_actions: int) -> Trees
     if any(not trained[a] for a in actions):
         raise ValueError("decision model 'trees': a tree belongs to an incentive marked untrained")
     joined = {key: np.concatenate(parts[key]) if trees else np.zeros(0) for key in parts}
+    leaf = joined["feature"] < 0
+    nodes = np.arange(leaf.size)
+    owner = np.zeros((len(trees), n_actions))
+    owner[np.arange(len(trees)), np.array(actions, dtype=np.int64)] = 1.0
     return TreesRule(
-        feature=joined["feature"].astype(np.int64),
-        threshold=joined["threshold"],
-        left=joined["left"].astype(np.int64),
-        right=joined["right"].astype(np.int64),
+        feature=np.where(leaf, 0, joined["feature"]).astype(np.int64),
+        threshold=np.where(leaf, np.inf, joined["threshold"]),
+        left=np.where(leaf, nodes, joined["left"]).astype(np.int64),
+        right=np.where(leaf, nodes, joined["right"]).astype(np.int64),
         value=joined["value"],
         roots=np.array(roots, dtype=np.int64),
-        actions=np.array(actions, dtype=np.int64),
+        owner=owner,
         depth=depth,
         bias=_vector(model, "bias", (n_actions,)),
         trained=np.array(trained, dtype=bool),
