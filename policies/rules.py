@@ -353,8 +353,9 @@ class TreesRule:
 
     Each node is split as scikit-learn splits it (``x[feature] <= threshold`` goes left, on the
     feature cast to float32); leaves carry their (already learning-rate scaled) values.
-    Incentives without trees (``trained`` false) are never chosen, and ``none`` (0) gets
-    ``min_uplift`` added: another incentive must beat it by that much.
+    Incentives without trees (``trained`` false) are never chosen, and the ``baseline``
+    incentive (``none``, 0, unless the model names another) gets ``min_uplift`` added: another
+    incentive must beat it by that much.
     """
 
     feature: Ids  # a leaf splits on feature 0 at +inf and is its own child: the walk stays there
@@ -368,6 +369,7 @@ class TreesRule:
     bias: Floats
     trained: Masks
     min_uplift: float
+    baseline: int
 
     def scores(self, obs: Floats) -> Floats:
         """``(n, n_actions)`` predicted rewards (``-inf`` for untrained incentives)."""
@@ -380,7 +382,7 @@ class TreesRule:
                 go_left = x[rows, self.feature[node]] <= self.threshold[node]
                 node = np.where(go_left, self.left[node], self.right[node])
             total += self.value[node] @ self.owner
-        total[:, 0] += self.min_uplift
+        total[:, self.baseline] += self.min_uplift
         return np.where(self.trained, total, -np.inf)
 
     def decide(self, obs: Floats, masks: Masks) -> Ids:
@@ -460,7 +462,18 @@ def trees_rule(model: Mapping[str, Any], n_fields: int, n_actions: int) -> Trees
         bias=_vector(model, "bias", (n_actions,)),
         trained=np.array(trained, dtype=bool),
         min_uplift=_number(model, "min_uplift", 0.0),
+        baseline=_baseline(model, n_actions),
     )
+
+
+def _baseline(model: Mapping[str, Any], n_actions: int) -> int:
+    """The incentive the others must beat by ``min_uplift`` (``none``, 0, when the model names none)."""
+    baseline = model.get("baseline", 0)
+    if isinstance(baseline, bool) or not isinstance(baseline, int) or not 0 <= baseline < n_actions:
+        raise ValueError(
+            f"decision model 'trees': baseline={baseline!r} must be an incentive id in [0, {n_actions})"
+        )
+    return baseline
 
 
 # ---- building a rule from its decision model --------------------------------------------------

@@ -22,10 +22,14 @@ regression trees (Huber loss by default, since a shopper's margin is heavy-taile
 
 ``arms`` (incentive names, ``none`` among them; default every incentive) limits the experiment
 to the incentives a shop wants to test: each gets a larger share of the log, and the others are
-never given. An incentive with fewer than ``min_arm_samples`` logged decisions (for the X-learner, either it
-or ``none``) is never chosen. The greedy rule gives the incentive with the highest predicted
-reward (T) or effect against ``none`` (X, where ``none`` scores 0) minus ``lambda * cost`` (the
-budget's price, as for every bandit) where it beats ``none`` by at least ``min_uplift``.
+never given. ``baseline`` (default ``none``) is the incentive the X-learner measures effects
+against and every other must beat by ``min_uplift``: a shop whose default is already an
+incentive (say a referral bonus for everyone) asks where to deviate from it, a champion and
+its challengers. An incentive with fewer than ``min_arm_samples`` logged decisions (for the
+X-learner, either it or the baseline) is never chosen. The greedy rule gives the incentive with
+the highest predicted reward (T) or effect against the baseline (X, where the baseline scores
+0) minus ``lambda * cost`` (the budget's price, as for every bandit) where it beats the
+baseline by at least ``min_uplift``.
 
 The fitted trees are saved as JSON arrays and decided by :class:`policies.rules.TreesRule`, in
 numpy alone, in process and in the exported runtime (an X-learner's two effect models of one
@@ -79,8 +83,12 @@ class UpliftLearner(Bandit):
         budget_per_decision: float | None = None,
         pacing_rate: float = 0.01,
         arms: list[str] | None = None,
+        baseline: str | None = None,
     ) -> None:
         arm_mask = _arm_mask(spec, arms)
+        base = 0 if baseline is None else spec.action(baseline)
+        if not arm_mask[base]:
+            raise ValueError(f"uplift: baseline {baseline!r} must be one of the arms {arms}"[:300])
         for name, value, low, high in (
             ("log_size", log_size, 1, MAX_LOG_SIZE),
             ("n_estimators", n_estimators, 1, 2_000),
@@ -124,7 +132,10 @@ class UpliftLearner(Bandit):
             effect_learning_rate=effect_learning_rate,
             effect_subsample=effect_subsample,
             arms=None if arms is None else list(arms),
+            baseline=baseline,
         )
+        #: The incentive effects are measured against (X-learner) and others must beat by ``min_uplift``.
+        self.baseline = base
         #: The incentives the experiment randomizes over (and so the only ones it can learn).
         self.arms = arm_mask
         self.log_size = log_size
@@ -188,7 +199,7 @@ class UpliftLearner(Bandit):
         obs = np.concatenate([batch[0] for batch in self._log])
         actions = np.concatenate([batch[1] for batch in self._log])
         rewards = np.concatenate([batch[2] for batch in self._log])
-        model = _untrained(self.spec)
+        model = _untrained(self.spec, self.baseline)
         fitted = [
             self._boosted(obs[rows], rewards[rows]) if rows.sum() >= self.min_arm_samples else None
             for rows in (actions == arm for arm in range(self.spec.n_actions))
@@ -197,15 +208,15 @@ class UpliftLearner(Bandit):
             for arm, regressor in enumerate(fitted):
                 if regressor is not None:
                     _add_ensemble(model, arm, regressor, 1.0)
-        elif fitted[0] is not None:
-            _mark_trained(model, 0, 0.0)  # effects are against none, whose own effect is 0
-            control = actions == 0
-            for arm, regressor in enumerate(fitted[1:], start=1):
-                if regressor is None:
+        elif (reference := fitted[self.baseline]) is not None:
+            _mark_trained(model, self.baseline, 0.0)  # effects are against the baseline: its own is 0
+            control = actions == self.baseline
+            for arm, regressor in enumerate(fitted):
+                if regressor is None or arm == self.baseline:
                     continue
                 treated = actions == arm
                 propensity = treated.sum() / (treated.sum() + control.sum())
-                imputed_treated = rewards[treated] - fitted[0].predict(obs[treated])
+                imputed_treated = rewards[treated] - reference.predict(obs[treated])
                 imputed_control = regressor.predict(obs[control]) - rewards[control]
                 # Kunzel et al.: tau = g tau_control + (1 - g) tau_treated, g the propensity.
                 for rows, imputed, weight in (
@@ -274,7 +285,7 @@ def _arm_mask(spec: EnvSpec, arms: list[str] | None) -> NDArray[np.bool_]:
     return mask
 
 
-def _untrained(spec: EnvSpec) -> dict[str, Any]:
+def _untrained(spec: EnvSpec, baseline: int = 0) -> dict[str, Any]:
     """A decision model with no trees: only ``none`` (action 0) may be chosen."""
     return {
         "rule": "trees",
@@ -284,6 +295,7 @@ def _untrained(spec: EnvSpec) -> dict[str, Any]:
         "trained": [False] * spec.n_actions,
         "bias": [0.0] * spec.n_actions,
         "min_uplift": 0.0,
+        "baseline": baseline,
         "trees": [],
     }
 

@@ -175,3 +175,33 @@ def test_its_experiment_can_be_limited_to_the_incentives_a_shop_wants_to_test(lo
         make_policy("uplift", env, seed=0, arms=["coupon_10", "referral_10"])
     with pytest.raises(ValueError, match=r"arms must list two or more incentive names"):
         make_policy("uplift", env, seed=0, arms="referral_10")
+
+
+def test_against_a_baseline_incentive_it_deviates_only_where_another_beats_it(logged, tmp_path):
+    env, obs, masks = logged
+    names = [i.name for i in env.unwrapped.scenario.incentives]
+    arms = ["none", "coupon_10", "referral_10"]
+    referral, coupon = names.index("referral_10"), names.index("coupon_10")
+    policy = make_policy(
+        "uplift", env, seed=0, n_estimators=30, min_arm_samples=100, arms=arms, baseline="referral_10"
+    )
+    actions = policy.predict(obs, action_masks=masks)[0]
+    high = obs[:, 0] > np.median(obs[:, 0])
+    # The referral is worth 1 to everyone; the coupon 2 where field 0 is high, 0 elsewhere.
+    rewards = np.select([actions == referral, actions == coupon], [1.0, np.where(high, 2.0, 0.0)], 0.0)
+    policy.update(obs, actions, rewards + np.random.default_rng(3).normal(0.0, 0.1, obs.shape[0]))
+    model = policy.greedy_model()
+    assert model["baseline"] == referral and model["trained"][referral]
+    chosen = policy.predict(obs, deterministic=True, action_masks=masks)[0]
+    assert (chosen[high] == coupon).mean() > 0.9
+    assert (chosen[~high] == referral).mean() > 0.9
+    policy.save(tmp_path / "champion")
+    again = load_policy(tmp_path / "champion")
+    assert (again.predict(obs, deterministic=True, action_masks=masks)[0] == chosen).all()
+    bad = {**json.loads(json.dumps(model)), "baseline": len(names)}
+    with pytest.raises(
+        ValueError, match=rf"baseline={len(names)} must be an incentive id in \[0, {len(names)}\)"
+    ):
+        trees_rule(bad, obs.shape[1], len(names))
+    with pytest.raises(ValueError, match=r"baseline 'coupon_20' must be one of the arms"):
+        make_policy("uplift", env, seed=0, arms=arms, baseline="coupon_20")
