@@ -20,7 +20,7 @@ regression trees (Huber loss by default, since a shopper's margin is heavy-taile
   about a seventh of the outcome's); the T-learner then ranks on the difference of two noisy fits,
   while the X-learner regularizes the effect itself. ``shopgym uplift-check`` measures the two.
 
-``arms`` (incentive names, ``none`` among them; default every incentive) limits the experiment
+``arms`` (incentive names, the baseline among them; default every incentive) limits the experiment
 to the incentives a shop wants to test: each gets a larger share of the log, and the others are
 never given. ``baseline`` (default ``none``) is the incentive the X-learner measures effects
 against and every other must beat by ``min_uplift``: a shop whose default is already an
@@ -86,9 +86,12 @@ class UpliftLearner(Bandit):
         baseline: str | None = None,
     ) -> None:
         arm_mask = _arm_mask(spec, arms)
-        base = 0 if baseline is None else spec.action(baseline)
+        base = spec.action(spec.action_names[0] if baseline is None else baseline)
         if not arm_mask[base]:
-            raise ValueError(f"uplift: baseline {baseline!r} must be one of the arms {arms}"[:300])
+            raise ValueError(
+                f"uplift: arms must include the baseline {spec.action_names[base]!r} (effects are "
+                f"measured against it); got {list(arms or [])}"[:300]
+            )
         for name, value, low, high in (
             ("log_size", log_size, 1, MAX_LOG_SIZE),
             ("n_estimators", n_estimators, 1, 2_000),
@@ -265,7 +268,7 @@ class UpliftLearner(Bandit):
 
 
 def _arm_mask(spec: EnvSpec, arms: list[str] | None) -> NDArray[np.bool_]:
-    """Which incentives ``arms`` names (all when ``None``); ``none`` must be one of them."""
+    """Which incentives ``arms`` names (all when ``None``), each once."""
     mask = np.ones(spec.n_actions, dtype=bool)
     if arms is None:
         return mask
@@ -277,11 +280,8 @@ def _arm_mask(spec: EnvSpec, arms: list[str] | None) -> NDArray[np.bool_]:
     mask[:] = False
     for name in arms:
         mask[spec.action(name)] = True  # an unknown name: a clear error naming the incentives
-    if not mask[0] or len(set(arms)) != len(arms):
-        raise ValueError(
-            f"uplift: arms must name {spec.action_names[0]!r} (effects are measured against it) and "
-            f"each incentive once; got {list(arms)}"[:300]
-        )
+    if len(set(arms)) != len(arms):
+        raise ValueError(f"uplift: arms must name each incentive once; got {list(arms)}"[:300])
     return mask
 
 

@@ -171,8 +171,12 @@ def test_its_experiment_can_be_limited_to_the_incentives_a_shop_wants_to_test(lo
     assert (again.predict(obs, deterministic=True, action_masks=masks)[0] == greedy).all()
     with pytest.raises(ValueError, match=r"incentive 'coupon_99' not in the scenario"):
         make_policy("uplift", env, seed=0, arms=["none", "coupon_99"])
-    with pytest.raises(ValueError, match=r"arms must name 'none' \(effects are measured against it\)"):
+    with pytest.raises(
+        ValueError, match=r"arms must include the baseline 'none' \(effects are measured against it\)"
+    ):
         make_policy("uplift", env, seed=0, arms=["coupon_10", "referral_10"])
+    with pytest.raises(ValueError, match=r"arms must name each incentive once"):
+        make_policy("uplift", env, seed=0, arms=["none", "coupon_10", "coupon_10"])
     with pytest.raises(ValueError, match=r"arms must list two or more incentive names"):
         make_policy("uplift", env, seed=0, arms="referral_10")
 
@@ -203,5 +207,5 @@ def test_against_a_baseline_incentive_it_deviates_only_where_another_beats_it(lo
         ValueError, match=rf"baseline={len(names)} must be an incentive id in \[0, {len(names)}\)"
     ):
         trees_rule(bad, obs.shape[1], len(names))
-    with pytest.raises(ValueError, match=r"baseline 'coupon_20' must be one of the arms"):
+    with pytest.raises(ValueError, match=r"arms must include the baseline 'coupon_20'"):
         make_policy("uplift", env, seed=0, arms=arms, baseline="coupon_20")
