@@ -363,8 +363,9 @@ class TreesRule:
     left: Ids
     right: Ids
     value: Floats
-    roots: Ids
-    owner: Floats  # (trees, n_actions): 1 where a tree belongs to the incentive, else 0
+    roots: Ids  # grouped by incentive: trees of one incentive are consecutive
+    starts: Ids  # where each incentive's group of trees starts in ``roots``
+    owners: Ids  # the incentive of each group
     depth: int
     bias: Floats
     trained: Masks
@@ -381,7 +382,7 @@ class TreesRule:
             for _ in range(self.depth):  # every tree one level down at once; leaves stay put
                 go_left = x[rows, self.feature[node]] <= self.threshold[node]
                 node = np.where(go_left, self.left[node], self.right[node])
-            total += self.value[node] @ self.owner
+            total[:, self.owners] += np.add.reduceat(self.value[node], self.starts, axis=1)
         total[:, self.baseline] += self.min_uplift
         return np.where(self.trained, total, -np.inf)
 
@@ -448,16 +449,18 @@ def trees_rule(model: Mapping[str, Any], n_fields: int, n_actions: int) -> Trees
     joined = {key: np.concatenate(parts[key]) if trees else np.zeros(0) for key in parts}
     leaf = joined["feature"] < 0
     nodes = np.arange(leaf.size)
-    owner = np.zeros((len(trees), n_actions))
-    owner[np.arange(len(trees)), np.array(actions, dtype=np.int64)] = 1.0
+    by_owner = np.argsort(np.array(actions, dtype=np.int64), kind="stable")
+    owner_of = np.array(actions, dtype=np.int64)[by_owner]
+    starts = np.flatnonzero(np.r_[True, owner_of[1:] != owner_of[:-1]]) if trees else np.zeros(0, np.int64)
     return TreesRule(
         feature=np.where(leaf, 0, joined["feature"]).astype(np.int64),
         threshold=np.where(leaf, np.inf, joined["threshold"]),
         left=np.where(leaf, nodes, joined["left"]).astype(np.int64),
         right=np.where(leaf, nodes, joined["right"]).astype(np.int64),
         value=joined["value"],
-        roots=np.array(roots, dtype=np.int64),
-        owner=owner,
+        roots=np.array(roots, dtype=np.int64)[by_owner],
+        starts=starts.astype(np.int64),
+        owners=owner_of[starts],
         depth=depth,
         bias=_vector(model, "bias", (n_actions,)),
         trained=np.array(trained, dtype=bool),
